@@ -1,0 +1,92 @@
+"""`models` and `complexity`: the registry and what each variant costs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..formatting import FORMATS, human, render
+
+
+def _names(pattern: str) -> list[str]:
+    from ..registry import closest_names, list_models
+
+    names = list_models(pattern)
+    if not names:
+        close = closest_names(pattern.replace("*", ""))
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise ValueError(f"no variant matches {pattern!r}{hint} (patterns use * and ?)")
+    return names
+
+
+def _add_format(p: argparse.ArgumentParser, default: str = "table") -> None:
+    p.add_argument("--format", choices=FORMATS, default=default,
+                   help=f"output format (default {default})")
+
+
+def add_models_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet56*'")
+    _add_format(p)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..registry import get_spec
+
+    rows = []
+    for name in _names(args.pattern):
+        f = get_spec(name).factors()
+        rows.append({"model": f["name"], "family": f["family"], "depth": f["depth"],
+                     "block": f["block"], "shortcut": f["shortcut"] or "-",
+                     "stem": f["stem"], "layers": "/".join(map(str, f["layers"])),
+                     "widths": "/".join(map(str, f["widths"])),
+                     "num_classes": f["num_classes"], "stride_in": f["stride_in"]})
+    sys.stdout.write(render(pd.DataFrame(rows), args.format))
+    return 0
+
+
+def add_complexity_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet56*'")
+    _add_format(p)
+    p.add_argument("--input-size", type=int, default=None, metavar="N",
+                   help="square input side (default: 32 for CIFAR variants, 224 for ImageNet)")
+    p.add_argument("--no-fvcore", action="store_true",
+                   help="skip fvcore's FLOP count (its jit trace is the slow part)")
+
+
+def run_complexity(args: argparse.Namespace) -> int:
+    from ..complexity import complexity_table
+
+    if args.input_size is not None and args.input_size < 1:
+        raise ValueError(f"--input-size must be a positive integer; got {args.input_size}")
+    df = complexity_table(_names(args.pattern), input_size=args.input_size,
+                          with_fvcore=not args.no_fvcore, progress=True)
+    if args.format in ("table", "markdown", "latex"):
+        df = _readable(df)
+    sys.stdout.write(render(df, args.format))
+    if args.format == "table":
+        print("\nMACs = conv + fc multiply-accumulates (the paper's \"FLOPs\"); fvcore adds "
+              "BN and pooling. Paper: Table 6 params (CIFAR, option A), Table 1 FLOPs "
+              "(ImageNet; plain/A at 18/34, B from 50).")
+    return 0
+
+
+def _readable(df):
+    out = df.copy()
+    for col in ("params", "macs", "fvcore_flops", "activations"):
+        out[col] = out[col].map(lambda v: "" if v is None or v != v else f"{int(v):,}")
+    out["paper_params"] = df["paper_params_text"].fillna("")
+    out = out.drop(columns=["paper_params_text"])
+    out["paper_flops"] = df["paper_flops"].map(human)
+    out["vs_paper_pct"] = df["vs_paper_pct"].map(
+        lambda v: "" if v is None or v != v else f"{v:+.1f}%")
+    return out.rename(columns={"paper_params": "params (paper)", "paper_flops": "FLOPs (paper)",
+                               "vs_paper_pct": "ours vs paper", "fvcore_flops": "fvcore FLOPs",
+                               "macs": "MACs"})
+
+
+COMMANDS = [
+    ("models", "list variants and their factors", add_models_args, run_models),
+    ("complexity", "params, MACs and fvcore FLOPs of variants, beside the paper's",
+     add_complexity_args, run_complexity),
+]

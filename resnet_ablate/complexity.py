@@ -1,0 +1,146 @@
+"""Parameters, MACs and activations of a variant, per stage and in total.
+
+"MACs" are the multiply-accumulates of conv and linear layers (bias adds ignored): what the
+paper and torchvision call FLOPs. They are counted from the shapes seen in one real forward
+pass. `fvcore_flops` is fvcore's FlopCountAnalysis total, which adds batch norm and pooling.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import nn
+
+from .reference import paper_complexity
+from .registry import create_model
+from .spec import VariantSpec
+
+
+def _stage_of(qualname: str) -> str:
+    top = qualname.split(".", 1)[0]
+    if top.startswith("layer"):
+        return top
+    return "head" if top in ("fc", "avgpool", "final_norm") else "stem"
+
+
+def _input_shape(model: nn.Module, input_size: int | tuple | None) -> tuple[int, ...]:
+    spec: VariantSpec | None = getattr(model, "spec", None)
+    in_chans = spec.in_chans if spec is not None else 3
+    if input_size is None:
+        input_size = spec.input_size if spec is not None else 224
+    if isinstance(input_size, int):
+        return (1, in_chans, input_size, input_size)
+    if len(input_size) == 2:
+        return (1, in_chans, *input_size)
+    if len(input_size) == 3:
+        return (1, *input_size)
+    raise ValueError(f"input_size must be N, (H, W) or (C, H, W); got {input_size!r}")
+
+
+def fvcore_flops(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """fvcore's total and its per-stage split (BN and pooling included)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation notices from fvcore's tracer
+        from fvcore.nn import FlopCountAnalysis
+
+        analysis = FlopCountAnalysis(model, x)
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        by_module = analysis.by_module()
+    per_stage: dict[str, int] = defaultdict(int)
+    for name, flops in by_module.items():
+        if name and "." not in name:
+            per_stage[_stage_of(name)] += int(flops)
+    return int(analysis.total()), dict(per_stage)
+
+
+def complexity(name_or_model: str | nn.Module, input_size: int | tuple | None = None,
+               with_fvcore: bool = True) -> dict[str, Any]:
+    """Params, MACs (conv + linear), fvcore's FLOPs and activations at batch 1.
+
+    input_size: side length, (H, W) or (C, H, W); default the spec's (32 CIFAR, 224 ImageNet).
+    Returns totals plus `stages`: one row per stem / layerK / head.
+    """
+    model = create_model(name_or_model) if isinstance(name_or_model, str) else name_or_model
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(_input_shape(model, input_size))
+    stage_macs: dict[str, int] = defaultdict(int)
+    stage_acts: dict[str, int] = defaultdict(int)
+    stage_shape: dict[str, tuple] = {}
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor, qualname: str) -> None:
+        stage = _stage_of(qualname)
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            per_output = module.in_channels // module.groups * kh * kw
+        else:
+            per_output = module.in_features
+        stage_macs[stage] += output.numel() * per_output
+        stage_acts[stage] += output.numel()
+        stage_shape[stage] = tuple(output.shape[1:])
+
+    handles = [m.register_forward_hook(lambda mod, i, o, q=q: count(mod, i, o, q))
+               for q, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    stage_params: dict[str, int] = defaultdict(int)
+    for qualname, p in model.named_parameters():
+        stage_params[_stage_of(qualname)] += p.numel()
+    flops_total, stage_flops = fvcore_flops(model, x) if with_fvcore else (None, {})
+    model.train(was_training)
+
+    order = ["stem"] + sorted((s for s in stage_macs if s.startswith("layer")),
+                              key=lambda s: int(s[5:])) + ["head"]
+    stages = [{"stage": s, "params": stage_params.get(s, 0), "macs": stage_macs.get(s, 0),
+               "activations": stage_acts.get(s, 0), "output_shape": stage_shape.get(s),
+               **({"fvcore_flops": stage_flops.get(s, 0)} if with_fvcore else {})}
+              for s in order]
+    spec = getattr(model, "spec", None)
+    result: dict[str, Any] = {
+        "model": spec.name if spec is not None else type(model).__name__,
+        "input_size": tuple(x.shape[1:]),
+        "params": sum(stage_params.values()),
+        "macs": sum(stage_macs.values()),
+        "fvcore_flops": flops_total,
+        "activations": sum(stage_acts.values()),
+        "stages": stages,
+    }
+    if spec is not None and input_size in (None, spec.input_size):
+        result.update(paper_complexity(spec))
+    return result
+
+
+def complexity_table(names: list[str], input_size: int | None = None,
+                     with_fvcore: bool = True, progress: bool = False):
+    """One row per variant: factors, our counts, and the paper's where it gives them."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .registry import get_spec
+
+    rows = []
+    for name in tqdm(names, desc="complexity", unit="model", disable=not progress or None,
+                     leave=False):
+        spec = get_spec(name)
+        c = complexity(name, input_size=input_size, with_fvcore=with_fvcore)
+        paper_params, paper_flops = c.get("paper_params"), c.get("paper_flops")
+        delta = (c["params"] / paper_params - 1 if paper_params
+                 else c["macs"] / paper_flops - 1 if paper_flops else None)
+        rows.append({
+            "model": spec.name, "family": spec.family, "depth": spec.depth,
+            "block": spec.block, "shortcut": spec.shortcut or "-",
+            "input": "x".join(map(str, c["input_size"])),
+            "params": c["params"], "paper_params": paper_params,
+            "paper_params_text": c.get("paper_params_text"),
+            "macs": c["macs"], "paper_flops": paper_flops,
+            "vs_paper_pct": None if delta is None else round(100 * delta, 2),
+            "fvcore_flops": c["fvcore_flops"], "activations": c["activations"],
+        })
+    return pd.DataFrame(rows)
