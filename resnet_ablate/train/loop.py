@@ -1,0 +1,340 @@
+"""The training loop: iterations of SGD under a protocol, read top to bottom.
+
+Per-iteration losses stay on the device and are read back every `log_every` iterations
+(or every iteration during the warm-up, which needs them), so the step itself never waits
+for the device.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..protocol import Protocol
+from .checkpoint import save_checkpoint, strip_module_prefix
+from .distributed import Dist
+from .progress import Progress
+from .record import History, RunRecord
+from .responses import layer_response_std
+from .schedule import build_scheduler, step_schedule
+
+
+@dataclass
+class Outcome:
+    status: str  # finished | diverged | failed | interrupted
+    exit_code: int
+    summary: dict[str, Any] | None = None
+
+
+class Trainer:
+    def __init__(self, *, model: nn.Module, protocol: Protocol, data, device: torch.device,
+                 dist: Dist, run_dir: Path, record: RunRecord | None, tracker, progress: Progress,
+                 amp: bool, channels_last: bool, compile: bool, checkpoint_every: int,
+                 keep_checkpoints: int, log_every: int, identity: dict[str, Any],
+                 responses: bool) -> None:
+        self.model = model  # the plain module: its state_dict has no wrapper prefixes
+        self.protocol = protocol
+        self.data = data
+        self.device = device
+        self.dist = dist
+        self.run_dir = run_dir
+        self.record = record
+        self.tracker = tracker
+        self.progress = progress
+        self.amp = amp
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.log_every = log_every
+        self.identity = identity
+        self.record_responses = responses
+        self.depth = model.spec.depth
+
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr,
+                                         momentum=protocol.momentum,
+                                         weight_decay=protocol.weight_decay,
+                                         nesterov=protocol.nesterov)
+        self.scheduler = build_scheduler(self.optimizer, protocol, self.depth)
+        self.schedule = step_schedule(self.scheduler)
+        net: nn.Module = model
+        if dist.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = torch.compile(net) if compile else net
+
+        self.iteration = 0
+        self.history = History()
+        self.best = {"val_err": math.inf, "iteration": 0, "test_err": math.nan}
+        self.pending: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+        self.train_time = 0.0
+        self.images_seen = 0
+        self.window_start = time.perf_counter()
+        self.window_images = 0
+        self.diverged_at: int | None = None
+        self.stop_signal: int | None = None
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "iteration": self.iteration,
+            "model": strip_module_prefix(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data": self.data.state_dict(),
+            "rng": rng,
+            "history": self.history.state_dict(),
+            "best": dict(self.best),
+            "counters": {"train_time": self.train_time, "images_seen": self.images_seen},
+            "identity": self.identity,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(strip_module_prefix(state["model"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data.load_state_dict(state["data"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.iteration = int(state["iteration"])
+        self.history = History.from_state(state["history"])
+        self.best = dict(state["best"])
+        self.train_time = float(state["counters"]["train_time"])
+        self.images_seen = int(state["counters"]["images_seen"])
+
+    # ---------------------------------------------------------------- signals
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            print(f"\nresnet-ablate: {signal.Signals(signum).name} received; saving a checkpoint "
+                  "at the end of this iteration", file=sys.stderr, flush=True)
+
+    # ---------------------------------------------------------------- steps
+    def _autocast(self):
+        if not self.amp:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _step(self) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        x, y = self.data.next()
+        x = x.contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            logits = self.net(x)
+        loss = F.cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        err = (logits.argmax(1) != y).float().mean()
+        self.pending.append((lr, loss.detach(), err.detach()))
+        n = self.protocol.batch_size  # global batch: every rank's share
+        self.images_seen += n
+        self.window_images += n
+
+    def _flush(self) -> None:
+        """Read back pending per-iteration losses: history, divergence check, logging."""
+        if not self.pending:
+            return
+        values = torch.stack([torch.stack([l, e]) for _, l, e in self.pending]).float()
+        values = self.dist.all_reduce_mean(values).cpu().double()
+        first = self.iteration - len(self.pending) + 1
+        for k, (lr, _, _) in enumerate(self.pending):
+            loss, err = values[k].tolist()
+            self.history.append(first + k, lr, loss, 100.0 * err)
+            if self.diverged_at is None and not math.isfinite(loss):
+                self.diverged_at = first + k
+        self.pending.clear()
+        now = time.perf_counter()
+        elapsed = now - self.window_start
+        self.train_time += elapsed
+        speed = self.window_images / elapsed if elapsed > 0 else float("nan")
+        window = slice(-(len(values)), None)
+        metrics = {"train/loss": _mean(self.history.train_loss[window]),
+                   "train/err": _mean(self.history.train_err[window]),
+                   "lr": self.history.lr[-1], "images_per_sec": speed,
+                   "epoch": self.images_seen / max(1, self.data.sizes["train"])}
+        if self.dist.is_main:
+            self.tracker.log(metrics, self.iteration)
+        self.progress.update(self.iteration, metrics)
+        self.window_start, self.window_images = time.perf_counter(), 0
+
+    def _pause_clock(self) -> None:
+        """Evaluation and checkpoints do not count as training time."""
+        self._flush()
+
+    def _resume_clock(self) -> None:
+        self.window_start, self.window_images = time.perf_counter(), 0
+
+    @torch.no_grad()
+    def evaluate(self, split: str, sharded: bool = True) -> dict[str, float]:
+        """Loss and error (%) of a split's single original view, in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for x, y in self.data.eval_batches(split, sharded=sharded):
+            x = x.contiguous(memory_format=self.memory_format)
+            with self._autocast():
+                logits = self.model(x)
+            logits = logits.float()
+            if logits.dim() == 3:  # multi-crop views: average the softmax over crops
+                probs = logits.softmax(-1).mean(1)
+                loss = F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum")
+                wrong = (probs.argmax(1) != y).sum()
+            else:
+                loss = F.cross_entropy(logits, y, reduction="sum")
+                wrong = (logits.argmax(1) != y).sum()
+            totals += torch.stack([loss.double(), wrong.double(),
+                                   torch.tensor(float(len(y)), device=self.device,
+                                                dtype=torch.float64)])
+        if sharded:
+            self.dist.all_reduce_sum(totals)
+        self.model.train(was_training)
+        loss, wrong, count = totals.tolist()
+        return {"loss": loss / count, "err": 100.0 * wrong / count}
+
+    def _eval_point(self) -> None:
+        self._pause_clock()
+        row: dict[str, float] = {"iteration": self.iteration}
+        for split in ("val", "test"):
+            if self.data.has(split):
+                r = self.evaluate(split)
+                row[f"{split}_loss"], row[f"{split}_err"] = r["loss"], r["err"]
+        self.history.evals.append(row)
+        if "val_err" in row and row["val_err"] < self.best["val_err"]:
+            self.best = {"val_err": row["val_err"], "iteration": self.iteration,
+                         "test_err": row.get("test_err", math.nan)}
+        if self.schedule is None and "val_err" in row:  # plateau schedule
+            self.scheduler.step(row["val_err"])
+        if self.dist.is_main:
+            self.tracker.log({f"{k.split('_')[0]}/{k.split('_')[1]}": v
+                              for k, v in row.items() if k != "iteration"}, self.iteration)
+            self.record.write_history(self.history)
+        self.progress.note(self.iteration, row)
+        self._resume_clock()
+
+    def _checkpoint(self) -> None:
+        self._pause_clock()
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.state_dict(), self.keep_checkpoints)
+            self.record.write_history(self.history)
+        self._resume_clock()
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> Outcome:
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        self.model.train()
+        self.progress.start(self.iteration)
+        self._resume_clock()
+        try:
+            status = self._loop()
+        except Exception as exc:  # noqa: BLE001  recorded as a failed run, not lost
+            traceback.print_exc()
+            self.progress.close()
+            return self._finish("failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        self.progress.close()
+        if status == "interrupted":
+            self._checkpoint()
+            if self.dist.is_main:
+                self.tracker.finish(exit_code=1, preempted=True)
+                print(f"resnet-ablate: stopped at iteration {self.iteration}; continue with "
+                      f"resume=true run_id={self.run_dir.name}", file=sys.stderr, flush=True)
+            return Outcome("interrupted", 128 + int(self.stop_signal or signal.SIGTERM))
+        return self._finish(status)
+
+    def _loop(self) -> str:
+        p = self.protocol
+        while self.iteration < p.iterations:
+            self._step()
+            it = self.iteration
+            warming = self.schedule is not None and self.schedule.in_warmup(it - 1)
+            if warming or it % self.log_every == 0 or it == p.iterations:
+                self._flush()
+                if self.diverged_at is not None:
+                    return "diverged"
+            if warming:
+                ended = self.schedule.observe(it, self.history.train_err[-1] / 100.0,
+                                              p.warmup_until_train_err)
+                if ended and self.dist.is_main:
+                    self.progress.message(f"warm-up ends at iteration {it} "
+                                          f"(lr {p.warmup_lr} -> {p.lr})")
+            if self.schedule is not None:
+                self.scheduler.step()
+            if it % p.eval_every == 0 or it == p.iterations:
+                self._eval_point()
+            if self.diverged_at is not None:  # found by a flush before evaluating
+                return "diverged"
+            if self.dist.any(self.stop_signal is not None, self.device):
+                return "interrupted"
+            if self.checkpoint_every and it % self.checkpoint_every == 0 and it < p.iterations:
+                self._checkpoint()
+        return "finished"
+
+    # ---------------------------------------------------------------- the end
+    def _finish(self, status: str, error: str | None = None) -> Outcome:
+        final: dict[str, Any] = {}
+        if status == "finished":
+            self._pause_clock()
+            self.progress.message("final evaluation: training split in eval mode, "
+                                  "validation, test" + (", layer responses"
+                                                        if self.record_responses else ""))
+            train = self.evaluate("train")
+            last = self.history.evals[-1] if self.history.evals else {}
+            final = {"final_train_err": train["err"], "final_train_loss": train["loss"],
+                     "final_val_err": last.get("val_err"), "final_val_loss": last.get("val_loss"),
+                     "final_test_err": last.get("test_err"),
+                     "final_test_loss": last.get("test_loss")}
+            if hasattr(self.data, "final_test"):  # multi-crop testing (ImageNet protocol)
+                r = self.data.final_test(self)
+                final.update(final_test_err=r["err"], final_test_loss=r["loss"],
+                             final_test_view=self.protocol.test_view)
+            if self.record_responses and self.dist.is_main:
+                split = "val" if self.data.has("val") else "test"
+                final["layer_responses"] = layer_response_std(
+                    self.model, self.data.eval_batches(split, sharded=False),
+                    self.model.response_modules())
+                final["layer_responses_split"] = split
+        if not self.dist.is_main:
+            return Outcome(status, 0 if status != "failed" else 1)
+        if status == "finished":
+            save_checkpoint(self.run_dir, self.state_dict(), self.keep_checkpoints)
+            from ..io import atomic_torch_save
+            atomic_torch_save(strip_module_prefix(self.model.state_dict()),
+                              self.run_dir / "model.pt")
+        self.record.write_history(self.history)
+        summary = {
+            "status": status,
+            "iterations": self.iteration,
+            "iterations_planned": self.protocol.iterations,
+            **final,
+            "best_val_err": None if math.isinf(self.best["val_err"]) else self.best["val_err"],
+            "best_val_iteration": self.best["iteration"] or None,
+            "test_err_at_best_val": (None if math.isnan(self.best["test_err"])
+                                     else self.best["test_err"]),
+            "diverged_at": self.diverged_at,
+            "warmup_end": None if self.schedule is None else self.schedule.warmup_end,
+            "images_per_sec": self.images_seen / self.train_time if self.train_time else None,
+            "train_time_s": self.train_time,
+            "error": error,
+        }
+        return Outcome(status, 1 if status == "failed" else 0, summary)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
