@@ -105,8 +105,11 @@ def parse_train_words(words: list[str]) -> TrainRequest:
     protocol_name = config.protocol
     if protocol_name == "auto":
         protocol_name = DEFAULT_PROTOCOL.get(config.dataset, "auto")
-    if protocol_name == "auto":  # imagefolder: decided by image size once the data is seen
-        protocol_name = "he2015-cifar"
+    if protocol_name == "auto":  # imagefolder: the CIFAR protocol for small images
+        from .data.sets import SMALL_MAX_SIDE, probe_imagefolder
+
+        small = probe_imagefolder(config.data_dir) <= SMALL_MAX_SIDE
+        protocol_name = "he2015-cifar" if small else "he2015-imagenet"
     protocol = apply_overrides(get_protocol(protocol_name), proto_words)
     config = dataclasses.replace(config, protocol=protocol_name)
     return TrainRequest(config=config, protocol=protocol, model_overrides=model_overrides,

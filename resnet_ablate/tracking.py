@@ -76,7 +76,7 @@ class Tracker:
 
     @property
     def info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"mode": self.mode}
+        info: dict[str, Any] = {"mode": self.mode + (" (failed)" if self.failed else "")}
         if self.run is not None:
             info.update(id=self.run.id, project=self.run.project, dir=self.run.dir)
             if self.mode == "online":

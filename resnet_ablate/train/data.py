@@ -66,8 +66,10 @@ class TensorData:
     def has(self, split: str) -> bool:
         return split in self.splits
 
-    def eval_batches(self, split: str, sharded: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
-        """The single original view of a split; sharded over ranks unless told otherwise."""
+    def eval_batches(self, split: str, sharded: bool = True,
+                     view: str = "single") -> Iterator[tuple[Tensor, Tensor]]:
+        """The single original view of a split (small images have no other); sharded over
+        ranks unless told otherwise."""
         rank, world = (self.dist.rank, self.dist.world_size) if sharded else (0, 1)
         return eval_batches(self.splits[split], self.eval_batch_size, self.mean,
                             self.protocol.crop, rank, world)

@@ -180,18 +180,22 @@ class Trainer:
         self.window_start, self.window_images = time.perf_counter(), 0
 
     @torch.no_grad()
-    def evaluate(self, split: str, sharded: bool = True) -> dict[str, float]:
-        """Loss and error (%) of a split's single original view, in eval mode."""
+    def evaluate(self, split: str, sharded: bool = True, **view) -> dict[str, float]:
+        """Loss and error (%) of a split in eval mode. Multi-crop batches (B, crops, C, H, W)
+        score the mean of the crops' softmax, as 10-crop testing does."""
+        self._sync_buffers()
         was_training = self.model.training
         self.model.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
-        for x, y in self.data.eval_batches(split, sharded=sharded):
+        for x, y in self.data.eval_batches(split, sharded=sharded, **view):
+            crops = x.shape[1] if x.dim() == 5 else 0
+            if crops:
+                x = x.flatten(0, 1)
             x = x.contiguous(memory_format=self.memory_format)
             with self._autocast():
-                logits = self.model(x)
-            logits = logits.float()
-            if logits.dim() == 3:  # multi-crop views: average the softmax over crops
-                probs = logits.softmax(-1).mean(1)
+                logits = self.model(x).float()
+            if crops:
+                probs = logits.unflatten(0, (-1, crops)).softmax(-1).mean(1)
                 loss = F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum")
                 wrong = (probs.argmax(1) != y).sum()
             else:
@@ -310,6 +314,7 @@ class Trainer:
                     self.model, self.data.eval_batches(split, sharded=False),
                     self.model.response_modules())
                 final["layer_responses_split"] = split
+        in_sync = self._replicas_in_sync() if status != "failed" else None
         if not self.dist.is_main:
             return Outcome(status, 0 if status != "failed" else 1)
         if status == "finished":
@@ -330,10 +335,31 @@ class Trainer:
             "diverged_at": self.diverged_at,
             "warmup_end": None if self.schedule is None else self.schedule.warmup_end,
             "images_per_sec": self.images_seen / self.train_time if self.train_time else None,
+            "images_seen": self.images_seen,
+            "replicas_in_sync": in_sync,
             "train_time_s": self.train_time,
             "error": error,
         }
         return Outcome(status, 1 if status == "failed" else 0, summary)
+
+
+    def _sync_buffers(self) -> None:
+        """BN running statistics follow each rank's own batches; take rank 0's, as DDP does
+        at every training forward, so that all ranks evaluate the same network."""
+        if self.dist.enabled:
+            for buf in self.model.buffers():
+                torch.distributed.broadcast(buf, src=0)
+
+    def _replicas_in_sync(self) -> bool | None:
+        """With several processes: whether every rank ends with the same weights (DDP's
+        invariant), checked on a float64 digest of all parameters and buffers."""
+        if not self.dist.enabled:
+            return None
+        digest = torch.stack([t.detach().double().sum() for t in self.model.state_dict().values()
+                              if t.is_floating_point()]).sum().reshape(1)
+        gathered = [torch.zeros_like(digest) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(gathered, digest)
+        return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
 def _mean(values: list[float]) -> float:

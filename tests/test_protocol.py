@@ -1,0 +1,129 @@
+"""Protocols, overrides and the learning-rate schedule, number for number."""
+import pytest
+import torch
+
+from resnet_ablate.config import parse_train_words
+from resnet_ablate.protocol import DEMO, HE2015_CIFAR, HE2015_IMAGENET, apply_overrides
+from resnet_ablate.train.schedule import WARMUP_WINDOW, build_scheduler, step_schedule
+
+
+def test_he2015_cifar_is_the_paper():
+    p = HE2015_CIFAR
+    assert (p.batch_size, p.lr, p.momentum, p.weight_decay) == (128, 0.1, 0.9, 1e-4)
+    assert (p.iterations, p.milestones, p.lr_gamma) == (64_000, (32_000, 48_000), 0.1)
+    assert (p.val_size, p.pad, p.crop, p.flip) == (5000, 4, 32, True)
+    assert p.normalize == "per_pixel_mean" and p.test_view == "single"
+    assert (p.warmup_lr, p.warmup_until_train_err, p.warmup_max_iterations,
+            p.warmup_min_depth) == (0.01, 0.8, 400, 110)
+    assert round(p.iterations * p.batch_size / 45_000) == 182  # "about 182 epochs"
+
+
+def test_he2015_imagenet_is_the_paper():
+    p = HE2015_IMAGENET
+    assert (p.batch_size, p.lr, p.weight_decay, p.momentum) == (256, 0.1, 1e-4, 0.9)
+    assert (p.iterations, p.lr_schedule, p.scale_range, p.crop) == (600_000, "plateau",
+                                                                    (256, 480), 224)
+    assert p.color_pca and p.flip and p.test_view == "10crop"
+
+
+def _lrs(protocol, depth, errors=None, n=None):
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=protocol.lr)
+    sched = build_scheduler(opt, protocol, depth)
+    schedule = step_schedule(sched)
+    lrs = []
+    for it in range(1, (n or protocol.iterations) + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if schedule.in_warmup(it - 1) and errors is not None:
+            schedule.observe(it, errors(it), protocol.warmup_until_train_err)
+        sched.step()
+    return lrs, schedule
+
+
+def test_step_schedule_divides_by_10_at_32k_and_48k():
+    lrs, schedule = _lrs(HE2015_CIFAR, depth=56)
+    assert schedule.warmup_end == 0  # no warm-up below 110 layers
+    assert lrs[0] == lrs[31_999] == pytest.approx(0.1)  # iterations 1..32000
+    assert lrs[32_000] == lrs[47_999] == pytest.approx(0.01)  # 32001..48000
+    assert lrs[48_000] == lrs[-1] == pytest.approx(0.001)
+    assert len(lrs) == 64_000
+
+
+def test_resnet110_warmup_ends_when_training_error_is_below_80pct():
+    # Training error falls below 80% at iteration 150: the next iteration runs at 0.1, and
+    # the schedule is the paper's afterwards (the known pitfall would keep 0.01).
+    errors = lambda it: 0.9 if it < 150 else 0.5  # noqa: E731
+    lrs, schedule = _lrs(HE2015_CIFAR, depth=110, errors=errors, n=33_000)
+    # The mean of the last 10 mini-batches, m of them at 0.5: (0.5m + 0.9(10 - m)) / 10 < 0.8
+    # first holds for m = 3, at iteration 152.
+    assert WARMUP_WINDOW == 10 and schedule.warmup_end == 152
+    k = schedule.warmup_end
+    assert all(lr == pytest.approx(0.01) for lr in lrs[:k])
+    assert lrs[k] == pytest.approx(0.1)
+    assert lrs[31_999] == pytest.approx(0.1) and lrs[32_000] == pytest.approx(0.01)
+
+
+def test_warmup_is_capped_at_400_iterations():
+    lrs, schedule = _lrs(HE2015_CIFAR, depth=1202, errors=lambda it: 0.95, n=1000)
+    assert schedule.warmup_end == 400
+    assert lrs[399] == pytest.approx(0.01) and lrs[400] == pytest.approx(0.1)
+
+
+def test_schedule_state_round_trips():
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = build_scheduler(opt, HE2015_CIFAR, 110)
+    for it in range(1, 13):
+        opt.step()
+        step_schedule(sched).observe(it, 0.1, 0.8)
+        sched.step()
+    assert step_schedule(sched).warmup_end == 10
+    opt2 = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched2 = build_scheduler(opt2, HE2015_CIFAR, 110)
+    assert step_schedule(sched2).warmup_end is None
+    opt2.load_state_dict(opt.state_dict())  # the optimizer holds the current lr
+    sched2.load_state_dict(sched.state_dict())
+    assert step_schedule(sched2).__dict__ == step_schedule(sched).__dict__
+    assert sched2.last_epoch == 12 and opt2.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_overrides_are_typed_and_recorded():
+    req = parse_train_words(["model=resnet110-A", "dataset=cifar10", "lr=0.05",
+                             "milestones=[100,200]", "iterations=3e2", "flip=false",
+                             "model.zero_init_residual=true", "seed=3"])
+    assert req.protocol.name == "he2015-cifar"
+    assert (req.protocol.lr, req.protocol.milestones, req.protocol.iterations) == \
+        (0.05, (100, 200), 300)
+    assert req.protocol.flip is False and req.config.seed == 3
+    assert req.model_overrides == {"zero_init_residual": True}
+    assert req.protocol_overrides == {"lr": 0.05, "milestones": [100, 200],
+                                      "iterations": 300, "flip": False}
+    assert parse_train_words(["milestones=100,200"]).protocol.milestones == (100, 200)
+    assert parse_train_words([]).protocol == DEMO  # digits -> the demo protocol
+
+
+@pytest.mark.parametrize("words, message", [
+    (["lr=fast"], "lr: expected a number; got 'fast'"),
+    (["iterations=1.5"], "iterations: expected an integer"),
+    (["flip=maybe"], "flip: expected true or false"),
+    (["milestones=[1,x]"], "milestones"),
+    (["milestones=[200,100]"], "increasing"),
+    (["batch_size=0"], "positive"),
+    (["learning_rate=0.1"], "unknown train key 'learning_rate'"),
+    (["lr"], "expected key=value"),
+    (["protocol=he2016"], "unknown protocol 'he2016'"),
+    (["dataset=mnist"], "dataset: expected one of digits, cifar10"),
+    (["model.depth=20"], "unknown model override 'model.depth'"),
+    (["device=tpu"], "device: expected one of auto, cpu, cuda"),
+    (["run_id=../x"], "run_id must be a plain name"),
+])
+def test_bad_overrides(words, message):
+    with pytest.raises(ValueError, match=None) as info:
+        parse_train_words(words)
+    assert message in str(info.value)
+
+
+def test_apply_overrides_refuses_name():
+    with pytest.raises(ValueError, match="unknown protocol field 'name'"):
+        apply_overrides(HE2015_CIFAR, {"name": "x"})

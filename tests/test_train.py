@@ -1,0 +1,305 @@
+"""Training runs end to end, in real subprocesses: the demo, resume after SIGKILL/SIGTERM,
+corrupt checkpoints, DDP with gloo, W&B (offline, for real) failing, divergence."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_usage_error, run_cli
+
+# A small run of the real harness: resnet20-A on digits, checkpoints every 40 iterations.
+SMALL = ["model=resnet20-A", "dataset=digits", "iterations=160", "eval_every=40",
+         "checkpoint_every=40", "log_every=10", "progress=lines", "wandb=disabled"]
+
+
+def _cmd(*words):
+    return [sys.executable, "-m", "resnet_ablate", "train", *words]
+
+
+def _summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "model.pt", weights_only=True)
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Bitwise: weights, per-iteration history and every final metric."""
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
+    sa, sb = _summary(a), _summary(b)
+    for key in sa:
+        if key.startswith(("final_", "best_", "layer_responses")) or key in (
+                "iterations", "status", "images_seen"):
+            assert sa[key] == sb[key], key
+
+
+def _start(runs: Path, run_id: str, *extra) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(*SMALL, f"runs_dir={runs}", f"run_id={run_id}", *extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_iteration(proc: subprocess.Popen, at_least: int) -> list[str]:
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if f"/{160} " in line and "iter " in line:
+            it = int(line.split("iter ")[1].split("/")[0])
+            if it >= at_least:
+                return lines
+    raise AssertionError("run ended early:\n" + "".join(lines))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every resumed run must equal, bit for bit."""
+    runs = tmp_path_factory.mktemp("reference")
+    proc = subprocess.run(_cmd(*SMALL, f"runs_dir={runs}", "run_id=ref"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return runs / "ref"
+
+
+def test_demo_command_with_offline_wandb(tmp_path):
+    """The issue's acceptance run: `train model=resnet20-A dataset=digits protocol=demo`."""
+    proc = run_cli("train", "model=resnet20-A", "dataset=digits", "protocol=demo",
+                   f"runs_dir={tmp_path}", "run_id=demo", "wandb=offline", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "demo"
+    s = _summary(run)
+    for key in ("run_id", "model", "family", "depth", "shortcut", "block", "dataset",
+                "protocol", "seed", "status", "iterations", "final_train_err", "final_val_err",
+                "final_test_err", "params", "macs"):
+        assert key in s, key
+    assert (s["status"], s["iterations"], s["protocol"], s["depth"]) == ("finished", 1200,
+                                                                        "demo", 20)
+    assert s["final_test_err"] < 10 and s["final_train_err"] < 5  # it learned the digits
+    assert s["params"] == 269_434 and s["split_sizes"] == {"train": 1258, "val": 180,
+                                                           "test": 359}
+    assert "eval mode, no augmentation" in s["final_train_err_measured"]
+    assert [r["index"] for r in s["layer_responses"]] == list(range(1, 20))
+    rows = (run / "history.csv").read_text().splitlines()
+    assert len(rows) == 1 + 1200 and rows[0].startswith("iteration,lr,train_loss,train_err")
+    assert sum(1 for r in rows[1:] if r.split(",")[-1]) == 12  # test error every 100
+    lr = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
+    assert lr[1] == lr[800] == pytest.approx(0.1)  # the demo's milestones: 800 and 1000
+    assert lr[801] == lr[1000] == pytest.approx(0.01)
+    assert lr[1001] == lr[1200] == pytest.approx(0.001)
+
+    # The offline W&B run, read back with W&B's own reader.
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    wandb_bin = Path(sys.executable).with_name("wandb")
+    back = subprocess.run([str(wandb_bin), "leet", "inspect", "--summary", "--json",
+                           str(offline[0])], capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0, back.stderr
+    w = json.loads(back.stdout)
+    assert w["state"] == "finished" and w["run_id"] == "demo"
+    assert w["config"]["model"] == "resnet20-A" and w["config"]["depth"] == 20
+    assert w["config"]["lr"] == 0.1 and w["config"]["params"] == 269_434
+    assert w["summary"]["final_test_err"] == pytest.approx(s["final_test_err"])
+    assert w["summary"]["iteration"] == 1200
+    records = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(offline[0])],
+                             capture_output=True, text=True, timeout=120).stdout
+    run_record = next(json.loads(line) for line in records.splitlines()
+                      if '"type":"run"' in line)
+    assert run_record["run"]["job_type"] == "train"
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path, reference):
+    proc = _start(tmp_path, "killed")
+    _wait_for_iteration(proc, 97)  # past the checkpoint at 80, short of the next
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    resumed = run_cli("train", *SMALL, f"runs_dir={tmp_path}", "run_id=killed", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at iteration" in resumed.stderr
+    _assert_same_run(reference, tmp_path / "killed")
+
+
+def test_sigterm_checkpoints_where_it_stops(tmp_path, reference):
+    proc = _start(tmp_path, "term")
+    _wait_for_iteration(proc, 50)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "SIGTERM received" in out and "resume=true run_id=term" in out
+    run = tmp_path / "term"
+    assert not (run / "summary.json").exists()
+    stopped = int(out.split("stopped at iteration ")[1].split(";")[0])
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert 50 <= stopped < 160 and ckpts[-1] == f"ckpt-{stopped:08d}.pt"
+    resumed = run_cli("train", *SMALL, f"runs_dir={tmp_path}", "run_id=term", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at iteration {stopped}" in resumed.stderr
+    _assert_same_run(reference, run)
+
+
+def test_corrupt_newest_checkpoint_falls_back(tmp_path, reference):
+    proc = _start(tmp_path, "corrupt")
+    _wait_for_iteration(proc, 125)  # checkpoints at 80 and 120
+    proc.kill()
+    proc.wait()
+    ckpts = sorted((tmp_path / "corrupt" / "checkpoints").glob("ckpt-*.pt"))
+    assert [p.name for p in ckpts] == ["ckpt-00000080.pt", "ckpt-00000120.pt"]
+    data = ckpts[-1].read_bytes()
+    ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    resumed = run_cli("train", *SMALL, f"runs_dir={tmp_path}", "run_id=corrupt",
+                      "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "ckpt-00000120.pt is unreadable" in resumed.stderr
+    assert "resuming at iteration 80" in resumed.stderr
+    _assert_same_run(reference, tmp_path / "corrupt")
+
+
+def test_checkpoint_loads_without_unpickling_code(reference):
+    ckpt = sorted((reference / "checkpoints").glob("ckpt-*.pt"))[-1]
+    state = torch.load(ckpt, weights_only=True)  # raises if anything but data is inside
+    assert state["iteration"] == 160 and not any(k.startswith("module.") for k in state["model"])
+    assert {"model", "optimizer", "scheduler", "data", "rng", "history"} <= set(state)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A run killed after its first checkpoint."""
+    runs = tmp_path_factory.mktemp("interrupted")
+    proc = _start(runs, "r")
+    _wait_for_iteration(proc, 45)
+    proc.kill()
+    proc.wait()
+    return runs
+
+
+@pytest.mark.parametrize("change, message", [
+    ("model=resnet32-A", "model.depth: checkpoint 20, now 32"),
+    ("lr=0.05", "protocol.lr: checkpoint 0.1, now 0.05"),
+    ("seed=1", "seed: checkpoint 0, now 1"),
+])
+def test_resume_with_other_settings_is_refused(interrupted, change, message):
+    words = [w for w in SMALL if w.split("=")[0] != change.split("=")[0]]
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (interrupted / "r").rglob("*"))
+    refused = run_cli("train", *words, change, f"runs_dir={interrupted}", "run_id=r",
+                      "resume=true")
+    assert_usage_error(refused, "resume refused", message)
+    after = sorted((p.name, p.stat().st_mtime_ns) for p in (interrupted / "r").rglob("*"))
+    assert after == before  # nothing written
+
+
+def test_existing_run_is_not_overwritten(interrupted):
+    proc = run_cli("train", *SMALL, f"runs_dir={interrupted}", "run_id=r")
+    assert_usage_error(proc, "already exists with checkpoints", "resume=true")
+
+
+def test_ddp_two_cpu_processes_with_gloo(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         "--standalone", "-m", "resnet_ablate", "train", "model=resnet20-A",
+         "dataset=digits", "iterations=100", "eval_every=50", "log_every=25",
+         f"runs_dir={tmp_path}", "run_id=ddp", "wandb=offline", "progress=lines"],
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "ddp"
+    s = _summary(run)
+    assert (s["status"], s["world_size"], s["iterations"]) == ("finished", 2, 100)
+    assert s["replicas_in_sync"] is True  # both ranks ended with the same weights
+    assert s["images_seen"] == 100 * 128  # the global batch, shared by the two ranks
+    assert s["final_test_err"] < 30  # it learned
+    assert len((run / "history.csv").read_text().splitlines()) == 101
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1  # rank 0 logs alone
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+    assert proc.stdout.count("finished 100 iterations") == 1
+
+
+def test_wandb_that_cannot_start_does_not_stop_training(tmp_path):
+    env = {"WANDB_API_KEY": "", "NETRC": str(tmp_path / "no-netrc"), "WANDB_MODE": ""}
+    proc = run_cli("train", "model=resnet20-A", "iterations=30", "eval_every=30",
+                   f"runs_dir={tmp_path}", "run_id=w", "wandb=online", env=env)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "W&B failed to start" in line]
+    assert len(warnings) == 1
+    s = _summary(tmp_path / "w")
+    assert s["status"] == "finished" and "failed" in s["wandb"]
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def test_wandb_dying_mid_run_does_not_stop_training(tmp_path):
+    proc = subprocess.Popen(_cmd("model=resnet20-A", "iterations=300", "eval_every=100",
+                                 "log_every=10", "progress=lines", "wandb=offline",
+                                 f"runs_dir={tmp_path}", "run_id=wd"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "iter 30/300" in line:
+            break
+    cores = [p for p in _children(proc.pid)
+             if "wandb-core" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert cores, "".join(lines)
+    for p in cores:
+        os.kill(p, signal.SIGKILL)
+    out = "".join(lines) + proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out
+    assert out.count("resnet-ablate: warning: W&B") == 1, out
+    assert "Traceback" not in out
+    s = _summary(tmp_path / "wd")
+    assert s["status"] == "finished" and s["iterations"] == 300
+    assert len((tmp_path / "wd" / "history.csv").read_text().splitlines()) == 301
+
+
+def test_divergence_ends_the_run_with_status_diverged(tmp_path):
+    proc = run_cli("train", "model=resnet20-A", "lr=1e6", "iterations=50", "log_every=5",
+                   f"runs_dir={tmp_path}", "run_id=nan", "wandb=disabled")
+    assert proc.returncode == 0, proc.stderr
+    s = _summary(tmp_path / "nan")
+    assert s["status"] == "diverged" and 1 <= s["diverged_at"] <= 50
+    assert s["iterations"] >= s["diverged_at"]
+    assert "diverged at iteration" in proc.stdout
+
+
+@pytest.mark.slow
+def test_large_image_folder_goes_through_dataloader_workers(tmp_path):
+    """An ImageFolder of 80 px images (digits, upscaled): scale augmentation, 224-style
+    crops (here 64) and 10-crop testing under the ImageNet protocol."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    for i in range(400):
+        split = "val" if i % 4 == 0 else "train"
+        folder = tmp_path / "data" / split / str(d.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).resize((80, 80))
+        img.save(folder / f"{i}.png")
+    proc = run_cli("train", "model=resnet18-A", "dataset=imagefolder",
+                   f"data_dir={tmp_path / 'data'}", "scale_range=[80,96]", "crop=64",
+                   "batch_size=16", "iterations=4", "eval_every=2", "num_workers=1",
+                   f"runs_dir={tmp_path / 'runs'}", "run_id=big", "wandb=disabled")
+    assert proc.returncode == 0, proc.stderr
+    s = _summary(tmp_path / "runs" / "big")
+    assert (s["data_mode"], s["protocol"], s["final_test_view"]) == ("loader",
+                                                                    "he2015-imagenet", "10crop")
+    assert s["split_sizes"] == {"train": 300, "val": 100, "test": 100}
+    assert s["input_size"] == [3, 64, 64] and s["num_classes"] == 10
