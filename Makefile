@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# W&B's sweep schema ships in its `sweeps` package, which pins numpy<2 (pandas 3 needs 2):
+	# install it without its dependencies, for the schema file alone (tests validate with it).
+	$(BIN)/python -m pip install --quiet --no-deps 'sweeps==0.3.0'
 	touch $(STAMP)
 
 test: $(STAMP)

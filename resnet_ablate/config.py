@@ -101,6 +101,9 @@ def parse_train_words(words: list[str]) -> TrainRequest:
         run_values["run_id"] = os.environ["WANDB_RUN_ID"]
     if "runs_dir" not in run_values and os.environ.get("RESNET_ABLATE_RUNS_DIR"):
         run_values["runs_dir"] = os.environ["RESNET_ABLATE_RUNS_DIR"]
+    if "resume" not in run_values and os.environ.get("RESNET_ABLATE_RESUME"):
+        run_values["resume"] = parse_value("resume", os.environ["RESNET_ABLATE_RESUME"],
+                                           run_types["resume"])
     config = RunConfig(**run_values)
     protocol_name = config.protocol
     if protocol_name == "auto":

@@ -31,4 +31,7 @@ def render(df: pd.DataFrame, fmt: str) -> str:
         return df.to_markdown(index=False) + "\n"
     if fmt == "latex":
         return df.to_latex(index=False, na_rep="") + "\n"
-    return df.to_string(index=False, na_rep="") + "\n"
+    from tabulate import tabulate
+
+    return tabulate(df.fillna("").values.tolist(), headers=list(df.columns), tablefmt="simple",
+                    disable_numparse=True) + "\n"

@@ -27,6 +27,25 @@ def cli():
     return run_cli
 
 
+class _Completed:  # the shape of a CompletedProcess, for in-process runs of main()
+    def __init__(self, code, out, err):
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+@pytest.fixture
+def cli_inproc(capsys):
+    """The CLI's main() in this process: for the many bad-input cases, where a fresh
+    interpreter per case would only add seconds of imports."""
+    from resnet_ablate.cli import main
+
+    def call(*args):
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return _Completed(code, captured.out, captured.err)
+
+    return call
+
+
 def assert_usage_error(proc, *fragments):
     """Exit 2, exactly one line on stderr, no traceback, naming what was wrong."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)

@@ -12,20 +12,27 @@ def test_models_lists_factors(cli):
                                            "resnet34-A", "resnet34-B", "resnet34-C"]
     assert rows[0]["layers"] == "5/5/5" and rows[3]["stem"] == "imagenet"
     table = cli("models")
-    assert table.returncode == 0 and len(table.stdout.splitlines()) == 1 + 58
+    assert table.returncode == 0
+    assert len(table.stdout.splitlines()) == 2 + 58  # header, rule, one row per variant
 
 
 def test_unknown_pattern_names_closest(cli):
     assert_usage_error(cli("models", "resnt56"), "no variant matches", "resnet56-")
 
 
-def test_bad_format_is_one_line(cli):
-    assert_usage_error(cli("complexity", "--format", "xml"), "invalid choice", "markdown")
+def test_bad_format_is_one_line(cli_inproc):
+    assert_usage_error(cli_inproc("complexity", "--format", "xml"), "invalid choice",
+                       "markdown")
 
 
-def test_bad_input_size(cli):
-    assert_usage_error(cli("complexity", "resnet20-A", "--input-size", "0"), "positive")
+def test_bad_input_size(cli_inproc):
+    assert_usage_error(cli_inproc("complexity", "resnet20-A", "--input-size", "0"),
+                       "positive")
 
 
-def test_unknown_command(cli):
-    assert_usage_error(cli("frobnicate"), "invalid choice")
+def test_unknown_command(cli_inproc):
+    assert_usage_error(cli_inproc("frobnicate"), "invalid choice")
+
+
+def test_missing_subcommand(cli_inproc):
+    assert_usage_error(cli_inproc(), "required")

@@ -130,7 +130,8 @@ def test_complexity_cli_shows_paper_beside_ours(cli):
     assert "0.85M" in table.stdout and "853,018" in table.stdout and "+0.4%" in table.stdout
 
 
-def test_complexity_cli_formats(cli):
+def test_complexity_cli_formats(cli_inproc):
+    cli = cli_inproc
     csv = cli("complexity", "resnet18-A", "--format", "csv", "--no-fvcore")
     assert csv.returncode == 0
     header, row = csv.stdout.strip().splitlines()

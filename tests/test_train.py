@@ -303,3 +303,23 @@ def test_large_image_folder_goes_through_dataloader_workers(tmp_path):
                                                                     "he2015-imagenet", "10crop")
     assert s["split_sizes"] == {"train": 300, "val": 100, "test": 100}
     assert s["input_size"] == [3, 64, 64] and s["num_classes"] == 10
+
+
+def test_bf16_autocast_contiguous_and_progress_bar(tmp_path):
+    proc = run_cli("train", "model=resnet20-A", "iterations=20", "eval_every=10",
+                   "log_every=10", "amp=bf16", "channels_last=false", "progress=bar",
+                   f"runs_dir={tmp_path}", "run_id=amp", "wandb=disabled")
+    assert proc.returncode == 0, proc.stderr
+    s = _summary(tmp_path / "amp")
+    assert (s["status"], s["amp"], s["channels_last"]) == ("finished", "bf16", False)
+    assert "20/20" in proc.stderr and "img/s" in proc.stderr  # tqdm's bar with our postfix
+
+
+@pytest.mark.slow
+def test_torch_compile(tmp_path):
+    proc = run_cli("train", "model=resnet20-A", "iterations=10", "eval_every=10",
+                   "compile=true", f"runs_dir={tmp_path}", "run_id=c", "wandb=disabled")
+    assert proc.returncode == 0, proc.stderr
+    s = _summary(tmp_path / "c")
+    assert s["compile"] is True and s["status"] == "finished"
+    assert not any(k.startswith("_orig_mod.") for k in _weights(tmp_path / "c"))

@@ -3,12 +3,6 @@ import pytest
 import torch
 
 from conftest import assert_usage_error, run_cli
-from resnet_ablate.cli import main
-
-
-class _Proc:  # the shape of a CompletedProcess, for in-process runs of main()
-    def __init__(self, code, out, err):
-        self.returncode, self.stdout, self.stderr = code, out, err
 
 
 @pytest.mark.parametrize("words, fragments", [
@@ -28,12 +22,11 @@ class _Proc:  # the shape of a CompletedProcess, for in-process runs of main()
     pytest.param(["device=cuda"], ["no CUDA device"], marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="a CUDA device is present")),
 ])
-def test_bad_train_input(tmp_path, capsys, words, fragments):
+def test_bad_train_input(tmp_path, cli_inproc, words, fragments):
     runs = tmp_path / "runs"
     words = [w.replace("{tmp}", str(tmp_path)) for w in words]
-    code = main(["train", f"runs_dir={runs}", "wandb=disabled", *words])
-    captured = capsys.readouterr()
-    assert_usage_error(_Proc(code, captured.out, captured.err), *fragments)
+    assert_usage_error(cli_inproc("train", f"runs_dir={runs}", "wandb=disabled", *words),
+                       *fragments)
     assert not runs.exists() or not any(runs.iterdir())  # no run directory left behind
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["runs"])
 

@@ -18,6 +18,7 @@ from .distributed import Dist
 
 class TensorData:
     mode = "tensor"
+    final_test_view = "single"  # small images have only their original view
 
     def __init__(self, data: ImageData, protocol: Protocol, device: torch.device, seed: int,
                  dist: Dist, eval_batch_size: int) -> None:

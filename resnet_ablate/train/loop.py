@@ -181,12 +181,12 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, split: str, sharded: bool = True, **view) -> dict[str, float]:
-        """Loss and error (%) of a split in eval mode. Multi-crop batches (B, crops, C, H, W)
-        score the mean of the crops' softmax, as 10-crop testing does."""
+        """Loss, top-1 and top-5 error (%) of a split in eval mode. Multi-crop batches
+        (B, crops, C, H, W) score the mean of the crops' softmax, as 10-crop testing does."""
         self._sync_buffers()
         was_training = self.model.training
         self.model.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         for x, y in self.data.eval_batches(split, sharded=sharded, **view):
             crops = x.shape[1] if x.dim() == 5 else 0
             if crops:
@@ -194,21 +194,23 @@ class Trainer:
             x = x.contiguous(memory_format=self.memory_format)
             with self._autocast():
                 logits = self.model(x).float()
-            if crops:
-                probs = logits.unflatten(0, (-1, crops)).softmax(-1).mean(1)
-                loss = F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum")
-                wrong = (probs.argmax(1) != y).sum()
+            if crops:  # score the mean of the crops' softmax
+                scores = logits.unflatten(0, (-1, crops)).softmax(-1).mean(1)
+                loss = F.nll_loss(scores.clamp_min(1e-12).log(), y, reduction="sum")
             else:
+                scores = logits
                 loss = F.cross_entropy(logits, y, reduction="sum")
-                wrong = (logits.argmax(1) != y).sum()
-            totals += torch.stack([loss.double(), wrong.double(),
-                                   torch.tensor(float(len(y)), device=self.device,
-                                                dtype=torch.float64)])
+            top5 = scores.topk(min(5, scores.shape[1]), dim=1).indices
+            totals += torch.stack([
+                loss.double(), (scores.argmax(1) != y).sum().double(),
+                (top5 != y[:, None]).all(1).sum().double(),
+                torch.tensor(float(len(y)), device=self.device, dtype=torch.float64)])
         if sharded:
             self.dist.all_reduce_sum(totals)
         self.model.train(was_training)
-        loss, wrong, count = totals.tolist()
-        return {"loss": loss / count, "err": 100.0 * wrong / count}
+        loss, wrong, wrong5, count = totals.tolist()
+        return {"loss": loss / count, "err": 100.0 * wrong / count,
+                "top5_err": 100.0 * wrong5 / count}
 
     def _eval_point(self) -> None:
         self._pause_clock()
@@ -300,14 +302,14 @@ class Trainer:
                                                         if self.record_responses else ""))
             train = self.evaluate("train")
             last = self.history.evals[-1] if self.history.evals else {}
+            # The test split once more for its top-5 error (10-crop under the ImageNet
+            # protocol); the top-1 error equals the last evaluation's for a single view.
+            test = self.evaluate("test", view=self.data.final_test_view)
             final = {"final_train_err": train["err"], "final_train_loss": train["loss"],
                      "final_val_err": last.get("val_err"), "final_val_loss": last.get("val_loss"),
-                     "final_test_err": last.get("test_err"),
-                     "final_test_loss": last.get("test_loss")}
-            if hasattr(self.data, "final_test"):  # multi-crop testing (ImageNet protocol)
-                r = self.data.final_test(self)
-                final.update(final_test_err=r["err"], final_test_loss=r["loss"],
-                             final_test_view=self.protocol.test_view)
+                     "final_test_err": test["err"], "final_test_loss": test["loss"],
+                     "final_test_top5_err": test["top5_err"],
+                     "final_test_view": self.data.final_test_view}
             if self.record_responses and self.dist.is_main:
                 split = "val" if self.data.has("val") else "test"
                 final["layer_responses"] = layer_response_std(

@@ -235,7 +235,8 @@ def train(words: list[str]) -> int:
             trainer.record.write_summary(summary)
             trainer.tracker.update_summary({
                 k: v for k, v in summary.items()
-                if k.startswith(("final_", "best_", "status", "diverged_at", "warmup_end"))
+                if k.startswith(("final_", "best_", "status", "diverged_at", "warmup_end",
+                                 "layer_responses"))
                 and not isinstance(v, str) or k == "status"})
             trainer.tracker.finish(exit_code=outcome.exit_code)
             _report(summary, trainer.run_dir)
