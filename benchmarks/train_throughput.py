@@ -27,20 +27,13 @@ import torch.nn.functional as F
 import resnet_ablate as ra
 from resnet_ablate.data.sets import ImageData, Split, load_small
 from resnet_ablate.protocol import HE2015_CIFAR
+from resnet_ablate.tracking import NullTracker
 from resnet_ablate.train.data import TensorData
 from resnet_ablate.train.distributed import Dist
 from resnet_ablate.train.loop import Trainer
 from resnet_ablate.train.progress import Progress
 
 CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg"
-
-
-class _Quiet:
-    active, info = False, {"mode": "disabled"}
-
-    def log(self, *a, **k): ...
-    def update_summary(self, *a, **k): ...
-    def finish(self, *a, **k): ...
 
 
 def cifar_sized(n: int) -> ImageData:
@@ -63,7 +56,7 @@ def harness(model_name: str, data: ImageData, device: torch.device, steps: int,
         device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     tdata = TensorData(data, HE2015_CIFAR, device, 0, Dist(), 1000)
     trainer = Trainer(model=model, protocol=HE2015_CIFAR, data=tdata, device=device,
-                      dist=Dist(), run_dir=Path("."), record=None, tracker=_Quiet(),
+                      dist=Dist(), run_dir=Path("."), record=None, tracker=NullTracker(),
                       progress=Progress("off", 0, "bench"), amp=amp,
                       channels_last=channels_last, compile=compile, checkpoint_every=0,
                       keep_checkpoints=1, log_every=10**9, identity={}, responses=False)

@@ -128,3 +128,22 @@ class Tracker:
         except Exception as exc:  # noqa: BLE001
             self._fail("failed to finish", exc)
         self.run = None
+
+
+class NullTracker:
+    """No W&B at all: ranks other than 0, benchmarks."""
+
+    active = False
+    failed = None
+
+    def __init__(self, mode: str = "disabled") -> None:
+        self.info: dict[str, Any] = {"mode": mode}
+
+    def log(self, metrics: dict[str, Any], iteration: int) -> None:
+        pass
+
+    def update_summary(self, values: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0, preempted: bool = False) -> None:
+        pass

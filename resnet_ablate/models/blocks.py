@@ -19,7 +19,21 @@ def conv1x1(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False)
 
 
-class BasicBlock(nn.Module):
+class _PostActivation(nn.Module):
+    """The original unit (Fig. 2): BN after each conv; the shortcut is added to the last
+    BN's output, then ReLU. A plain unit (shortcut=None) skips the addition."""
+
+    residual: bool
+    downsample: nn.Module | None
+    relu: nn.ReLU
+
+    def _merge(self, out: Tensor, x: Tensor) -> Tensor:
+        if self.residual:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class BasicBlock(_PostActivation):
     """Two 3x3 convs, BN after each conv and before ReLU; ReLU after the addition."""
 
     expansion = 1
@@ -37,10 +51,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self._merge(self.bn2(self.conv2(out)), x)
 
     def last_norm(self) -> nn.Module:
         return self.bn2
@@ -50,7 +61,7 @@ class BasicBlock(nn.Module):
         return ["bn1", "bn2"]
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_PostActivation):
     """1x1 reduce, 3x3, 1x1 restore (x4). The paper strides in the first 1x1 ("v1");
     stride_in="3x3" strides in the 3x3 as torchvision does ("v1.5")."""
 
@@ -74,10 +85,7 @@ class Bottleneck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self._merge(self.bn3(self.conv3(out)), x)
 
     def last_norm(self) -> nn.Module:
         return self.bn3
@@ -86,12 +94,21 @@ class Bottleneck(nn.Module):
         return ["bn2"]
 
 
-class PreActBasicBlock(nn.Module):
-    """He et al. (2016) full pre-activation: BN-ReLU-conv twice, nothing after the addition.
+class _PreActivation(nn.Module):
+    """He et al. (2016) full pre-activation: nothing after the addition. A projection
+    shortcut takes the pre-activated input, an identity one the raw input (as in the
+    authors' code), so the projection needs no BN of its own."""
 
-    A projection shortcut takes the pre-activated input, an identity one the raw input
-    (as in the authors' code), so the projection needs no BN of its own.
-    """
+    downsample: nn.Module | None
+
+    def _identity(self, x: Tensor, pre: Tensor) -> Tensor:
+        if self.downsample is None:
+            return x
+        return self.downsample(pre if isinstance(self.downsample, nn.Sequential) else x)
+
+
+class PreActBasicBlock(_PreActivation):
+    """BN-ReLU-conv3x3 twice."""
 
     expansion = 1
 
@@ -107,11 +124,8 @@ class PreActBasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pre = self.relu(self.bn1(x))
-        identity = x if self.downsample is None else self.downsample(
-            pre if isinstance(self.downsample, nn.Sequential) else x)
-        out = self.conv1(pre)
-        out = self.conv2(self.relu(self.bn2(out)))
-        return out + identity
+        out = self.conv2(self.relu(self.bn2(self.conv1(pre))))
+        return out + self._identity(x, pre)
 
     def last_norm(self) -> nn.Module:
         return self.conv2  # no BN ends a pre-activation branch: zero its last conv instead
@@ -121,7 +135,9 @@ class PreActBasicBlock(nn.Module):
         return ["conv1", "conv2"]
 
 
-class PreActBottleneck(nn.Module):
+class PreActBottleneck(_PreActivation):
+    """BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1 (x4)."""
+
     expansion = 4
 
     def __init__(self, in_chans: int, planes: int, stride: int, shortcut: str,
@@ -140,12 +156,9 @@ class PreActBottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pre = self.relu(self.bn1(x))
-        identity = x if self.downsample is None else self.downsample(
-            pre if isinstance(self.downsample, nn.Sequential) else x)
-        out = self.conv1(pre)
-        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv2(self.relu(self.bn2(self.conv1(pre))))
         out = self.conv3(self.relu(self.bn3(out)))
-        return out + identity
+        return out + self._identity(x, pre)
 
     def last_norm(self) -> nn.Module:
         return self.conv3

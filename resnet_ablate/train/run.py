@@ -21,7 +21,7 @@ from ..complexity import complexity
 from ..config import RunConfig, TrainRequest, parse_train_words
 from ..registry import create_model, get_spec
 from ..spec import VariantSpec
-from ..tracking import Tracker
+from ..tracking import NullTracker, Tracker
 from .checkpoint import list_checkpoints, load_latest
 from .distributed import Dist, from_env
 from .loop import Trainer
@@ -155,7 +155,7 @@ def prepare(request: TrainRequest) -> tuple[Trainer, dict[str, Any], Dist]:
     dist.barrier()
     tracker = Tracker(cfg.wandb, cfg.wandb_project, cfg.wandb_group, cfg.wandb_entity,
                       run_id, run_dir, _wandb_config(config), resume=resuming) \
-        if dist.is_main else _NoTracker()
+        if dist.is_main else NullTracker("rank > 0")
     progress = Progress(cfg.progress, protocol.iterations, run_id, enabled=dist.is_main)
     trainer = Trainer(model=model, protocol=protocol, data=data, device=device, dist=dist,
                       run_dir=run_dir, record=record, tracker=tracker, progress=progress,
@@ -166,15 +166,6 @@ def prepare(request: TrainRequest) -> tuple[Trainer, dict[str, Any], Dist]:
     if state is not None:
         trainer.load_state_dict(state)
     return trainer, config, dist
-
-
-class _NoTracker:
-    active = False
-    info: dict[str, Any] = {"mode": "rank>0"}
-
-    def log(self, *_a, **_k) -> None: ...
-    def update_summary(self, *_a, **_k) -> None: ...
-    def finish(self, *_a, **_k) -> None: ...
 
 
 def _config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts: dict,
