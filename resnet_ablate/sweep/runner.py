@@ -113,17 +113,28 @@ class SweepRunner:
     def _refresh(self) -> None:
         recorded = self._recorded()
         for run in self.runs:
-            summary_path = self.runs_dir / run.run_id / "summary.json"
-            try:
-                run.summary = json.loads(summary_path.read_text())
-                run.state = run.summary.get("status", "failed")
-            except (OSError, json.JSONDecodeError):
-                rec = recorded.get(run.run_id, {})
-                run.state = rec.get("state", "pending")
-                run.detail = rec.get("detail", "")
-                if (self.runs_dir / run.run_id / "checkpoints").is_dir() and \
-                        run.state != "failed":
-                    run.state = "interrupted"
+            self._update(run, recorded=recorded)
+
+    def _update(self, run: PlannedRun, recorded: dict[str, Any] | None = None,
+                code: int | None = None, log_path: Path | None = None) -> None:
+        """A run's state: its summary.json if it has one; else, before launching, what the
+        sweep recorded (or `interrupted` if checkpoints wait); after, its exit code."""
+        try:
+            run.summary = json.loads((self.runs_dir / run.run_id / "summary.json").read_text())
+            run.state = run.summary.get("status", "failed")
+            run.detail = run.summary.get("error") or ""
+            return
+        except (OSError, json.JSONDecodeError):
+            pass
+        if code is None:
+            rec = (recorded or {}).get(run.run_id, {})
+            run.state, run.detail = rec.get("state", "pending"), rec.get("detail", "")
+            if run.state != "failed" and (self.runs_dir / run.run_id / "checkpoints").is_dir():
+                run.state = "interrupted"
+            return
+        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+        run.state = "interrupted" if code in (130, 143) else "failed"
+        run.detail = f"exit {code}: {lines[-1][:200] if lines else 'no output'}"
 
     def _save_state(self) -> None:
         with self._lock:
@@ -164,21 +175,11 @@ class SweepRunner:
             code = subprocess.call(run.command, env=self._env(run), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         run.seconds = time.perf_counter() - start
-        self._refresh_one(run, code, log_path)
+        self._update(run, code=code, log_path=log_path)
         self._save_state()
         errs = run.summary.get("final_test_err")
         result = f"test err {errs:.2f}%" if isinstance(errs, (int, float)) else run.detail
         self.log(f"[{index}/{total}] {run.state} {run.run_id} ({run.seconds:.0f} s) {result}")
-
-    def _refresh_one(self, run: PlannedRun, code: int, log_path: Path) -> None:
-        try:
-            run.summary = json.loads((self.runs_dir / run.run_id / "summary.json").read_text())
-            run.state = run.summary.get("status", "failed")
-            run.detail = run.summary.get("error") or ""
-        except (OSError, json.JSONDecodeError):
-            tail = [line for line in log_path.read_text().splitlines() if line.strip()][-1:]
-            run.state = "interrupted" if code in (130, 143) else "failed"
-            run.detail = f"exit {code}: {tail[0][:200] if tail else 'no output'}"
 
     def run(self) -> list[PlannedRun]:
         todo = self.todo()
