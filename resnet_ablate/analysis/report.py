@@ -68,26 +68,26 @@ def _mean_pm(values: list[float]) -> str:
     return f"{s.mean():.2f}%" + (f" ± {s.std():.2f}" if len(s) > 1 else "")
 
 
-def _verdict(p: float | None, n: int) -> str:
-    if p is None:
-        return f"{TEST_NAME.split(' (')[0]} not applicable with {n} run(s)"
-    return f"{TEST_NAME.split(' (')[0]} p = {p:.3g}"
-
-
-def _difference(yes: str, no: str, direction: bool, p: float | None) -> str:
-    if not direction:
-        return f"{no} observed"
-    if p is None:
-        return f"{yes} observed (a single run each: not tested for significance)"
-    if p < ALPHA:
-        return f"{yes} observed, significant at {ALPHA}"
-    return f"{yes} observed, but not significant at {ALPHA} with these runs"
+def _direction(a: list[float], b: list[float]) -> tuple[str, str]:
+    """Whether a's mean is "higher", "lower" or "same" as b's (same: the difference is not
+    significant), and how that was decided."""
+    _, p = welch(a, b)
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if p is None and (len(a) < 2 or len(b) < 2):
+        how = "single runs: not tested for significance"
+    elif p is None:
+        how = "no variance"
+    else:
+        how = f"{TEST_NAME.split(' (')[0]} p = {p:.3g}"
+    if diff != 0 and (p is None or p < ALPHA):
+        return ("higher" if diff > 0 else "lower"), how
+    return "same", how
 
 
 def degradation_findings(c: Collected) -> list[str]:
     """What the runs show about the degradation problem, measured, in sentences: does the
-    deeper plain net train worse than the shallower one, and does the residual net at the
-    same depth train as well as its shallower twin?"""
+    deeper plain net train worse than the shallower one, and does the residual net at that
+    depth train better than the plain one and no worse than its shallower twin?"""
     findings = []
     runs = c.runs[c.runs["status"] == "finished"]
     for (dataset, protocol), scope in runs.groupby(["dataset", "protocol"]):
@@ -103,31 +103,37 @@ def degradation_findings(c: Collected) -> list[str]:
 
         p_lo, p_hi, r_lo, r_hi = (errs(plain, lo), errs(plain, hi), errs(res, lo),
                                   errs(res, hi))
-        _, p_plain = welch(p_hi, p_lo)
-        _, p_fix = welch(r_hi, p_hi)
-        _, p_res = welch(r_hi, r_lo)
         n = min(len(p_lo), len(p_hi), len(r_lo), len(r_hi))
-        mean = lambda v: sum(v) / len(v)  # noqa: E731
-        plain_word = _difference("the deeper plain net trains worse: degradation",
-                                 "the deeper plain net does not train worse: no degradation",
-                                 mean(p_hi) > mean(p_lo), p_plain)
-        fixed = (mean(r_hi) < mean(p_hi) and (p_fix is None or p_fix < ALPHA)
-                 and not (mean(r_hi) > mean(r_lo) and p_res is not None and p_res < ALPHA))
-        head = f"**{dataset} / {protocol}** ({n}+ run(s) per model; final training error, " \
-               "measured in eval mode on the whole training split):"
+        names = {k: label(f, d, s) for k, (f, d, s) in {
+            "plo": ("plain", lo, None), "phi": ("plain", hi, None),
+            "rlo": ("resnet", lo, "A"), "rhi": ("resnet", hi, "A")}.items()}
+        deeper, how = _direction(p_hi, p_lo)
+        plain_word = {
+            "higher": "the deeper plain net trains worse: degradation observed",
+            "lower": "the deeper plain net trains better: no degradation",
+            "same": "no significant difference: no degradation shown by these runs"}[deeper]
+        vs_plain, how_plain = _direction(r_hi, p_hi)
+        vs_short, how_short = _direction(r_hi, r_lo)
+        if vs_plain == "lower" and vs_short != "higher":
+            fix = (f"residual learning fixes it: {names['rhi']} trains better than "
+                   f"{names['phi']} and no worse than {names['rlo']}")
+        elif vs_plain == "lower":
+            fix = (f"residual learning helps but does not fully fix it here: {names['rhi']} "
+                   f"trains better than {names['phi']} but worse than {names['rlo']}")
+        else:
+            fix = (f"residual learning does not fix it here: {names['rhi']} does not train "
+                   f"better than {names['phi']}")
         findings.append(
-            f"{head} {label('plain', hi, None)} {_mean_pm(p_hi)} vs "
-            f"{label('plain', lo, None)} {_mean_pm(p_lo)} ({_verdict(p_plain, n)}): "
-            f"{plain_word}. {label('resnet', hi, 'A')} {_mean_pm(r_hi)} vs "
-            f"{label('resnet', lo, 'A')} {_mean_pm(r_lo)} ({_verdict(p_res, n)}), and vs "
-            f"{label('plain', hi, None)} ({_verdict(p_fix, n)}): residual learning "
-            f"{'fixes it' if fixed else 'does not fix it here'}.")
-        t_hi, t_lo = errs(plain, hi, "final_test_err"), errs(plain, lo, "final_test_err")
-        rt_hi = errs(res, hi, "final_test_err")
+            f"**{dataset} / {protocol}** ({n}+ run(s) per model; final training error, "
+            "measured in eval mode on the whole training split): "
+            f"{names['phi']} {_mean_pm(p_hi)} vs {names['plo']} {_mean_pm(p_lo)} ({how}): "
+            f"{plain_word}. {names['rhi']} {_mean_pm(r_hi)} vs {names['phi']} ({how_plain}) "
+            f"and vs {names['rlo']} {_mean_pm(r_lo)} ({how_short}): {fix}.")
         findings.append(
-            f"Test error: {label('plain', lo, None)} {_mean_pm(t_lo)}, "
-            f"{label('plain', hi, None)} {_mean_pm(t_hi)}, {label('resnet', hi, 'A')} "
-            f"{_mean_pm(rt_hi)}.")
+            f"Test error: {names['plo']} {_mean_pm(errs(plain, lo, 'final_test_err'))}, "
+            f"{names['phi']} {_mean_pm(errs(plain, hi, 'final_test_err'))}, "
+            f"{names['rlo']} {_mean_pm(errs(res, lo, 'final_test_err'))}, "
+            f"{names['rhi']} {_mean_pm(errs(res, hi, 'final_test_err'))}.")
     return findings
 
 

@@ -99,7 +99,7 @@ def format_compare(table: pd.DataFrame, metric_label: str = "test err %") -> pd.
         "dataset": table["dataset"], "variant": table["variant"],
         "depth": table["depth"].astype(int), "n": table["n"],
         metric_label: [pm(m, s) for m, s in zip(table["mean"], table["std"])],
-        "train err %": table["train_err_mean"].map(lambda v: f"{v:.2f}"),
+        "final train err %": table["train_err_mean"].map(lambda v: f"{v:.2f}"),
         "paper": table["paper"].map(lambda v: "" if v is None or v != v else f"{v:.2f}"),
         "vs paper": table["vs_paper"].map(lambda v: "" if v is None or v != v else f"{v:+.2f}"),
         "vs shallower": [("" if d != d or d is None else f"{d:+.2f} (vs {int(f)})")
@@ -107,4 +107,6 @@ def format_compare(table: pd.DataFrame, metric_label: str = "test err %") -> pd.
         "p (Welch)": table["p_value"].map(lambda v: "" if v is None or v != v else f"{v:.3g}"),
         "significant?": table["significance"].fillna(""),
     })
+    if metric_label.startswith("train"):
+        out = out.drop(columns=["final train err %"])  # the metric column says it already
     return out
