@@ -64,7 +64,7 @@ def _palette(labels: list[str]) -> dict[str, tuple]:
     return dict(zip(labels, sns.color_palette("tab10", len(labels))))
 
 
-def _draw(ax, df: pd.DataFrame, labels: list[str], kinds: tuple[str, ...], split: str) -> None:
+def _draw(ax, df: pd.DataFrame, labels: list[str], kinds: tuple[str, ...]) -> None:
     colors = _palette(labels)
     for lab in labels:
         for kind in kinds:
@@ -106,8 +106,8 @@ def fig1(c: Collected) -> plt.Figure:
         raise MissingRuns(f"needs both plain20 and plain56 (found plain{int(runs.depth.iloc[0])})")
     df = curves(c, runs)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
-    _draw(axes[0], df, _labels(runs), ("train",), "test")
-    _draw(axes[1], df, _labels(runs), ("test",), "test")
+    _draw(axes[0], df, _labels(runs), ("train",))
+    _draw(axes[1], df, _labels(runs), ("test",))
     axes[0].set_title("training error")
     axes[1].set_title("test error")
     fig.suptitle("Fig. 1: the deeper plain net has higher training and test error")
@@ -128,7 +128,7 @@ def fig4(c: Collected) -> plt.Figure:
     split = "val" if (c.history["metric"] == "val_err").any() else "test"
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True, layout="constrained")
     for ax, group, title in ((axes[0], plain, "plain"), (axes[1], res, "ResNet")):
-        _draw(ax, curves(c, group, split), _labels(group), ("train", split), split)
+        _draw(ax, curves(c, group, split), _labels(group), ("train", split))
         ax.set_title(title)
     fig.suptitle(f"Fig. 4 analog: thin = training, bold = {'validation' if split == 'val' else 'test'}"
                  " error")
@@ -152,7 +152,7 @@ def fig6(c: Collected) -> plt.Figure:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False,
                              layout="constrained")
     for ax, (title, group) in zip(axes[0], panels):
-        _draw(ax, curves(c, group), _labels(group), ("train", "test"), "test")
+        _draw(ax, curves(c, group), _labels(group), ("train", "test"))
         ax.set_title(title)
     fig.suptitle("Fig. 6: dashed = training error, bold = test error")
     return fig

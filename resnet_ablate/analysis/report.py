@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import importlib.metadata
+import io
 import platform
 import subprocess
 import time
@@ -16,7 +17,7 @@ import pandas as pd
 from ..formatting import render
 from ..io import atomic_write_bytes, atomic_write_text
 from .collect import Collected
-from .figures import FIGURES, MissingRuns, label
+from .figures import FIGURES, MissingRuns, label, plt  # pyplot on the Agg backend
 from .stats import ALPHA, TEST_NAME, by_depth, format_compare, welch
 from .tables import TABLES
 
@@ -155,11 +156,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
             except MissingRuns as why:
                 report.skipped.append((fname, str(why)))
                 continue
-            import matplotlib.pyplot as plt
-
             for ext in ("png", "pdf"):
-                import io
-
                 buf = io.BytesIO()
                 fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
                 atomic_write_bytes(out / "figures" / f"{fname}.{ext}", buf.getvalue())

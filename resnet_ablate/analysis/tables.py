@@ -40,19 +40,10 @@ def table1(_: Collected | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _scope(c: Collected, datasets: tuple[str, ...] | None, protocol: str | None):
-    runs = c.runs
-    if datasets:
-        runs = runs[runs["dataset"].isin(datasets)]
-    if protocol:
-        runs = runs[runs["protocol"] == protocol]
-    return Collected(runs, c.history, c.responses)
-
-
 def table6(c: Collected) -> pd.DataFrame:
     """Table 6 analog: test error by depth, mean ± std over seeds (and best), ours beside the
     paper's CIFAR-10 numbers (shown only for CIFAR-10 runs)."""
-    t = by_depth(_scope(c, None, None).runs)
+    t = by_depth(c.runs)
     if t.empty:
         raise MissingRuns("needs finished runs")
     t = t[t["variant"].isin(["plain", "resnet-A"])]
