@@ -48,12 +48,11 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if type(None) in args and text.lower() in _NONE:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return parse_value(key, text, arg)
-            except ValueError as exc:
-                errors.append(exc)
+            except ValueError:
+                continue
         raise ValueError(f"{key}: expected {_type_name(tp)}, got {text!r}")
     if origin is typing.Literal:
         for choice in args:
