@@ -71,10 +71,6 @@ class Tracker:
             self._fail("failed to start", exc)
 
     @property
-    def active(self) -> bool:
-        return self.run is not None
-
-    @property
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"mode": self.mode + (" (failed)" if self.failed else "")}
         if self.run is not None:
@@ -133,7 +129,6 @@ class Tracker:
 class NullTracker:
     """No W&B at all: ranks other than 0, benchmarks."""
 
-    active = False
     failed = None
 
     def __init__(self, mode: str = "disabled") -> None:

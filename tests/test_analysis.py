@@ -201,3 +201,24 @@ def test_findings_follow_the_numbers():
     assert "single runs: not tested for significance" in text
     assert "helps but does not fully fix it here" in text
     assert "but worse than ResNet-20" in text
+
+
+def test_imagenet_tables_put_ours_beside_the_paper():
+    from resnet_ablate.analysis.tables import table2, table3
+
+    rows = [{"family": "resnet", "depth": 34, "shortcut": s, "final_test_err": e,
+             "final_test_top5_err": t5, "protocol": "he2015-imagenet", "status": "finished"}
+            for s, e, t5 in (("A", 25.0, 7.8), ("A", 25.4, 7.6), ("B", 24.6, 7.5))]
+    rows.append({"family": "plain", "depth": 18, "shortcut": "-", "final_test_err": 28.0,
+                 "final_test_top5_err": 9.9, "protocol": "he2015-imagenet",
+                 "status": "finished"})
+    c = Collected(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame())
+    t3 = table3(c).set_index("model")
+    assert t3.loc["ResNet-34", "runs"] == 2
+    assert t3.loc["ResNet-34", "top-1 err %"] == "25.20 ± 0.28"
+    assert t3.loc["ResNet-34", "top-1 (paper)"] == "25.03"
+    assert t3.loc["ResNet-34", "top-5 err %"] == "7.70"
+    assert t3.loc["ResNet-34 (B)", "top-5 (paper)"] == "7.46"
+    assert t3.loc["ResNet-152 (B)", "runs"] == 0 and t3.loc["ResNet-152 (B)", "top-1 err %"] == ""
+    t2 = table2(c).set_index("model")
+    assert t2.loc["plain-18", "top-1 err %"] == "28.00" and t2.loc["plain-18", "top-1 (paper)"] == "27.94"

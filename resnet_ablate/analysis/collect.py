@@ -110,16 +110,12 @@ def _scan_local(runs_dir: Path) -> tuple[list, list, list, list]:
     return runs, history, responses, skipped
 
 
-def collect_wandb(path: str, group: str | None = None) -> Collected:
+def _scan_wandb(path: str, group: str | None) -> tuple[list, list, list, list]:
     """Runs of a W&B project ("entity/project"), optionally one group, with full history
-    (scan_history). Needs a login; the same frames as collect_local."""
-    return _frames(*_scan_wandb(path, group))
-
-
-def _scan_wandb(path: str, group: str | None, api=None) -> tuple[list, list, list, list]:
+    (scan_history). Needs a login; the same rows as a local scan."""
     import wandb
 
-    api = api or wandb.Api()
+    api = wandb.Api()
     filters = {"group": group} if group else None
     runs, history, responses, skipped = [], [], [], []
     for run in api.runs(path, filters=filters):

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from ..reference import CIFAR_TABLE6, IMAGENET_ERRORS, IMAGENET_TABLE1_FLOPS
+from ..registry import get_spec
 from .collect import Collected
 from .figures import MissingRuns, label
 from .stats import by_depth
@@ -23,7 +24,6 @@ def _num(v, fmt="{:.2f}") -> str:
 def table1(_: Collected | None = None) -> pd.DataFrame:
     """Table 1: ImageNet architectures, our params and conv+fc MACs vs the paper's FLOPs."""
     from ..complexity import complexity
-    from ..registry import get_spec
 
     rows = []
     for depth in IMAGENET_TABLE1_FLOPS:
@@ -67,9 +67,8 @@ def _imagenet(c: Collected, names: list[str], what: str) -> pd.DataFrame:
     runs = c.runs[(c.runs["status"] == "finished") & (c.runs["protocol"] == "he2015-imagenet")]
     rows = []
     for name in names:
-        family = "plain" if name.startswith("plain") else "resnet"
-        depth = int("".join(ch for ch in name.split("-")[0] if ch.isdigit()))
-        shortcut = name.split("-")[1] if "-" in name else "-"
+        spec = get_spec(name)
+        family, depth, shortcut = spec.family, spec.depth, spec.shortcut or "-"
         mine = runs[(runs["family"] == family) & (runs["depth"] == depth)
                     & (runs["shortcut"] == shortcut)]
         paper = IMAGENET_ERRORS[name]

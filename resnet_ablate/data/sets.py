@@ -38,10 +38,6 @@ class ImageData:
     classes: list[str]
     val_source: str  # where the validation split came from, recorded with the run
 
-    @property
-    def image_size(self) -> int:
-        return int(self.train.images.shape[-1])
-
 
 def holdout(n: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     """Indices (rest, held_out) of a seeded random hold-out of `size` items out of n."""

@@ -57,10 +57,6 @@ class TensorData:
     def val_source(self) -> str:
         return self.data.val_source
 
-    @property
-    def epoch_batches(self) -> int:
-        return self.batches.batches_per_epoch
-
     def next(self) -> tuple[Tensor, Tensor]:
         return self.batches.next()
 

@@ -173,7 +173,7 @@ def _config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts
     cfg = request.config
     return {
         "run_id": run_id,
-        "model": cfg.model,
+        "model": spec.name,  # the registry's spelling, whatever case the user typed
         **{k: v for k, v in spec.factors().items() if k != "name"},
         "model_overrides": dict(request.model_overrides),
         "dataset": cfg.dataset,
