@@ -1,10 +1,45 @@
 """resnet-ablate: plain vs residual networks of He et al. (2015), built, counted and trained
-under the paper's protocol."""
-from .complexity import complexity
-from .registry import create_model, get_spec, list_models
-from .spec import VariantSpec
-from . import timm_models  # noqa: F401  registers every variant with timm as ra_<name>
+under the paper's protocol.
 
-__version__ = "0.1.0"
-__all__ = ["complexity", "create_model", "get_spec", "list_models", "VariantSpec",
-           "__version__"]
+Importing the package is cheap (no torch, timm or pandas): each name below loads its module
+on first use, so `resnet-ablate --help` starts at once. timm is never imported by us unless
+asked; when anything imports timm, every variant is registered with it as `ra_<name>`.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import _timm_hook
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "complexity": "resnet_ablate.counting",
+    "create_model": "resnet_ablate.registry",
+    "get_spec": "resnet_ablate.registry",
+    "list_models": "resnet_ablate.registry",
+    "register_variant": "resnet_ablate.registry",
+    "VariantSpec": "resnet_ablate.spec",
+    "register_block": "resnet_ablate.parts",
+    "register_shortcut": "resnet_ablate.parts",
+    "register_stem": "resnet_ablate.parts",
+    "load_plugins": ("resnet_ablate.plugins", "load"),
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+_timm_hook.install()
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'resnet_ablate' has no attribute {name!r}")
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

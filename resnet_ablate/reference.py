@@ -1,6 +1,8 @@
 """Published numbers the project reproduces and compares against, each with its source."""
 from __future__ import annotations
 
+import re
+
 HE2015 = 'He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", arXiv:1512.03385'
 TORCHVISION = "torchvision.models resnet18..152 (option B, stride in the 3x3: v1.5)"
 MEASURED = "measured with torch on the variants of this package; pycls golden values agree"
@@ -70,12 +72,12 @@ def paper_complexity(spec) -> dict:
     """
     from .registry import get_spec
 
+    if not re.fullmatch(r"plain\d+|resnet\d+-[ABC]", spec.name):
+        return {}  # not one of the 2015 paper's nets
     try:
         if get_spec(spec.name) != spec:
             return {}
     except ValueError:
-        return {}
-    if spec.family == "preresnet":
         return {}
     if spec.stem == "cifar" and spec.shortcut in (None, "A") and spec.depth in CIFAR_TABLE6:
         row = CIFAR_TABLE6[spec.depth]

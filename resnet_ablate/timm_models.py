@@ -1,39 +1,99 @@
-"""Every variant as a timm model: `timm.create_model("ra_resnet56_a")` after importing us.
+"""Every variant as a timm model, registered through timm's own machinery.
 
-Entry points are generated from the registry (timm registers a function by its __name__),
-not written out by hand.
+`timm.create_model("ra_resnet56_a")` goes through timm's `build_model_with_cfg` with a
+pretrained config from `generate_default_cfgs` (module-level `default_cfgs`, as timm's own
+model modules), so `features_only`, `pretrained_cfg_overlay=dict(file=...)` (a run's
+model.pt), `resolve_model_data_config` and the rest behave as for timm's models. Entry
+points are generated from the registry, plugin variants included, not written by hand.
+Imported only when timm is (see resnet_ablate._timm_hook).
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Callable
 
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .registry import create_model, list_models
+from .parts import STEMS
+from .registry import create_model, get_spec, list_models, on_register
+from .spec import VariantSpec
 
 PREFIX = "ra_"
-# Arguments timm's factory passes to every entry point; ours have no pretrained weights.
-_TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+# The protocols subtract the training set's mean (per pixel for CIFAR) and divide by
+# nothing: the nearest timm data config is that mean per channel with std 1.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 training images, in [0, 1]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+UNIT_STD = (1.0, 1.0, 1.0)
+
+default_cfgs: dict[str, Any] = {}
 
 
 def timm_name(name: str) -> str:
     return PREFIX + name.lower().replace("-", "_")
 
 
+def _first_conv(spec: VariantSpec) -> str:
+    """The qualified name of the stem's first conv (timm's first_conv), found by building
+    the stem alone on the meta device."""
+    import torch
+    from torch import nn
+
+    from .models.resnet import ACT_LAYER, NORM_LAYER, call_part
+
+    with torch.device("meta"):
+        stem = call_part(STEMS.get(spec.stem).make, "stem", spec.in_chans, spec.stem_width,
+                         options=dict(spec.stem_options),
+                         context={"norm_layer": NORM_LAYER, "act_layer": ACT_LAYER})
+    first = next(n for n, m in stem.named_modules() if isinstance(m, nn.Conv2d))
+    return f"stem.{first}"
+
+
+def pretrained_cfg(spec: VariantSpec) -> dict[str, Any]:
+    """What timm needs to feed the model: input size, pool size, mean/std as the protocol
+    normalises, first conv and classifier names, classes."""
+    size = spec.input_size
+    stem = STEMS.get(spec.stem).meta
+    reduction = stem.get("reduction", 1) * 2 ** (len(spec.layers) - 1)
+    pool = math.ceil(size / reduction)
+    small = size <= 64
+    return {
+        "url": "", "num_classes": spec.num_classes, "input_size": (spec.in_chans, size, size),
+        "pool_size": (pool, pool), "crop_pct": 1.0 if small else 0.875,
+        "interpolation": "bilinear", "mean": CIFAR10_MEAN if small else IMAGENET_MEAN,
+        "std": UNIT_STD, "first_conv": _first_conv(spec), "classifier": "fc",
+        "license": "mit", "paper_ids": "arXiv:1512.03385",
+        "notes": ("untrained; train with `resnet-ablate train` and load its model.pt with "
+                  "pretrained=True, pretrained_cfg_overlay=dict(file=...)",),
+    }
+
+
+def _build(name: str, pretrained: bool = False, **kwargs: Any):
+    spec = get_spec(name)
+    levels = len(spec.layers) + 1  # the stem and every stage
+    return build_model_with_cfg(
+        functools.partial(create_model, name), timm_name(name), pretrained,
+        feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(levels))), **kwargs)
+
+
 def _entrypoint(name: str) -> Callable[..., Any]:
     def build(pretrained: bool = False, **kwargs: Any):
-        if pretrained:
-            raise ValueError(f"{timm_name(name)}: no pretrained weights; train one with "
-                             "`resnet-ablate train`")
-        for key in _TIMM_ONLY:
-            kwargs.pop(key, None)
-        return create_model(name, **kwargs)
+        return _build(name, pretrained, **kwargs)
 
     build.__name__ = build.__qualname__ = timm_name(name)
     build.__module__ = __name__
-    build.__doc__ = f"{name} of resnet-ablate (He et al. 2015/2016)."
+    build.__doc__ = f"{name} of resnet-ablate (He et al. 2015/2016/2019)."
     return build
 
 
+def register(spec: VariantSpec) -> None:
+    """One variant: its pretrained config first (timm looks it up at registration), then
+    its entry point."""
+    default_cfgs.update(generate_default_cfgs({timm_name(spec.name): pretrained_cfg(spec)}))
+    fn = _entrypoint(spec.name)
+    globals()[fn.__name__] = register_model(fn)
+
+
 for _name in list_models():
-    globals()[timm_name(_name)] = register_model(_entrypoint(_name))
+    register(get_spec(_name))
+on_register(register)  # variants registered later (plugins) join too

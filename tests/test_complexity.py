@@ -97,15 +97,15 @@ def test_fvcore_agrees(name):
 def test_stages_sum_to_totals_and_have_paper_shapes():
     c = ra.complexity("resnet20-A")
     stages = {s["stage"]: s for s in c["stages"]}
-    assert list(stages) == ["stem", "layer1", "layer2", "layer3", "head"]
+    assert list(stages) == ["stem", "stage1", "stage2", "stage3", "head"]
     for key in ("params", "macs", "activations", "fvcore_flops"):
         assert sum(s[key] for s in c["stages"]) == c[key], key
-    assert stages["layer1"]["output_shape"] == (16, 32, 32)
-    assert stages["layer2"]["output_shape"] == (32, 16, 16)
-    assert stages["layer3"]["output_shape"] == (64, 8, 8)
+    assert stages["stage1"]["output_shape"] == (16, 32, 32)
+    assert stages["stage2"]["output_shape"] == (32, 16, 16)
+    assert stages["stage3"]["output_shape"] == (64, 8, 8)
     assert stages["head"]["params"] == 64 * 10 + 10
     imagenet = {s["stage"]: s for s in ra.complexity("resnet18-B", with_fvcore=False)["stages"]}
-    assert [imagenet[f"layer{i}"]["output_shape"][1] for i in (1, 2, 3, 4)] == [56, 28, 14, 7]
+    assert [imagenet[f"stage{i}"]["output_shape"][1] for i in (1, 2, 3, 4)] == [56, 28, 14, 7]
 
 
 def test_input_size_scales_macs():

@@ -23,7 +23,7 @@ def _num(v, fmt="{:.2f}") -> str:
 
 def table1(_: Collected | None = None) -> pd.DataFrame:
     """Table 1: ImageNet architectures, our params and conv+fc MACs vs the paper's FLOPs."""
-    from ..complexity import complexity
+    from ..counting import complexity
 
     rows = []
     for depth in IMAGENET_TABLE1_FLOPS:

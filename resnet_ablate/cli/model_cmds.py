@@ -55,7 +55,7 @@ def add_complexity_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_complexity(args: argparse.Namespace) -> int:
-    from ..complexity import complexity_table
+    from ..counting import complexity_table
 
     if args.input_size is not None and args.input_size < 1:
         raise ValueError(f"--input-size must be a positive integer; got {args.input_size}")

@@ -1,4 +1,6 @@
+"""The network: registered parts (blocks, shortcuts, stems) and the stage builder."""
+from . import blocks, shortcuts, stems  # noqa: F401  register the built-in parts
 from .resnet import ResNet
-from .shortcuts import ZeroPadShortcut, make_shortcut
+from .shortcuts import ZeroPadShortcut
 
-__all__ = ["ResNet", "ZeroPadShortcut", "make_shortcut"]
+__all__ = ["ResNet", "ZeroPadShortcut"]

@@ -1,14 +1,23 @@
-"""Residual and plain building blocks (Fig. 2 and Fig. 5) and pre-activation units.
+"""Residual units: the original ones of He et al. (2015), Fig. 2 and Fig. 5, and the variants
+He et al. (2016), "Identity Mappings in Deep Residual Networks", ablate (Fig. 2 / Table 1:
+gating and scaling; Fig. 4 / Table 2: where BN and ReLU sit).
 
-One class per block shape; `shortcut=None` gives the plain block with the same layers.
-Attribute names follow torchvision (conv1, bn1, ..., downsample) so state_dicts interchange;
-`downsample` holds the shortcut of Section 3.3 whatever its option.
+Each block is called as `Block(in_chans, planes, stride, shortcut, **options)`. The stage
+builder makes the shortcut module (None in a plain net, so the block adds nothing) and
+passes the norm and activation layers. Attribute names follow torchvision (conv1, bn1, ...,
+downsample = the shortcut, whatever its option).
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from .shortcuts import make_shortcut
+from ..parts import register_block
+
+POST_ORDERS = ("original", "bn_after_add", "relu_before_add")
+PRE_ORDERS = ("full", "relu_only")
+GATES = ("none", "exclusive", "shortcut")
+PREACT_INPUTS = ("both", "branch", "none")
 
 
 def conv3x3(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
@@ -19,68 +28,126 @@ def conv1x1(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False)
 
 
-class _PostActivation(nn.Module):
-    """The original unit (Fig. 2): BN after each conv; the shortcut is added to the last
-    BN's output, then ReLU. A plain unit (shortcut=None) skips the addition."""
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"block option {name} must be one of {', '.join(allowed)}; "
+                         f"got {value!r}")
+    return value
 
-    residual: bool
-    downsample: nn.Module | None
-    relu: nn.ReLU
+
+def _strides(stride: int, stride_in: str) -> tuple[int, int]:
+    """Where a bottleneck downsamples: the paper strides its first 1x1 ("v1"), torchvision
+    its 3x3 ("v1.5", ResNet-B of He et al. 2019)."""
+    return (stride, 1) if stride_in == "1x1" else (1, stride)
+
+
+class _PostActivation(nn.Module):
+    """The original unit (He et al. 2015, Fig. 2): BN after each conv, the shortcut added to
+    the last BN's output, then ReLU; with He et al. (2016)'s ablations as options:
+
+    order: "original" (Fig. 4a) | "bn_after_add" (Fig. 4b: BN moves after the addition) |
+           "relu_before_add" (Fig. 4c: the branch ends in ReLU; nothing after the addition)
+    gate:  "none" | "exclusive" (Fig. 2c: g(x) F(x) + (1 - g(x)) x) |
+           "shortcut" (Fig. 2d: F(x) + (1 - g(x)) x), g(x) = sigmoid(1x1 conv(x) + b_g),
+           b_g initialised to gate_bias
+    branch_scale: constant scaling of F (Fig. 2b; the shortcut's scale is the "scaled"
+           shortcut)
+    """
+
+    def _setup_merge(self, in_chans: int, out_chans: int, stride: int,
+                     shortcut: nn.Module | None, order: str, gate: str, gate_bias: float,
+                     branch_scale: float, norm_layer, act_layer) -> None:
+        self.order = _choice("order", order, POST_ORDERS)
+        _choice("gate", gate, GATES)
+        self.downsample = shortcut
+        self.act = act_layer(inplace=True)
+        self.bn_post = norm_layer(out_chans) if order == "bn_after_add" else None
+        self.gate = None
+        self.gate_branch = gate == "exclusive"
+        if gate != "none":
+            if shortcut is None:
+                raise ValueError("a gate needs a shortcut to gate; plain nets have none")
+            self.gate = nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=True)
+            nn.init.constant_(self.gate.bias, float(gate_bias))
+        self.branch_scale = float(branch_scale)
 
     def _merge(self, out: Tensor, x: Tensor) -> Tensor:
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        if self.order == "relu_before_add":
+            out = self.act(out)
+        if self.downsample is not None:
+            short = self.downsample(x)
+            if self.gate is not None:
+                g = torch.sigmoid(self.gate(x))
+                short = short * (1.0 - g)
+                if self.gate_branch:
+                    out = out * g
+            if self.branch_scale != 1.0:
+                out = out * self.branch_scale
+            out = out + short
+        if self.bn_post is not None:
+            out = self.bn_post(out)
+        if self.order != "relu_before_add":
+            out = self.act(out)
+        return out
 
 
+@register_block("basic")
 class BasicBlock(_PostActivation):
-    """Two 3x3 convs, BN after each conv and before ReLU; ReLU after the addition."""
+    """Two 3x3 convs (Fig. 2 right of He et al. 2015)."""
 
     expansion = 1
+    weighted_layers = 2
+    preact = False
 
-    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: str | None,
-                 stride_in: str = "1x1") -> None:
+    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
+                 order: str = "original", gate: str = "none", gate_bias: float = 0.0,
+                 branch_scale: float = 1.0, norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU
+                 ) -> None:
         super().__init__()
-        self.residual = shortcut is not None
         self.conv1 = conv3x3(in_chans, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
+        self.relu = act_layer(inplace=True)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(shortcut, in_chans, planes, stride)
+        self.bn2 = norm_layer(planes) if order != "bn_after_add" else nn.Identity()
+        self._setup_merge(in_chans, planes, stride, shortcut, order, gate, gate_bias,
+                          branch_scale, norm_layer, act_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         return self._merge(self.bn2(self.conv2(out)), x)
 
     def last_norm(self) -> nn.Module:
-        return self.bn2
+        return self.conv2 if self.order == "bn_after_add" else self.bn2
 
     def response_modules(self) -> list[str]:
-        """Fig. 7: outputs of each 3x3 layer after BN, before addition and ReLU."""
-        return ["bn1", "bn2"]
+        """Fig. 7: each 3x3 layer's output after BN, before addition and ReLU."""
+        return ["bn1", "conv2" if self.order == "bn_after_add" else "bn2"]
 
 
+@register_block("bottleneck")
 class Bottleneck(_PostActivation):
-    """1x1 reduce, 3x3, 1x1 restore (x4). The paper strides in the first 1x1 ("v1");
-    stride_in="3x3" strides in the 3x3 as torchvision does ("v1.5")."""
+    """1x1 reduce, 3x3, 1x1 restore (x4) (Fig. 5 right of He et al. 2015)."""
 
     expansion = 4
+    weighted_layers = 3
+    preact = False
 
-    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: str | None,
-                 stride_in: str = "1x1") -> None:
+    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
+                 order: str = "original", gate: str = "none", gate_bias: float = 0.0,
+                 branch_scale: float = 1.0, stride_in: str = "1x1", norm_layer=nn.BatchNorm2d,
+                 act_layer=nn.ReLU) -> None:
         super().__init__()
         out_chans = planes * self.expansion
-        s1, s3 = (stride, 1) if stride_in == "1x1" else (1, stride)
-        self.residual = shortcut is not None
+        s1, s3 = _strides(stride, stride_in)
         self.conv1 = conv1x1(in_chans, planes, s1)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, s3)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.conv3 = conv1x1(planes, out_chans)
-        self.bn3 = nn.BatchNorm2d(out_chans)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(shortcut, in_chans, out_chans, stride)
+        self.bn3 = norm_layer(out_chans) if order != "bn_after_add" else nn.Identity()
+        self.relu = act_layer(inplace=True)
+        self._setup_merge(in_chans, out_chans, stride, shortcut, order, gate, gate_bias,
+                          branch_scale, norm_layer, act_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -88,86 +155,121 @@ class Bottleneck(_PostActivation):
         return self._merge(self.bn3(self.conv3(out)), x)
 
     def last_norm(self) -> nn.Module:
-        return self.bn3
+        return self.conv3 if self.order == "bn_after_add" else self.bn3
 
     def response_modules(self) -> list[str]:
         return ["bn2"]
 
 
 class _PreActivation(nn.Module):
-    """He et al. (2016) full pre-activation: nothing after the addition. A projection
-    shortcut takes the pre-activated input, an identity one the raw input (as in the
-    authors' code), so the projection needs no BN of its own."""
+    """He et al. (2016) pre-activation: nothing after the addition.
 
-    downsample: nn.Module | None
+    order: "full" (Fig. 4e: BN-ReLU before each conv) | "relu_only" (Fig. 4d: ReLU before
+           each conv, BN after it).
+    Where the unit's pre-activation goes follows the authors' code (fb.resnet.torch
+    preresnet.lua): the first unit of a stage pre-activates once for both the branch and the
+    shortcut ("both_preact"); later units pre-activate the branch only, the shortcut takes
+    the raw input; the first unit after a stem that already ends in BN-ReLU (ImageNet's)
+    does not normalise again ("no_preact"). The stage builder says which (`preact_input`).
+    """
 
-    def _identity(self, x: Tensor, pre: Tensor) -> Tensor:
+    def _setup_preact(self, in_chans: int, shortcut: nn.Module | None, order: str,
+                      preact_input: str, norm_layer, act_layer) -> None:
+        self.order = _choice("order", order, PRE_ORDERS)
+        self.preact_input = _choice("preact_input", preact_input, PREACT_INPUTS)
+        self.downsample = shortcut
+        if preact_input == "none":
+            self.pre_norm: nn.Module = nn.Identity()
+            self.pre_act: nn.Module = nn.Identity()
+        else:
+            self.pre_norm = norm_layer(in_chans) if order == "full" else nn.Identity()
+            # not in place: with "relu_only" it acts on x itself, which the shortcut needs
+            self.pre_act = act_layer(inplace=False)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(branch input, shortcut input)."""
+        pre = self.pre_act(self.pre_norm(x))
+        return pre, (pre if self.preact_input == "both" else x)
+
+    def _add(self, out: Tensor, short_in: Tensor) -> Tensor:
         if self.downsample is None:
-            return x
-        return self.downsample(pre if isinstance(self.downsample, nn.Sequential) else x)
+            return out
+        return out + self.downsample(short_in)
 
 
+@register_block("preact_basic")
 class PreActBasicBlock(_PreActivation):
-    """BN-ReLU-conv3x3 twice."""
+    """Two 3x3 convs, each after BN-ReLU (full pre-activation)."""
 
     expansion = 1
+    weighted_layers = 2
+    preact = True
 
-    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: str,
-                 stride_in: str = "1x1") -> None:
+    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
+                 order: str = "full", preact_input: str = "branch", norm_layer=nn.BatchNorm2d,
+                 act_layer=nn.ReLU) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_chans)
+        self._setup_preact(in_chans, shortcut, order, preact_input, norm_layer, act_layer)
+        full = order == "full"
         self.conv1 = conv3x3(in_chans, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
+        self.relu = act_layer(inplace=True)
         self.conv2 = conv3x3(planes, planes)
-        self.relu = nn.ReLU(inplace=True)  # acts on BN outputs only; x stays intact
-        self.downsample = make_shortcut(shortcut, in_chans, planes, stride, norm=False)
+        self.bn2 = nn.Identity() if full else norm_layer(planes)
 
     def forward(self, x: Tensor) -> Tensor:
-        pre = self.relu(self.bn1(x))
-        out = self.conv2(self.relu(self.bn2(self.conv1(pre))))
-        return out + self._identity(x, pre)
+        branch, short = self._split(x)
+        if self.order == "full":  # BN-ReLU-conv, BN-ReLU-conv
+            out = self.conv2(self.relu(self.bn1(self.conv1(branch))))
+        else:  # ReLU-conv-BN, ReLU-conv-BN
+            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(branch)))))
+        return self._add(out, short)
 
     def last_norm(self) -> nn.Module:
-        return self.conv2  # no BN ends a pre-activation branch: zero its last conv instead
+        return self.conv2 if self.order == "full" else self.bn2
 
     def response_modules(self) -> list[str]:
-        """Pre-activation has no BN after a conv: the response is the 3x3 conv's output."""
-        return ["conv1", "conv2"]
+        """Fig. 7 for pre-activation: no BN follows a conv in "full" order, so the response
+        is each 3x3 conv's output."""
+        return ["conv1", "conv2"] if self.order == "full" else ["bn1", "bn2"]
 
 
+@register_block("preact_bottleneck")
 class PreActBottleneck(_PreActivation):
     """BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1 (x4)."""
 
     expansion = 4
+    weighted_layers = 3
+    preact = True
 
-    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: str,
-                 stride_in: str = "1x1") -> None:
+    def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
+                 order: str = "full", preact_input: str = "branch", stride_in: str = "1x1",
+                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU) -> None:
         super().__init__()
+        self._setup_preact(in_chans, shortcut, order, preact_input, norm_layer, act_layer)
         out_chans = planes * self.expansion
-        s1, s3 = (stride, 1) if stride_in == "1x1" else (1, stride)
-        self.bn1 = nn.BatchNorm2d(in_chans)
+        s1, s3 = _strides(stride, stride_in)
         self.conv1 = conv1x1(in_chans, planes, s1)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, s3)
-        self.bn3 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.conv3 = conv1x1(planes, out_chans)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(shortcut, in_chans, out_chans, stride, norm=False)
+        self.bn3 = nn.Identity() if order == "full" else norm_layer(out_chans)
+        self.relu = act_layer(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        pre = self.relu(self.bn1(x))
-        out = self.conv2(self.relu(self.bn2(self.conv1(pre))))
-        out = self.conv3(self.relu(self.bn3(out)))
-        return out + self._identity(x, pre)
+        branch, short = self._split(x)
+        if self.order == "full":
+            out = self.conv2(self.relu(self.bn1(self.conv1(branch))))
+            out = self.conv3(self.relu(self.bn2(out)))
+        else:
+            out = self.relu(self.bn1(self.conv1(branch)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+        return self._add(out, short)
 
     def last_norm(self) -> nn.Module:
-        return self.conv3
+        return self.conv3 if self.order == "full" else self.bn3
 
     def response_modules(self) -> list[str]:
-        return ["conv2"]
-
-
-def block_class(block: str, preact: bool) -> type[nn.Module]:
-    return {("basic", False): BasicBlock, ("bottleneck", False): Bottleneck,
-            ("basic", True): PreActBasicBlock, ("bottleneck", True): PreActBottleneck}[
-        (block, preact)]
+        return ["conv2"] if self.order == "full" else ["bn2"]

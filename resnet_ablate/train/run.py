@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..complexity import complexity
+from ..counting import complexity
 from ..config import RunConfig, TrainRequest, parse_train_words
 from ..registry import create_model, get_spec
 from ..spec import VariantSpec

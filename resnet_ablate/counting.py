@@ -19,10 +19,11 @@ from .spec import VariantSpec
 
 
 def _stage_of(qualname: str) -> str:
-    top = qualname.split(".", 1)[0]
-    if top.startswith("layer"):
-        return top
-    return "head" if top in ("fc", "avgpool", "final_norm") else "stem"
+    """stem | stage1 ... stageN | head, from a module's qualified name in a ResNet."""
+    parts = qualname.split(".")
+    if parts[0] == "stages" and len(parts) > 1:
+        return f"stage{int(parts[1]) + 1}"
+    return "head" if parts[0] in ("fc", "final_norm", "head") else "stem"
 
 
 def _input_shape(model: nn.Module, input_size: int | tuple | None) -> tuple[int, ...]:
@@ -51,9 +52,13 @@ def fvcore_flops(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]
         by_module = analysis.by_module()
     per_stage: dict[str, int] = defaultdict(int)
     for name, flops in by_module.items():
-        if name and "." not in name:
+        depth = name.count(".")
+        if name and (depth == 0 and name != "stages" or depth == 1 and name.startswith("stages.")):
             per_stage[_stage_of(name)] += int(flops)
-    return int(analysis.total()), dict(per_stage)
+    total = int(analysis.total())
+    # what the root module does itself (the functional global pooling) belongs to the head
+    per_stage["head"] += total - sum(per_stage.values())
+    return total, dict(per_stage)
 
 
 def complexity(name_or_model: str | nn.Module, input_size: int | tuple | None = None,
@@ -61,7 +66,7 @@ def complexity(name_or_model: str | nn.Module, input_size: int | tuple | None = 
     """Params, MACs (conv + linear), fvcore's FLOPs and activations at batch 1.
 
     input_size: side length, (H, W) or (C, H, W); default the spec's (32 CIFAR, 224 ImageNet).
-    Returns totals plus `stages`: one row per stem / layerK / head.
+    Returns totals plus `stages`: one row per stem / stageK / head.
     """
     model = create_model(name_or_model) if isinstance(name_or_model, str) else name_or_model
     was_training = model.training
@@ -96,7 +101,7 @@ def complexity(name_or_model: str | nn.Module, input_size: int | tuple | None = 
     flops_total, stage_flops = fvcore_flops(model, x) if with_fvcore else (None, {})
     model.train(was_training)
 
-    order = ["stem"] + sorted((s for s in stage_macs if s.startswith("layer")),
+    order = ["stem"] + sorted((s for s in stage_macs if s.startswith("stage")),
                               key=lambda s: int(s[5:])) + ["head"]
     stages = [{"stage": s, "params": stage_params.get(s, 0), "macs": stage_macs.get(s, 0),
                "activations": stage_acts.get(s, 0), "output_shape": stage_shape.get(s),

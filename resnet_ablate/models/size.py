@@ -1,0 +1,93 @@
+"""How big a variant is, known before it is built: parameters and activations from the spec.
+
+The stage builder makes every block after the first of a stage the same shape, so one
+first block and one later block per stage, built on the meta device (no memory, no
+compute) and run once on a meta tensor, give exact counts for any registered variant in
+milliseconds, however many blocks it has. `model.layers=[100000000,1,1]` is refused at
+once instead of after minutes of building and gigabytes of memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..spec import VariantSpec
+
+# Defaults of the train keys max_params and max_activations: 50x ResNet-152's 60M
+# parameters; activations (conv and fc outputs per image) of 4 GB in float32.
+MAX_PARAMS = 3_000_000_000
+MAX_ACTIVATIONS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Size:
+    params: int
+    activations: int  # conv and linear output elements for one image at the input size
+
+
+def _count(modules: list[nn.Module], x: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """Conv/linear output elements of running x through `modules` in order."""
+    total = 0
+
+    def hook(_m, _i, out):
+        nonlocal total
+        total += out.numel()
+
+    handles = [m.register_forward_hook(hook) for mod in modules for m in mod.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        for mod in modules:
+            x = mod(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total, x
+
+
+def measure(spec: VariantSpec, input_size: int | None = None) -> Size:
+    """Exact parameter and activation counts of `spec` at batch 1, built stage by stage on
+    the meta device, two blocks per stage."""
+    from .resnet import ResNet
+
+    side = input_size or spec.input_size
+    short = spec.with_overrides(layers=tuple(min(n, 2) for n in spec.layers))
+    with torch.device("meta"):
+        model = ResNet(short)
+        x = torch.zeros(1, spec.in_chans, side, side)
+    params = sum(p.numel() for p in model.stem.parameters())
+    acts, x = _count([model.stem], x)
+    for stage, count in zip(model.stages, spec.layers):
+        blocks = list(stage)
+        first = sum(p.numel() for p in blocks[0].parameters())
+        a_first, x = _count(blocks[:1], x)
+        params += first
+        acts += a_first
+        if count > 1:
+            later = sum(p.numel() for p in blocks[1].parameters())
+            a_later, x = _count(blocks[1:2], x)
+            params += later * (count - 1)
+            acts += a_later * (count - 1)
+    x = model.final_norm(x)
+    params += sum(p.numel() for p in model.final_norm.parameters())
+    head_acts, _ = _count([model.fc], model.forward_head(x, pre_logits=True))
+    params += sum(p.numel() for p in model.fc.parameters())
+    return Size(params=params, activations=acts + head_acts)
+
+
+def check(spec: VariantSpec, input_size: int, max_params: int, max_activations: int) -> Size:
+    """The size of `spec`, or a one-line ValueError when it passes a cap."""
+    cheap = sum(spec.layers) * max(spec.widths) ** 2
+    if cheap > 1e18:  # even meta tensors have int64 sizes
+        raise ValueError(f"{spec.name}: layers {list(spec.layers)} x widths "
+                         f"{list(spec.widths)} is far beyond any cap (max_params={max_params:,})")
+    size = measure(spec, input_size)
+    if size.params > max_params:
+        raise ValueError(f"{spec.name}: {size.params:,} parameters exceed max_params="
+                         f"{max_params:,} (raise it with max_params=N if you mean it)")
+    if size.activations > max_activations:
+        raise ValueError(f"{spec.name}: {size.activations:,} activations per image at "
+                         f"{input_size} px exceed max_activations={max_activations:,} (raise "
+                         "it with max_activations=N if you mean it)")
+    return size

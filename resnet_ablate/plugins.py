@@ -1,0 +1,106 @@
+"""Plugins: modules that register blocks, shortcuts, stems and variants.
+
+Loaded from the train key `plugins=mod1,mod2` (a module name, or a path to a .py file), the
+environment variable RESNET_ABLATE_PLUGINS (the same, comma-separated), and the entry-point
+group `resnet_ablate.plugins` of installed packages. A run records the plugins it loaded, so
+that `resume` and `collect` load them again, and sweeps pass them on to every run.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ENV = "RESNET_ABLATE_PLUGINS"
+GROUP = "resnet_ablate.plugins"
+
+_seen: set[str] = set()  # plugins as given or as recorded
+_recorded: list[str] = []  # module names and absolute .py paths, in load order
+_autoloaded = False
+
+
+def split(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _import(spec: str) -> str:
+    """Import one plugin; returns it as a run records it."""
+    if spec.endswith(".py"):
+        path = Path(spec).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"plugin file {spec!r} does not exist")
+        module = f"resnet_ablate_plugin_{path.stem}"
+        if module not in sys.modules:
+            loader_spec = importlib.util.spec_from_file_location(module, path)
+            mod = importlib.util.module_from_spec(loader_spec)
+            sys.modules[module] = mod
+            try:
+                loader_spec.loader.exec_module(mod)
+            except BaseException:
+                del sys.modules[module]
+                raise
+        return str(path)
+    if not all(part.isidentifier() for part in spec.split(".")):
+        raise ValueError(f"plugin {spec!r} is neither a module name (a.b.c) nor a .py file")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:  # a module beside the user, as `python -m` would find it
+        sys.path.append(cwd)
+    try:
+        importlib.import_module(spec)
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    return spec
+
+
+def _remember(spec: str, recorded: str) -> None:
+    _seen.update((spec, recorded))
+    if recorded not in _recorded:
+        _recorded.append(recorded)
+
+
+def load(specs: list[str]) -> list[str]:
+    """Import each plugin once; a plugin that fails is a one-line error naming it."""
+    for spec in specs:
+        if spec in _seen:
+            continue
+        try:
+            recorded = _import(spec)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001  its own error, named, in one line
+            raise ValueError(f"plugin {spec!r} could not be loaded: {type(exc).__name__}: "
+                             f"{exc}") from None
+        _remember(spec, recorded)
+    return loaded()
+
+
+def autoload() -> None:
+    """Once per process: RESNET_ABLATE_PLUGINS, then installed entry points. A broken
+    installed plugin is a warning, so it cannot stop every command."""
+    global _autoloaded
+    if _autoloaded:
+        return
+    _autoloaded = True
+    load(split(os.environ.get(ENV)))
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=GROUP):
+        if ep.module in _seen:
+            continue
+        try:
+            obj = ep.load()
+            if callable(obj):
+                obj()
+            _remember(ep.value, ep.module)
+        except Exception as exc:  # noqa: BLE001
+            print(f"resnet-ablate: warning: plugin {ep.name} ({ep.value}) failed to load: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def loaded() -> list[str]:
+    """What this process loaded, as a run records it."""
+    return list(_recorded)
