@@ -16,6 +16,7 @@ from torch import nn
 from .reference import paper_complexity
 from .registry import create_model
 from .spec import VariantSpec
+from .errors import InputError
 
 
 def _stage_of(qualname: str) -> str:
@@ -37,7 +38,7 @@ def _input_shape(model: nn.Module, input_size: int | tuple | None) -> tuple[int,
         return (1, in_chans, *input_size)
     if len(input_size) == 3:
         return (1, *input_size)
-    raise ValueError(f"input_size must be N, (H, W) or (C, H, W); got {input_size!r}")
+    raise InputError(f"input_size must be N, (H, W) or (C, H, W); got {input_size!r}")
 
 
 def fvcore_flops(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
@@ -124,7 +125,8 @@ def complexity(name_or_model: str | nn.Module, input_size: int | tuple | None = 
 
 def complexity_table(names: list[str], input_size: int | None = None,
                      with_fvcore: bool = True, progress: bool = False):
-    """One row per variant: factors, our counts, and the paper's where it gives them."""
+    """One row per variant: factors, our counts, and the paper's where it gives them;
+    `vs_paper_pct` compares what `vs_paper_of` says (params, or MACs vs FLOPs)."""
     import pandas as pd
     from tqdm import tqdm
 
@@ -136,8 +138,12 @@ def complexity_table(names: list[str], input_size: int | None = None,
         spec = get_spec(name)
         c = complexity(name, input_size=input_size, with_fvcore=with_fvcore)
         paper_params, paper_flops = c.get("paper_params"), c.get("paper_flops")
-        delta = (c["params"] / paper_params - 1 if paper_params
-                 else c["macs"] / paper_flops - 1 if paper_flops else None)
+        if paper_params:
+            delta, of = c["params"] / paper_params - 1, "params"
+        elif paper_flops:
+            delta, of = c["macs"] / paper_flops - 1, "MACs vs FLOPs"
+        else:
+            delta, of = None, None
         rows.append({
             "model": spec.name, "family": spec.family, "depth": spec.depth,
             "block": spec.block, "shortcut": spec.shortcut or "-",
@@ -146,6 +152,22 @@ def complexity_table(names: list[str], input_size: int | None = None,
             "paper_params_text": c.get("paper_params_text"),
             "macs": c["macs"], "paper_flops": paper_flops,
             "vs_paper_pct": None if delta is None else round(100 * delta, 2),
+            "vs_paper_of": of,
             "fvcore_flops": c["fvcore_flops"], "activations": c["activations"],
         })
     return pd.DataFrame(rows)
+
+
+def stage_table(names: list[str], input_size: int | None = None,
+                with_fvcore: bool = True) -> list[dict[str, Any]]:
+    """One row per stage (stem, stage1 ... stageN, head) of each variant."""
+    rows = []
+    for name in names:
+        c = complexity(name, input_size=input_size, with_fvcore=with_fvcore)
+        for s in c["stages"]:
+            shape = s["output_shape"]
+            rows.append({"model": c["model"], "stage": s["stage"], "params": s["params"],
+                         "macs": s["macs"], "activations": s["activations"],
+                         **({"fvcore_flops": s["fvcore_flops"]} if with_fvcore else {}),
+                         "output": "x".join(map(str, shape)) if shape else ""})
+    return rows

@@ -1,10 +1,15 @@
-"""Render a DataFrame as a terminal table, CSV, JSON, Markdown or LaTeX."""
+"""Render rows (a list of dicts, or a DataFrame) as a terminal table, CSV, JSON, Markdown or
+LaTeX, without needing pandas for the plain cases (`resnet-ablate models` starts fast)."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import sys
+from typing import Any
 
-import pandas as pd
+from .errors import InputError
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 
@@ -19,19 +24,43 @@ def human(n: float | int | None) -> str:
     return f"{n:g}"
 
 
-def render(df: pd.DataFrame, fmt: str) -> str:
+def _records(rows: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    if hasattr(rows, "to_dict"):  # a DataFrame
+        return [str(c) for c in rows.columns], [
+            {str(k): _plain(v) for k, v in r.items()} for r in rows.to_dict("records")]
+    rows = list(rows)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return columns, [{k: _plain(r.get(k)) for k in columns} for r in rows]
+
+
+def _plain(value: Any) -> Any:
+    """numpy / pandas scalars and missing values as plain Python."""
+    pd = sys.modules.get("pandas")  # only if the caller already uses it
+    if value is None or (pd is not None and value is pd.NA):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def render(rows: Any, fmt: str) -> str:
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    if fmt == "csv":
-        return df.to_csv(index=False)
+        raise InputError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    columns, records = _records(rows)
     if fmt == "json":
-        records = json.loads(df.to_json(orient="records"))
-        return json.dumps(records, indent=2) + "\n"
-    if fmt == "markdown":
-        return df.to_markdown(index=False) + "\n"
-    if fmt == "latex":
-        return df.to_latex(index=False, na_rep="") + "\n"
+        return json.dumps(records, indent=2, default=str) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_cell(r[c]) for c in columns] for r in records])
+        return out.getvalue()
     from tabulate import tabulate
 
-    return tabulate(df.fillna("").values.tolist(), headers=list(df.columns), tablefmt="simple",
-                    disable_numparse=True) + "\n"
+    table = [[_cell(r[c]) for c in columns] for r in records]
+    style = {"table": "simple", "markdown": "github", "latex": "latex_booktabs"}[fmt]
+    return tabulate(table, headers=columns, tablefmt=style, disable_numparse=True) + "\n"

@@ -12,6 +12,7 @@ import json
 import types
 import typing
 from typing import Any
+from .errors import InputError
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -24,19 +25,21 @@ def split_words(words: list[str]) -> list[tuple[str, str]]:
         key, sep, value = word.partition("=")
         key = key.strip().lstrip("-")  # accept --key=value too (W&B's ${args})
         if not sep or not key:
-            raise ValueError(f"expected key=value, got {word!r}")
+            raise InputError(f"expected key=value, got {word!r}")
         pairs.append((key, value.strip()))
     return pairs
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        return f"a list of {type_name(typing.get_args(tp)[0])}s"
     if origin is typing.Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if hasattr(tp, "from_text"):
+        return "a JSON object"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             type(None): "none"}.get(tp, str(tp))
 
@@ -45,6 +48,8 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
     """Parse `text` as type `tp` (int, float, bool, str, Literal, tuple[T, ...], Optional)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if hasattr(tp, "from_text"):  # a structured value (spec.Options): JSON
+        return tp.from_text(key, text)
     if origin in (typing.Union, types.UnionType):
         if type(None) in args and text.lower() in _NONE:
             return None
@@ -53,12 +58,12 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
                 return parse_value(key, text, arg)
             except ValueError:
                 continue
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {text!r}")
+        raise InputError(f"{key}: expected {type_name(tp)}, got {text!r}")
     if origin is typing.Literal:
         for choice in args:
             if text == str(choice) or text.lower() == str(choice).lower():
                 return choice
-        raise ValueError(f"{key}: expected one of {', '.join(map(str, args))}; got {text!r}")
+        raise InputError(f"{key}: expected one of {', '.join(map(str, args))}; got {text!r}")
     if origin is tuple:
         inner = args[0]
         body = text.strip()
@@ -66,7 +71,7 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
             try:
                 items = json.loads(body)
             except json.JSONDecodeError:
-                raise ValueError(f"{key}: expected {_type_name(tp)} like [1,2]; got {text!r}")
+                raise InputError(f"{key}: expected {type_name(tp)} like [1,2]; got {text!r}")
             items = [str(i) for i in items]
         else:
             items = [i for i in body.replace(" ", "").split(",") if i]
@@ -76,7 +81,7 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
             return True
         if text.lower() in _FALSE:
             return False
-        raise ValueError(f"{key}: expected true or false; got {text!r}")
+        raise InputError(f"{key}: expected true or false; got {text!r}")
     if tp is int:
         try:
             return int(text)
@@ -84,15 +89,15 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
             try:
                 value = float(text)  # 64e3, 1e5: whole numbers in scientific notation
             except ValueError:
-                raise ValueError(f"{key}: expected an integer; got {text!r}") from None
+                raise InputError(f"{key}: expected an integer; got {text!r}") from None
             if not value.is_integer():
-                raise ValueError(f"{key}: expected an integer; got {text!r}")
+                raise InputError(f"{key}: expected an integer; got {text!r}")
             return int(value)
     if tp is float:
         try:
             return float(text)
         except ValueError:
-            raise ValueError(f"{key}: expected a number; got {text!r}") from None
+            raise InputError(f"{key}: expected a number; got {text!r}") from None
     if tp is str:
         return text
     raise TypeError(f"{key}: unsupported field type {tp!r}")
@@ -106,4 +111,4 @@ def field_types(cls: type) -> dict[str, Any]:
 def unknown_key_error(key: str, known: list[str], what: str) -> ValueError:
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return ValueError(f"unknown {what} {key!r}{hint} (allowed: {', '.join(sorted(known))})")
+    return InputError(f"unknown {what} {key!r}{hint} (allowed: {', '.join(sorted(known))})")

@@ -24,6 +24,7 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from .errors import InputError
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
@@ -52,11 +53,11 @@ class Registry:
 
     def register(self, name: str, make: Callable[..., Any], **meta: Any) -> Callable[..., Any]:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ValueError(f"{self.kind} name must start with a letter and hold letters, "
+            raise InputError(f"{self.kind} name must start with a letter and hold letters, "
                              f"digits, '_', '-' or '.'; got {name!r}")
         self._load_builtins()
         if name in self._parts:
-            raise ValueError(f"{self.kind} {name!r} is already registered "
+            raise InputError(f"{self.kind} {name!r} is already registered "
                              f"(by {self._parts[name].module})")
         self._parts[name] = Part(name, make, getattr(make, "__module__", "?"), dict(meta))
         return make
@@ -64,7 +65,7 @@ class Registry:
     def get(self, name: str) -> Part:
         self._load_builtins()
         if name not in self._parts:
-            raise ValueError(self.unknown(name))
+            raise InputError(self.unknown(name))
         return self._parts[name]
 
     def unknown(self, name: Any) -> str:
@@ -116,7 +117,7 @@ def register_stem(name: str, *, input_size: int = 224, reduction: int = 1, width
     how much it shrinks that side, `width` its default output channels."""
     for key, value in (("input_size", input_size), ("reduction", reduction), ("width", width)):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"stem {name!r}: {key} must be a positive integer; got {value!r}")
+            raise InputError(f"stem {name!r}: {key} must be a positive integer; got {value!r}")
 
     def decorate(make: Callable) -> Callable:
         return STEMS.register(name, make, input_size=input_size, reduction=reduction,

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from .errors import InputError
 
 ENV = "RESNET_ABLATE_PLUGINS"
 GROUP = "resnet_ablate.plugins"
@@ -30,7 +31,7 @@ def _import(spec: str) -> str:
     if spec.endswith(".py"):
         path = Path(spec).expanduser().resolve()
         if not path.is_file():
-            raise ValueError(f"plugin file {spec!r} does not exist")
+            raise InputError(f"plugin file {spec!r} does not exist")
         module = f"resnet_ablate_plugin_{path.stem}"
         if module not in sys.modules:
             loader_spec = importlib.util.spec_from_file_location(module, path)
@@ -43,7 +44,7 @@ def _import(spec: str) -> str:
                 raise
         return str(path)
     if not all(part.isidentifier() for part in spec.split(".")):
-        raise ValueError(f"plugin {spec!r} is neither a module name (a.b.c) nor a .py file")
+        raise InputError(f"plugin {spec!r} is neither a module name (a.b.c) nor a .py file")
     cwd = os.getcwd()
     added = cwd not in sys.path
     if added:  # a module beside the user, as `python -m` would find it
@@ -72,7 +73,7 @@ def load(specs: list[str]) -> list[str]:
         except ValueError:
             raise
         except Exception as exc:  # noqa: BLE001  its own error, named, in one line
-            raise ValueError(f"plugin {spec!r} could not be loaded: {type(exc).__name__}: "
+            raise InputError(f"plugin {spec!r} could not be loaded: {type(exc).__name__}: "
                              f"{exc}") from None
         _remember(spec, recorded)
     return loaded()

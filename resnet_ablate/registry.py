@@ -13,6 +13,7 @@ import fnmatch
 from typing import Any, Callable
 
 from .spec import VariantSpec, block_depth, derive
+from .errors import InputError
 
 # CIFAR-10, Section 4.2: depth 6n+2, three stages of n basic blocks at 16/32/64 filters.
 CIFAR_N = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
@@ -43,7 +44,7 @@ def register(spec: VariantSpec) -> VariantSpec:
     """Add a spec; a name that is already taken is refused, never silently replaced."""
     key = _normalise(spec.name)
     if key in _LOOKUP:
-        raise ValueError(f"variant {spec.name!r} is already registered")
+        raise InputError(f"variant {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     _LOOKUP[key] = spec.name
     for listener in _LISTENERS:
@@ -66,7 +67,7 @@ def register_variant(name: str, base: str | VariantSpec | None = None,
         from .parts import BLOCKS
 
         if block not in BLOCKS:
-            raise ValueError(f"{name}: {BLOCKS.unknown(block)}")
+            raise InputError(f"{name}: {BLOCKS.unknown(block)}")
         changes.setdefault("depth", block_depth(BLOCKS.get(block).make,
                                                 tuple(changes.get("layers", ()))))
         for key in ("layers", "widths"):
@@ -178,7 +179,7 @@ def get_spec(name: str) -> VariantSpec:
     if key not in _LOOKUP:
         close = closest_names(name)
         hint = f"; closest: {', '.join(close)}" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint} (see `resnet-ablate models`)")
+        raise InputError(f"unknown model {name!r}{hint} (see `resnet-ablate models`)")
     return _REGISTRY[_LOOKUP[key]]
 
 

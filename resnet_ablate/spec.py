@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any
+from .errors import InputError
 
 STRIDE_IN = ("1x1", "3x3")
 _FAMILY = re.compile(r"[a-z][a-z0-9_]*")
@@ -37,17 +38,17 @@ class Options(tuple):
                 isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
             items = [tuple(p) for p in value]
         else:
-            raise ValueError(f"{what} must be a mapping of option names to values; "
+            raise InputError(f"{what} must be a mapping of option names to values; "
                              f"got {value!r}")
         out = []
         for key, v in items:
             if not isinstance(key, str) or not key.isidentifier():
-                raise ValueError(f"{what}: option names are identifiers; got {key!r}")
+                raise InputError(f"{what}: option names are identifiers; got {key!r}")
             if not (v is None or isinstance(v, (str, bool, int, float))):
-                raise ValueError(f"{what}.{key}: values are strings, numbers, true/false or "
+                raise InputError(f"{what}.{key}: values are strings, numbers, true/false or "
                                  f"null; got {v!r}")
             if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"{what}.{key}: must be finite; got {v}")
+                raise InputError(f"{what}.{key}: must be finite; got {v}")
             out.append((key, v))
         return cls(sorted(out))
 
@@ -57,7 +58,7 @@ class Options(tuple):
         try:
             value = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError:
-            raise ValueError(f'{key}: expected a JSON object like {{"order": "full"}}; '
+            raise InputError(f'{key}: expected a JSON object like {{"order": "full"}}; '
                              f"got {text!r}") from None
         return cls.of(value, key)
 
@@ -96,50 +97,50 @@ class VariantSpec:
         for key in ("options", "shortcut_options", "stem_options"):
             object.__setattr__(self, key, Options.of(getattr(self, key), key))
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"a variant needs a name; got {self.name!r}")
+            raise InputError(f"a variant needs a name; got {self.name!r}")
         if not isinstance(self.family, str) or not _FAMILY.fullmatch(self.family):
-            raise ValueError(f"{self.name}: family must be a lowercase word (plain, resnet, "
+            raise InputError(f"{self.name}: family must be a lowercase word (plain, resnet, "
                              f"preresnet, ...); got {self.family!r}")
         if self.block not in BLOCKS:
-            raise ValueError(f"{self.name}: {BLOCKS.unknown(self.block)}")
+            raise InputError(f"{self.name}: {BLOCKS.unknown(self.block)}")
         if self.stem not in STEMS:
-            raise ValueError(f"{self.name}: {STEMS.unknown(self.stem)}")
+            raise InputError(f"{self.name}: {STEMS.unknown(self.stem)}")
         if self.shortcut is None:
             if self.family != "plain":
-                raise ValueError(f"{self.name}: a {self.family} net needs a shortcut "
+                raise InputError(f"{self.name}: a {self.family} net needs a shortcut "
                                  f"(registered: {', '.join(SHORTCUTS.names())}); only plain "
                                  "nets have none")
             if self.zero_init_residual:
-                raise ValueError(f"{self.name}: zero_init_residual needs a residual branch; "
+                raise InputError(f"{self.name}: zero_init_residual needs a residual branch; "
                                  "plain nets have none")
         else:
             if self.family == "plain":
-                raise ValueError(f"{self.name}: plain nets have no shortcut; got shortcut="
+                raise InputError(f"{self.name}: plain nets have no shortcut; got shortcut="
                                  f"{self.shortcut!r} (use a resnet variant for shortcuts)")
             if self.shortcut not in SHORTCUTS:
-                raise ValueError(f"{self.name}: {SHORTCUTS.unknown(self.shortcut)}")
+                raise InputError(f"{self.name}: {SHORTCUTS.unknown(self.shortcut)}")
         for key in ("layers", "widths"):
             value = getattr(self, key)
             if not isinstance(value, tuple) or not value or not all(map(_positive_int, value)):
-                raise ValueError(f"{self.name}: {key} must be positive integers, one per "
+                raise InputError(f"{self.name}: {key} must be positive integers, one per "
                                  f"stage; got {value!r}")
         if len(self.layers) != len(self.widths):
-            raise ValueError(f"{self.name}: layers and widths give one value per stage; "
+            raise InputError(f"{self.name}: layers and widths give one value per stage; "
                              f"layers has {len(self.layers)}, widths {len(self.widths)}")
         for key in ("num_classes", "in_chans"):
             if not _positive_int(getattr(self, key)):
-                raise ValueError(f"{self.name}: {key} must be a positive integer; "
+                raise InputError(f"{self.name}: {key} must be a positive integer; "
                                  f"got {getattr(self, key)!r}")
         if self.stem_width == 0:
             object.__setattr__(self, "stem_width", STEMS.get(self.stem).meta.get("width", 64))
         if not _positive_int(self.stem_width):
-            raise ValueError(f"{self.name}: stem_width must be a positive integer; "
+            raise InputError(f"{self.name}: stem_width must be a positive integer; "
                              f"got {self.stem_width!r}")
         if self.stride_in not in STRIDE_IN:
-            raise ValueError(f"{self.name}: stride_in must be one of {', '.join(STRIDE_IN)}; "
+            raise InputError(f"{self.name}: stride_in must be one of {', '.join(STRIDE_IN)}; "
                              f"got {self.stride_in!r}")
         if self.stride_in != "1x1" and "stride_in" not in _parameters(self.block_class):
-            raise ValueError(f"{self.name}: stride_in applies to bottleneck blocks only; "
+            raise InputError(f"{self.name}: stride_in applies to bottleneck blocks only; "
                              f"a {self.block} block strides in its first 3x3 conv")
         _check_options(self.name, f"block {self.block!r}", self.block_class, self.options,
                        skip=("in_chans", "planes", "stride", "shortcut"))
@@ -148,12 +149,12 @@ class VariantSpec:
                            SHORTCUTS.get(self.shortcut).make, self.shortcut_options,
                            skip=("in_chans", "out_chans", "stride"))
         elif self.shortcut_options:
-            raise ValueError(f"{self.name}: shortcut_options need a shortcut")
+            raise InputError(f"{self.name}: shortcut_options need a shortcut")
         _check_options(self.name, f"stem {self.stem!r}", STEMS.get(self.stem).make,
                        self.stem_options, skip=("in_chans", "out_chans"))
         expected = block_depth(self.block_class, self.layers)
         if self.depth != expected:
-            raise ValueError(f"{self.name}: depth {self.depth} does not match layers "
+            raise InputError(f"{self.name}: depth {self.depth} does not match layers "
                              f"{self.layers} of {self.block} blocks ({expected})")
 
     @property
@@ -195,10 +196,10 @@ class VariantSpec:
         """A validated copy with overrides applied; depth follows `layers` and `block`."""
         unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
         if unknown:
-            raise ValueError(f"unknown model override {unknown[0]!r}; allowed: "
+            raise InputError(f"unknown model override {unknown[0]!r}; allowed: "
                              f"{', '.join(OVERRIDE_KEYS)}")
         if "shortcut" in overrides and self.family == "plain" and overrides["shortcut"]:
-            raise ValueError(f"{self.name}: plain nets have no shortcut to override "
+            raise InputError(f"{self.name}: plain nets have no shortcut to override "
                              f"(allowed for residual variants)")
         return derive(self, self.name, **overrides)
 
@@ -208,7 +209,7 @@ def derive(base: VariantSpec, name: str, **changes: Any) -> VariantSpec:
     fields = {f.name for f in dataclasses.fields(VariantSpec)}
     unknown = sorted(set(changes) - fields - {"depth"})
     if unknown:
-        raise ValueError(f"unknown variant field {unknown[0]!r}; allowed: "
+        raise InputError(f"unknown variant field {unknown[0]!r}; allowed: "
                          f"{', '.join(sorted(fields - {'name', 'depth'}))}")
     changes = dict(changes)
     changes.pop("depth", None)
@@ -221,7 +222,7 @@ def derive(base: VariantSpec, name: str, **changes: Any) -> VariantSpec:
 
     block = changes.get("block", base.block)
     if block not in BLOCKS:
-        raise ValueError(f"{name}: {BLOCKS.unknown(block)}")
+        raise InputError(f"{name}: {BLOCKS.unknown(block)}")
     changes["depth"] = block_depth(BLOCKS.get(block).make, changes.get("layers", base.layers))
     return dataclasses.replace(base, name=name, **changes)
 
@@ -253,11 +254,11 @@ def _check_options(name: str, what: str, make: Any, options: Options,
             allowed = [k for k, p in params.items() if k not in skip and k not in (
                 "norm_layer", "act_layer", "stride_in", "preact_input")
                        and p.default is not inspect.Parameter.empty]
-            raise ValueError(f"{name}: {what} takes no option {key!r} (its options: "
+            raise InputError(f"{name}: {what} takes no option {key!r} (its options: "
                              f"{', '.join(allowed) or 'none'})")
 
 
 def _as_int_tuple(key: str, value: Any) -> tuple:
     if isinstance(value, (list, tuple)):
         return tuple(value)
-    raise ValueError(f"{key} must be a list of integers, one per stage; got {value!r}")
+    raise InputError(f"{key} must be a list of integers, one per stage; got {value!r}")

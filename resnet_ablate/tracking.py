@@ -1,35 +1,40 @@
-"""Weights & Biases for a training run, never in the way of the training itself.
+"""Weights & Biases for a training run, done the way W&B does it, never in the way of the
+training itself.
 
-Online when logged in, offline otherwise (sync later with `wandb sync`), disabled on
-request. If W&B fails to start or dies mid-run, the run goes on and says so once; the local
-record (summary.json, history.csv) is complete whatever happens here.
+Online when wandb's own login check finds credentials, offline otherwise (sync later with
+`wandb sync`), disabled on request. An online run whose server does not answer within a
+few seconds falls back to an offline run, kept for a later `wandb sync`. If W&B fails or
+dies mid-run, the run goes on and says so once; the local record (summary.json,
+history.csv) is complete whatever happens here.
 """
 from __future__ import annotations
 
-import netrc
 import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from .errors import InputError
 
 MODES = ("auto", "online", "offline", "disabled")
+# How long an online run may wait for the server before going offline (W&B's own default
+# is 90 s); WANDB_INIT_TIMEOUT, wandb's own variable, overrides it.
+INIT_TIMEOUT_S = 8.0
 
 
 def logged_in() -> bool:
-    """An API key in the environment or in ~/.netrc for the W&B host."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    """wandb's own check for credentials (API key in the environment, settings or netrc;
+    identity tokens), without prompting and without the network."""
+    import wandb
+
     try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host or "") is not None
-    except (OSError, netrc.NetrcParseError):
+        return bool(wandb.login(prompt=False, verify=False))
+    except Exception:  # noqa: BLE001  no usable credentials
         return False
 
 
 def resolve_mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"wandb must be one of {', '.join(MODES)}; got {mode!r}")
+        raise InputError(f"wandb must be one of {', '.join(MODES)}; got {mode!r}")
     if mode != "auto":
         return mode
     env = os.environ.get("WANDB_MODE", "").lower()
@@ -40,28 +45,49 @@ def resolve_mode(mode: str) -> str:
     return "online" if logged_in() else "offline"
 
 
+def tags(factors: dict[str, Any], protocol: str) -> list[str]:
+    """Run tags to filter by in the W&B UI."""
+    return [f"family:{factors['family']}", f"depth:{factors['depth']}",
+            f"shortcut:{factors['shortcut'] or 'none'}", f"block:{factors['block']}",
+            f"protocol:{protocol}"]
+
+
 class Tracker:
     """A W&B run that turns every failure into one warning and carries on without W&B."""
 
     def __init__(self, mode: str, project: str, group: str | None, entity: str | None,
-                 run_id: str, run_dir: Path, config: dict[str, Any], resume: bool) -> None:
+                 run_id: str, run_dir: Path, config: dict[str, Any], tags: list[str],
+                 resume: bool) -> None:
         self.mode = resolve_mode(mode)
         self.run = None
         self.failed: str | None = None
+        self.fallback: str | None = None
         if self.mode == "disabled":
             return
         try:
             import wandb
 
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = dict(
+                project=project, entity=entity or None, group=group or None, job_type="train",
+                name=run_id, config=config, tags=tags, dir=str(run_dir),
+                resume="allow" if resume else None, reinit="finish_previous")
             # The W&B agent names its runs (WANDB_RUN_ID); elsewhere the run id is ours.
             if not os.environ.get("WANDB_RUN_ID"):
                 kwargs["id"] = run_id
-            self.run = wandb.init(
-                project=project, entity=entity, group=group, job_type="train",
-                name=run_id, config=config, dir=str(run_dir), mode=self.mode,
-                resume="allow" if resume else None, reinit="finish_previous",
-                settings=wandb.Settings(quiet=True), **kwargs)
+            timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
+            try:
+                self.run = wandb.init(mode=self.mode, settings=wandb.Settings(
+                    quiet=True, init_timeout=timeout), **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                if self.mode != "online":
+                    raise
+                self.fallback = f"{type(exc).__name__}: {str(exc)[:160]}"
+                print(f"resnet-ablate: warning: W&B online did not start within {timeout:g} s "
+                      f"({self.fallback}); logging offline instead, sync later with `wandb "
+                      "sync`", file=sys.stderr, flush=True)
+                self.mode = "offline"
+                self.run = wandb.init(mode="offline", settings=wandb.Settings(quiet=True),
+                                      **kwargs)
             # The iteration is the x axis of every metric (a resumed run may repeat a few).
             self.run.define_metric("iteration")
             self.run.define_metric("*", step_metric="iteration")
@@ -77,6 +103,8 @@ class Tracker:
             info.update(id=self.run.id, project=self.run.project, dir=self.run.dir)
             if self.mode == "online":
                 info["url"] = getattr(self.run, "url", None)
+        if self.fallback:
+            info["online_fallback"] = self.fallback
         if self.failed:
             info["failed"] = self.failed
         return info
@@ -103,6 +131,19 @@ class Tracker:
             return
         try:
             self.run.log({"iteration": iteration, **metrics})
+        except Exception as exc:  # noqa: BLE001
+            self._fail("stopped during the run", exc)
+
+    def log_responses(self, rows: list[dict[str, Any]]) -> None:
+        """Fig. 7's layer responses as a W&B table (index, layer, std)."""
+        if self.run is None or not rows:
+            return
+        try:
+            import wandb
+
+            table = wandb.Table(columns=["index", "layer", "std"],
+                                data=[[r["index"], r["layer"], r["std"]] for r in rows])
+            self.run.log({"layer_responses": table})
         except Exception as exc:  # noqa: BLE001
             self._fail("stopped during the run", exc)
 
@@ -135,6 +176,9 @@ class NullTracker:
         self.info: dict[str, Any] = {"mode": mode}
 
     def log(self, metrics: dict[str, Any], iteration: int) -> None:
+        pass
+
+    def log_responses(self, rows: list[dict[str, Any]]) -> None:
         pass
 
     def update_summary(self, values: dict[str, Any]) -> None:

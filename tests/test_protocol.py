@@ -14,7 +14,7 @@ def test_he2015_cifar_is_the_paper():
     assert (p.val_size, p.pad, p.crop, p.flip) == (5000, 4, 32, True)
     assert p.normalize == "per_pixel_mean" and p.test_view == "single"
     assert (p.warmup_lr, p.warmup_until_train_err, p.warmup_max_iterations,
-            p.warmup_min_depth) == (0.01, 0.8, 400, 110)
+            p.warmup_min_depth) == (0.01, 0.8, 0, 110)  # a condition, no cap
     assert round(p.iterations * p.batch_size / 45_000) == 182  # "about 182 epochs"
 
 
@@ -24,6 +24,13 @@ def test_he2015_imagenet_is_the_paper():
     assert (p.iterations, p.lr_schedule, p.scale_range, p.crop) == (600_000, "plateau",
                                                                     (256, 480), 224)
     assert p.color_pca and p.flip and p.test_view == "10crop"
+    # the plateau reads 10k held-out training images, never the reported val/ split; the
+    # loader subtracts what the protocol says
+    assert (p.val_size, p.normalize, p.plateau_patience) == (10_000, "per_channel_mean", 5)
+
+
+def test_demo_milestones_at_the_papers_proportions():
+    assert DEMO.milestones == (DEMO.iterations // 2, DEMO.iterations * 3 // 4)
 
 
 def _lrs(protocol, depth, errors=None, n=None):
@@ -35,7 +42,7 @@ def _lrs(protocol, depth, errors=None, n=None):
     for it in range(1, (n or protocol.iterations) + 1):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
-        if schedule.in_warmup(it - 1) and errors is not None:
+        if schedule.in_warmup() and errors is not None:
             schedule.observe(it, errors(it), protocol.warmup_until_train_err)
         sched.step()
     return lrs, schedule
@@ -43,7 +50,7 @@ def _lrs(protocol, depth, errors=None, n=None):
 
 def test_step_schedule_divides_by_10_at_32k_and_48k():
     lrs, schedule = _lrs(HE2015_CIFAR, depth=56)
-    assert schedule.warmup_end == 0  # no warm-up below 110 layers
+    assert schedule.warmup_end is None and not schedule.warmup  # no warm-up below 110
     assert lrs[0] == lrs[31_999] == pytest.approx(0.1)  # iterations 1..32000
     assert lrs[32_000] == lrs[47_999] == pytest.approx(0.01)  # 32001..48000
     assert lrs[48_000] == lrs[-1] == pytest.approx(0.001)
@@ -64,10 +71,37 @@ def test_resnet110_warmup_ends_when_training_error_is_below_80pct():
     assert lrs[31_999] == pytest.approx(0.1) and lrs[32_000] == pytest.approx(0.01)
 
 
-def test_warmup_is_capped_at_400_iterations():
-    lrs, schedule = _lrs(HE2015_CIFAR, depth=1202, errors=lambda it: 0.95, n=1000)
-    assert schedule.warmup_end == 400
+def test_warmup_lasts_until_the_condition_holds_with_no_silent_cap():
+    """"until the training error is below 80% (about 400 iterations)": the parenthesis is
+    not a cap. Above 80% for 3,000 iterations, the warm-up goes on for 3,000."""
+    import dataclasses
+
+    errors = lambda it: 0.95 if it <= 3000 else 0.5  # noqa: E731
+    lrs, schedule = _lrs(HE2015_CIFAR, depth=1202, errors=errors, n=4000)
+    # the mean of the last 10 mini-batches, m of them at 0.5: (0.5m + 0.95(10 - m)) / 10 < 0.8
+    # first holds for m = 4, at iteration 3004; iteration 3005 runs at 0.1
+    assert schedule.warmup_end == 3004 and not schedule.warmup_capped
+    assert lrs[3003] == pytest.approx(0.01) and lrs[3004] == pytest.approx(0.1)
+    capped = dataclasses.replace(HE2015_CIFAR, warmup_max_iterations=400)
+    lrs, schedule = _lrs(capped, depth=1202, errors=lambda it: 0.95, n=1000)
+    assert schedule.warmup_end == 400 and schedule.warmup_capped  # named, recorded
     assert lrs[399] == pytest.approx(0.01) and lrs[400] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("patience", [1, 5])
+def test_plateau_cuts_at_the_patience_th_evaluation_without_improvement(patience):
+    import dataclasses
+
+    p = dataclasses.replace(HE2015_IMAGENET, plateau_patience=patience)
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=p.lr)
+    sched = build_scheduler(opt, p, depth=50)
+    lrs = []
+    for err in [50.0, 40.0] + [40.0] * 10:  # improves twice, then stalls
+        sched.step(err)
+        lrs.append(opt.param_groups[0]["lr"])
+    stalled = lrs[2:]
+    assert stalled[:patience - 1] == [pytest.approx(0.1)] * (patience - 1)
+    assert stalled[patience - 1] == pytest.approx(0.01)  # the patience-th stalled evaluation
 
 
 def test_schedule_state_round_trips():
@@ -101,6 +135,11 @@ def test_overrides_are_typed_and_recorded():
                                       "iterations": 300, "flip": False}
     assert parse_train_words(["milestones=100,200"]).protocol.milestones == (100, 200)
     assert parse_train_words([]).protocol == DEMO  # digits -> the demo protocol
+    timm_habit = parse_train_words(["--model", "resnet56-A", "--lr=0.05", "--amp", "bf16",
+                                    "--deterministic", "--batch-size", "64"])
+    assert (timm_habit.config.model, timm_habit.protocol.lr, timm_habit.config.amp,
+            timm_habit.config.deterministic, timm_habit.protocol.batch_size) == (
+        "resnet56-A", 0.05, "bf16", True, 64)
 
 
 @pytest.mark.parametrize("words, message", [
@@ -109,19 +148,47 @@ def test_overrides_are_typed_and_recorded():
     (["flip=maybe"], "flip: expected true or false"),
     (["milestones=[1,x]"], "milestones"),
     (["milestones=[200,100]"], "increasing"),
-    (["batch_size=0"], "positive"),
+    (["batch_size=0"], "batch_size must be an integer in [1, 65,536]; got 0"),
     (["learning_rate=0.1"], "unknown train key 'learning_rate'"),
     (["lr"], "expected key=value"),
     (["protocol=he2016"], "unknown protocol 'he2016'"),
     (["dataset=mnist"], "dataset: expected one of digits, cifar10"),
     (["model.depth=20"], "unknown model override 'model.depth'"),
     (["device=tpu"], "device: expected one of auto, cpu, cuda"),
-    (["run_id=../x"], "run_id must be a plain name"),
+    (["run_id=../x"], "run_id must be 1-128 ASCII letters, digits"),
+    (["run_id=caf\u00e9"], "run_id must be 1-128 ASCII letters"),
+    (["run_id=a\x07b"], "run_id must be 1-128 ASCII"),
+    (["momentum=nan"], "momentum must be a finite number"),
+    (["lr=inf"], "lr must be a finite number"),
+    (["lr=-0.1"], "lr must be > 0"),
+    (["momentum=1.5"], "momentum must be in [0, 1)"),
+    (["weight_decay=-1"], "weight_decay must be >= 0"),
+    (["iterations=1e300"], "iterations must be an integer in [1, 1,000,000,000]"),
+    (["batch_size=10000000"], "batch_size must be an integer in [1, 65,536]"),
+    (["warmup_until_train_err=80"], "warmup_until_train_err is a fraction"),
+    (["scale_range=[480,256]"], "scale_range must be [min, max]"),
+    (["seed=-1"], "seed must be >= 0"),
+    (["--lr"], "--lr needs a value"),
 ])
 def test_bad_overrides(words, message):
     with pytest.raises(ValueError, match=None) as info:
         parse_train_words(words)
     assert message in str(info.value)
+
+
+def test_none_is_a_run_id_not_a_null():
+    assert parse_train_words(["run_id=none"]).config.run_id == "none"
+
+
+def test_every_setting_has_help_with_type_and_default():
+    from resnet_ablate.config import settings_help
+
+    rows = settings_help()
+    keys = [r[0] for r in rows]
+    assert {"model", "lr", "milestones", "deterministic", "model.options"} <= set(keys)
+    assert all(r[1] and r[2] and r[3] for r in rows)
+    lr = next(r for r in rows if r[0] == "lr")
+    assert "he2015-cifar: 0.1" in lr[2] and "demo: 0.1" in lr[2]
 
 
 def test_apply_overrides_refuses_name():

@@ -1,6 +1,7 @@
 """A report folder: every figure (PNG and PDF), every table (Markdown, CSV, LaTeX), the
-`compare` table, what was measured in words, and an index (Markdown and HTML) with the
-exact commands and versions used. Figures whose runs are missing are listed as skipped."""
+`compare` table, what was measured in words, and an index with the exact commands and
+versions used. The report is built once, as a list of sections, and rendered to both
+Markdown and HTML. Figures whose runs are missing are listed as skipped."""
 from __future__ import annotations
 
 import html
@@ -11,24 +12,37 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..formatting import render
 from ..io import atomic_write_bytes, atomic_write_text
 from .collect import Collected
-from .figures import FIGURES, MissingRuns, label, plt  # pyplot on the Agg backend
-from .stats import ALPHA, TEST_NAME, by_depth, format_compare, welch
+from .figures import FIGURES, MissingRuns, plt  # pyplot on the Agg backend
+from .stats import ALPHA, TEST_NAME, by_condition, format_compare, welch
 from .tables import TABLES
+from .vocab import METRICS, describe, finished, plain_residual_pairs, pm, scope_key
 
 TABLE_FORMATS = {"md": "markdown", "csv": "csv", "tex": "latex"}
 
 
 @dataclass
+class Section:
+    """One part of the report: kind text | list | figure | table | code."""
+    kind: str
+    title: str = ""
+    body: Any = None  # text | list of str | figure name | DataFrame | list of lines
+    name: str = ""  # file stem of a figure or table
+
+
+@dataclass
 class Report:
     out: Path
-    figures: list[tuple[str, str]] = field(default_factory=list)  # (name, caption)
-    tables: list[tuple[str, pd.DataFrame, str]] = field(default_factory=list)
+    title: str
+    sections: list[Section] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
 
@@ -52,62 +66,60 @@ def versions() -> dict[str, str]:
 
 
 def _scopes(c: Collected) -> list[tuple[str, Collected]]:
-    """One scope per (data set, protocol): curves of different data never share a plot."""
-    done = c.runs[c.runs["status"] == "finished"]
-    keys = sorted({(d, p) for d, p in zip(done["dataset"], done["protocol"])})
+    """One scope per data set, protocol and protocol fields: curves of different data or
+    protocols never share a plot."""
+    done = finished(c.runs)
+    if done.empty:
+        return []
+    keys = scope_key(done)
     scopes = []
-    for dataset, protocol in keys:
-        runs = c.runs[(c.runs["dataset"] == dataset) & (c.runs["protocol"] == protocol)]
-        suffix = "" if len(keys) == 1 else f"-{dataset}-{protocol}"
-        scopes.append((suffix, Collected(runs, c.history[c.history["run_id"].isin(runs["run_id"])],
-                                         c.responses[c.responses["run_id"].isin(runs["run_id"])])))
+    for i, (key, runs) in enumerate(sorted(done.groupby(keys), key=lambda kv: kv[0])):
+        suffix = "" if keys.nunique() == 1 else f"-{runs['dataset'].iloc[0]}-" \
+            f"{runs['protocol'].iloc[0]}-{i + 1}"
+        scopes.append((suffix, c.subset(runs)))
     return scopes
-
-
-def _mean_pm(values: list[float]) -> str:
-    s = pd.Series(values, dtype=float)
-    return f"{s.mean():.2f}%" + (f" ± {s.std():.2f}" if len(s) > 1 else "")
 
 
 def _direction(a: list[float], b: list[float]) -> tuple[str, str]:
     """Whether a's mean is "higher", "lower" or "same" as b's (same: the difference is not
-    significant), and how that was decided."""
-    _, p = welch(a, b)
+    shown significant), and how that was decided."""
+    p, verdict = welch(a, b)
     diff = sum(a) / len(a) - sum(b) / len(b)
-    if p is None and (len(a) < 2 or len(b) < 2):
+    if verdict.startswith("n/a"):
         how = "single runs: not tested for significance"
     elif p is None:
-        how = "no variance"
+        how = "no variance on either side: Welch's test undefined"
     else:
         how = f"{TEST_NAME.split(' (')[0]} p = {p:.3g}"
-    if diff != 0 and (p is None or p < ALPHA):
+    if diff != 0 and (verdict.startswith("n/a") or (p is not None and p < ALPHA)):
         return ("higher" if diff > 0 else "lower"), how
     return "same", how
 
 
-def degradation_findings(c: Collected) -> list[str]:
-    """What the runs show about the degradation problem, measured, in sentences: does the
-    deeper plain net train worse than the shallower one, and does the residual net at that
-    depth train better than the plain one and no worse than its shallower twin?"""
+def _mean_pm(values: list[float]) -> str:
+    s = pd.Series(values, dtype=float)
+    return pm(s.mean(), s.std() if len(s) > 1 else None) + "%"
+
+
+def degradation_findings(c: Collected, metric: str = "train") -> list[str]:
+    """What the runs show about the degradation problem, in sentences: does the deeper
+    plain net train worse than the shallower one, and does the residual net at that depth
+    (one shortcut option at a time) train better than the plain one and no worse than its
+    shallower twin? The paper's training error unless `metric` says otherwise."""
+    column, text = METRICS[metric]
     findings = []
-    runs = c.runs[c.runs["status"] == "finished"]
-    for (dataset, protocol), scope in runs.groupby(["dataset", "protocol"]):
-        plain = scope[scope["family"] == "plain"]
-        res = scope[(scope["family"] == "resnet") & scope["shortcut"].isin(["A", "B"])]
-        depths = sorted(set(plain["depth"]) & set(res["depth"]))
-        if len(depths) < 2:
+    for plain, res, shortcut in plain_residual_pairs(c.runs):
+        lo, hi = int(plain["depth"].min()), int(plain["depth"].max())
+
+        def errs(frame, depth, col=column):
+            return frame.loc[frame["depth"] == depth, col].astype(float).dropna().tolist()
+
+        p_lo, p_hi, r_lo, r_hi = errs(plain, lo), errs(plain, hi), errs(res, lo), errs(res, hi)
+        if not all((p_lo, p_hi, r_lo, r_hi)):
             continue
-        lo, hi = int(depths[0]), int(depths[-1])
-
-        def errs(frame, depth, col="final_train_err"):
-            return frame.loc[frame["depth"] == depth, col].astype(float).tolist()
-
-        p_lo, p_hi, r_lo, r_hi = (errs(plain, lo), errs(plain, hi), errs(res, lo),
-                                  errs(res, hi))
-        n = min(len(p_lo), len(p_hi), len(r_lo), len(r_hi))
-        names = {k: label(f, d, s) for k, (f, d, s) in {
-            "plo": ("plain", lo, None), "phi": ("plain", hi, None),
-            "rlo": ("resnet", lo, "A"), "rhi": ("resnet", hi, "A")}.items()}
+        names = {"plo": f"plain-{lo}", "phi": f"plain-{hi}",
+                 "rlo": f"ResNet-{lo}" + ("" if shortcut == "A" else f" ({shortcut})"),
+                 "rhi": f"ResNet-{hi}" + ("" if shortcut == "A" else f" ({shortcut})")}
         deeper, how = _direction(p_hi, p_lo)
         plain_word = {
             "higher": "the deeper plain net trains worse: degradation observed",
@@ -124,12 +136,14 @@ def degradation_findings(c: Collected) -> list[str]:
         else:
             fix = (f"residual learning does not fix it here: {names['rhi']} does not train "
                    f"better than {names['phi']}")
+        scope = plain.iloc[0]
+        n = min(len(p_lo), len(p_hi), len(r_lo), len(r_hi))
         findings.append(
-            f"**{dataset} / {protocol}** ({n}+ run(s) per model; final training error, "
-            "measured in eval mode on the whole training split): "
-            f"{names['phi']} {_mean_pm(p_hi)} vs {names['plo']} {_mean_pm(p_lo)} ({how}): "
-            f"{plain_word}. {names['rhi']} {_mean_pm(r_hi)} vs {names['phi']} ({how_plain}) "
-            f"and vs {names['rlo']} {_mean_pm(r_lo)} ({how_short}): {fix}.")
+            f"**{scope['dataset']} / {scope['protocol']}, option {shortcut}** ({n}+ seed(s) "
+            f"per condition; {text}): {names['phi']} {_mean_pm(p_hi)} vs {names['plo']} "
+            f"{_mean_pm(p_lo)} ({how}): {plain_word}. {names['rhi']} {_mean_pm(r_hi)} vs "
+            f"{names['phi']} ({how_plain}) and vs {names['rlo']} {_mean_pm(r_lo)} "
+            f"({how_short}): {fix}.")
         findings.append(
             f"Test error: {names['plo']} {_mean_pm(errs(plain, lo, 'final_test_err'))}, "
             f"{names['phi']} {_mean_pm(errs(plain, hi, 'final_test_err'))}, "
@@ -141,18 +155,23 @@ def degradation_findings(c: Collected) -> list[str]:
 def build(c: Collected, out: Path, figures: list[str] | None = None,
           tables: list[str] | None = None, commands: list[str] | None = None,
           title: str = "resnet-ablate report", notes: list[str] | None = None,
-          progress=print) -> Report:
+          metric: str = "train", progress=print) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
-    report = Report(out)
-    wanted_figures = figures or list(FIGURES)
-    wanted_tables = tables or list(TABLES)
+    report = Report(out, title)
+    done = int((c.runs["status"] == "finished").sum()) if len(c.runs) else 0
+    report.sections.append(Section("text", body=f"{len(c.runs)} runs collected ({done} "
+                                   f"finished) on {time.strftime('%Y-%m-%d %H:%M %Z')}."))
+    report.sections += [Section("text", body=n) for n in notes or []]
+    report.findings = degradation_findings(c, metric)
+    if report.findings:
+        report.sections.append(Section("list", "What was measured", report.findings))
     for suffix, scope in _scopes(c):
-        for name in wanted_figures:
+        for name in figures if figures is not None else list(FIGURES):
             fname = f"{name}{suffix}"
             try:
-                fig = FIGURES[name](scope)
+                fig, caption = FIGURES[name](scope)
             except MissingRuns as why:
                 report.skipped.append((fname, str(why)))
                 continue
@@ -161,32 +180,42 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
                 fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
                 atomic_write_bytes(out / "figures" / f"{fname}.{ext}", buf.getvalue())
             plt.close(fig)
-            report.figures.append((fname, _caption(FIGURES[name])))
+            report.figures.append(fname)
+            report.sections.append(Section("figure", caption, fname, fname))
             progress(f"figure {fname}")
-    for name in wanted_tables:
+    for name in tables if tables is not None else list(TABLES):
         try:
-            df = TABLES[name](c)
+            df, caption = TABLES[name](c)
         except MissingRuns as why:
             report.skipped.append((name, str(why)))
             continue
         _write_table(out, name, df)
-        report.tables.append((name, df, _caption(TABLES[name])))
+        report.tables.append(name)
+        report.sections.append(Section("table", caption, df, name))
         progress(f"table {name}")
-    compare = by_depth(c.runs)
+    column, text = METRICS["test"]
+    compare = by_condition(c.runs, column)
     if not compare.empty:
-        df = format_compare(compare)
+        df = format_compare(compare, "test err %")
         _write_table(out, "compare", df)
-        report.tables.append(("compare", df, f"Error by depth and variant, mean ± std over "
-                                             f"seeds; depth steps tested with {TEST_NAME}, "
-                                             f"alpha = {ALPHA}."))
-    report.findings = degradation_findings(c)
+        report.tables.append("compare")
+        report.sections.append(Section(
+            "table", f"Test error by condition, mean ± std over seeds; depth steps within a "
+            f"series tested with {TEST_NAME}, alpha = {ALPHA}. {describe(finished(c.runs))}",
+            df, "compare"))
+    if report.skipped:
+        report.sections.append(Section("list", "Skipped (runs missing)",
+                                       [f"{n}: {w}" for n, w in report.skipped]))
+    if c.skipped or c.warnings:
+        report.sections.append(Section("list", "Run directories not collected, and warnings",
+                                       [f"{w}: {y}" for w, y in c.skipped] + c.warnings))
+    report.sections.append(Section("code", "Commands", commands or []))
+    report.sections.append(Section("list", "Versions",
+                                   [f"{k}: {v}" for k, v in versions().items()]))
     c.save(out / "data")
-    _write_index(report, c, commands or [], title, notes or [])
+    atomic_write_text(out / "index.md", to_markdown(report))
+    atomic_write_text(out / "index.html", to_html(report))
     return report
-
-
-def _caption(fn) -> str:
-    return " ".join((fn.__doc__ or fn.__name__).split())
 
 
 def _write_table(out: Path, name: str, df: pd.DataFrame) -> None:
@@ -194,53 +223,47 @@ def _write_table(out: Path, name: str, df: pd.DataFrame) -> None:
         atomic_write_text(out / "tables" / f"{name}.{ext}", render(df, fmt))
 
 
-def _write_index(report: Report, c: Collected, commands: list[str], title: str,
-                 notes: list[str]) -> None:
-    v = versions()
-    when = time.strftime("%Y-%m-%d %H:%M %Z")
-    done = int((c.runs["status"] == "finished").sum())
-    md = [f"# {title}", "",
-          f"{len(c.runs)} runs collected ({done} finished) on {when}.", ""]
-    md += [*notes, ""] if notes else []
-    if report.findings:
-        md += ["## What was measured", "", *[f"- {f}" for f in report.findings], ""]
-    for name, caption in report.figures:
-        md += [f"## {caption}", "", f"![{name}](figures/{name}.png)", "",
-               f"[PDF](figures/{name}.pdf)", ""]
-    for name, df, caption in report.tables:
-        md += [f"## {caption}", "", render(df, "markdown"),
-               f"[CSV](tables/{name}.csv) · [LaTeX](tables/{name}.tex)", ""]
-    if report.skipped:
-        md += ["## Skipped (runs missing)", "",
-               *[f"- {name}: {why}" for name, why in report.skipped], ""]
-    if c.skipped:
-        md += ["## Run directories not collected", "",
-               *[f"- {where}: {why}" for where, why in c.skipped], ""]
-    md += ["## Commands", "", "```", *commands, "```", "",
-           "## Versions", "", *[f"- {k}: {val}" for k, val in v.items()], ""]
-    atomic_write_text(report.out / "index.md", "\n".join(md))
+def to_markdown(report: Report) -> str:
+    md = [f"# {report.title}", ""]
+    for s in report.sections:
+        if s.title and s.kind != "figure" and s.kind != "table":
+            md += [f"## {s.title}", ""]
+        if s.kind == "text":
+            md += [s.body, ""]
+        elif s.kind == "list":
+            md += [*[f"- {item}" for item in s.body], ""]
+        elif s.kind == "figure":
+            md += [f"## {s.title}", "", f"![{s.name}](figures/{s.name}.png)", "",
+                   f"[PDF](figures/{s.name}.pdf)", ""]
+        elif s.kind == "table":
+            md += [f"## {s.title}", "", render(s.body, "markdown"),
+                   f"[CSV](tables/{s.name}.csv) · [LaTeX](tables/{s.name}.tex)", ""]
+        elif s.kind == "code":
+            md += ["```", *s.body, "```", ""]
+    return "\n".join(md)
 
-    h = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+
+def to_html(report: Report) -> str:
+    e = html.escape
+    h = [f"<!doctype html><meta charset='utf-8'><title>{e(report.title)}</title>",
          "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
          "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-         "padding:3px 6px}img{max-width:100%}</style>",
-         f"<h1>{html.escape(title)}</h1><p>{len(c.runs)} runs collected ({done} finished) "
-         f"on {html.escape(when)}.</p>"]
-    h += [f"<p>{html.escape(n)}</p>" for n in notes]
-    if report.findings:
-        h.append("<h2>What was measured</h2><ul>" + "".join(
-            f"<li>{html.escape(f).replace('**', '')}</li>" for f in report.findings) + "</ul>")
-    for name, caption in report.figures:
-        h.append(f"<h2>{html.escape(caption)}</h2><img src='figures/{name}.png'>"
-                 f"<p><a href='figures/{name}.pdf'>PDF</a></p>")
-    for name, df, caption in report.tables:
-        h.append(f"<h2>{html.escape(caption)}</h2>{df.to_html(index=False, na_rep='')}"
-                 f"<p><a href='tables/{name}.csv'>CSV</a> · <a href='tables/{name}.tex'>"
-                 "LaTeX</a></p>")
-    if report.skipped:
-        h.append("<h2>Skipped (runs missing)</h2><ul>" + "".join(
-            f"<li>{html.escape(n)}: {html.escape(w)}</li>" for n, w in report.skipped) + "</ul>")
-    h.append("<h2>Commands</h2><pre>" + html.escape("\n".join(commands)) + "</pre>")
-    h.append("<h2>Versions</h2><ul>" + "".join(
-        f"<li>{html.escape(k)}: {html.escape(val)}</li>" for k, val in v.items()) + "</ul>")
-    atomic_write_text(report.out / "index.html", "\n".join(h))
+         "padding:3px 6px}img{max-width:100%}</style>", f"<h1>{e(report.title)}</h1>"]
+    for s in report.sections:
+        if s.title:
+            h.append(f"<h2>{e(s.title)}</h2>")
+        if s.kind == "text":
+            h.append(f"<p>{e(s.body)}</p>")
+        elif s.kind == "list":
+            h.append("<ul>" + "".join(f"<li>{e(i).replace('**', '')}</li>" for i in s.body)
+                     + "</ul>")
+        elif s.kind == "figure":
+            h.append(f"<img src='figures/{s.name}.png'><p><a href='figures/{s.name}.pdf'>PDF"
+                     "</a></p>")
+        elif s.kind == "table":
+            h.append(s.body.to_html(index=False, na_rep="", escape=True)
+                     + f"<p><a href='tables/{s.name}.csv'>CSV</a> · "
+                       f"<a href='tables/{s.name}.tex'>LaTeX</a></p>")
+        elif s.kind == "code":
+            h.append("<pre>" + e("\n".join(s.body)) + "</pre>")
+    return "\n".join(h)

@@ -1,112 +1,98 @@
-"""Error by depth and variant over seeds, beside the paper, with Welch's t-test.
+"""Error by condition over seeds, beside the paper, with Welch's t-test.
 
 Run-to-run variance on CIFAR is about +-0.5 pp, so every comparison is mean +- std over
-seeds, and each depth-to-depth step says whether its difference is significant.
+seeds (one sample per seed), and each depth step within a series says whether its
+difference is significant.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import pandas as pd
 
-from ..reference import CIFAR_TABLE6, IMAGENET_ERRORS
+from ..reference import paper_number
+from .vocab import finished, labels, num, pm, series, series_labels
 
 ALPHA = 0.05
 TEST_NAME = "Welch's t-test (two-sided, unequal variances)"
 
 
-def paper_error(row: pd.Series | dict) -> float | None:
-    """The paper's test error (%) for a run's architecture and data set, where it has one:
-    Table 6 (CIFAR-10, option-A ResNets) and Tables 2/3 (ImageNet, top-1, 10-crop)."""
-    family, depth, shortcut = row["family"], int(row["depth"]), row["shortcut"]
-    dataset = row.get("dataset")
-    if dataset == "cifar10" and family == "resnet" and shortcut == "A" and depth in CIFAR_TABLE6:
-        return CIFAR_TABLE6[depth]["test_err"]
-    if dataset == "imagefolder" and row.get("protocol") == "he2015-imagenet":
-        name = f"plain{depth}" if family == "plain" else f"{family}{depth}-{shortcut}"
-        if name in IMAGENET_ERRORS:
-            return IMAGENET_ERRORS[name]["top1"]
-    return None
-
-
-def welch(a: list[float], b: list[float]) -> tuple[float | None, float | None]:
-    """(t, p) of Welch's two-sided t-test; None where either side has < 2 runs or no
-    variance at all."""
+def welch(a: list[float], b: list[float]) -> tuple[float | None, str]:
+    """(p, verdict) of Welch's two-sided t-test. verdict: "significant", "not significant",
+    "n/a (needs >= 2 runs each)", or "undefined (no variance)" when neither side varies:
+    then the test has nothing to say, whatever the means."""
     from scipy import stats
 
     if len(a) < 2 or len(b) < 2:
-        return None, None
+        return None, "n/a (needs >= 2 runs each)"
     if pd.Series(a).std() == 0 and pd.Series(b).std() == 0:
-        return None, (0.0 if pd.Series(a).mean() != pd.Series(b).mean() else 1.0)
-    import warnings
-
+        return None, "undefined (no variance)"
     with warnings.catch_warnings():  # nearly equal samples: scipy warns, the p is still right
         warnings.simplefilter("ignore", RuntimeWarning)
-        t, p = stats.ttest_ind(a, b, equal_var=False)
-    return float(t), float(p)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return p, "significant" if p < ALPHA else "not significant"
 
 
-def by_depth(runs: pd.DataFrame, metric: str = "final_test_err") -> pd.DataFrame:
-    """One row per (dataset, protocol, variant, depth): n, mean, std, min of a metric over
-    finished runs, the paper's number and our difference to it, and Welch's test against
-    the next shallower depth of the same variant."""
-    done = runs[runs["status"] == "finished"].dropna(subset=[metric])
+def by_condition(runs: pd.DataFrame, column: str = "final_test_err") -> pd.DataFrame:
+    """One row per condition: its label, depth series, n (distinct seeds), mean, std and
+    best of a metric over finished runs, the paper's number where it has one, and Welch's
+    test against the next shallower condition of the same series."""
+    done = finished(runs).dropna(subset=[column])
+    if done.empty:
+        return pd.DataFrame()
+    done = done.assign(_label=labels(done), _series=series(done),
+                       _series_label=series_labels(done))
     rows = []
-    keys = ["dataset", "protocol", "variant", "depth"]
-    for key, group in done.groupby(keys, sort=True, dropna=False):
-        values = group[metric].astype(float).tolist()
+    for cond, group in done.groupby("condition", sort=False):
+        values = group[column].astype(float).tolist()
         first = group.iloc[0]
-        paper = paper_error(first)
+        paper = paper_number(first)
         mean = sum(values) / len(values)
-        std = pd.Series(values).std() if len(values) > 1 else math.nan
-        rows.append({**dict(zip(keys, key)), "family": first["family"],
-                     "shortcut": first["shortcut"], "n": len(values), "mean": mean,
-                     "std": std, "best": min(values),
-                     "train_err_mean": group["final_train_err"].astype(float).mean(),
-                     "params": first["params"], "macs": first["macs"],
-                     "paper": paper, "vs_paper": None if paper is None else mean - paper,
-                     "_values": values})
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    table = table.sort_values(["dataset", "protocol", "variant", "depth"]).reset_index(drop=True)
-    steps = []
-    for _, group in table.groupby(["dataset", "protocol", "variant"], sort=False):
+        rows.append({
+            "condition": cond, "label": first["_label"], "series": first["_series"],
+            "series_label": first["_series_label"], "dataset": first["dataset"],
+            "protocol": first["protocol"], "family": first["family"],
+            "shortcut": first["shortcut"], "depth": int(first["depth"]),
+            "n": group["seed"].nunique(), "mean": mean,
+            "std": pd.Series(values).std() if len(values) > 1 else math.nan,
+            "best": min(values), "params": first["params"], "macs": first["macs"],
+            "trained_on": first.get("trained_on"), "paper": paper, "_values": values})
+    table = pd.DataFrame(rows).sort_values(["dataset", "protocol", "series_label", "depth"])
+    table = table.reset_index(drop=True)
+    for col in ("vs_shallower", "from_depth", "p_value"):
+        table[col] = None
+    table["significance"] = ""
+    for _, group in table.groupby("series", sort=False):
         prev = None
         for idx, row in group.iterrows():
-            if prev is None:
-                steps.append((idx, None, None, None, ""))
-            else:
-                _, p = welch(prev["_values"], row["_values"])
-                verdict = ("n/a (needs >= 2 runs each)" if p is None else
-                           ("significant" if p < ALPHA else "not significant"))
-                steps.append((idx, int(prev["depth"]), row["mean"] - prev["mean"], p, verdict))
+            if prev is not None:
+                p, verdict = welch(prev["_values"], row["_values"])
+                table.at[idx, "vs_shallower"] = row["mean"] - prev["mean"]
+                table.at[idx, "from_depth"] = int(prev["depth"])
+                table.at[idx, "p_value"] = p
+                table.at[idx, "significance"] = verdict
             prev = row
-    for idx, from_depth, delta, p, verdict in steps:
-        table.loc[idx, "vs_shallower"] = delta
-        table.loc[idx, "from_depth"] = from_depth
-        table.loc[idx, "p_value"] = p
-        table.loc[idx, "significance"] = verdict
     return table.drop(columns=["_values"])
 
 
-def format_compare(table: pd.DataFrame, metric_label: str = "test err %") -> pd.DataFrame:
-    """The `compare` view: readable strings, one row per variant and depth."""
-    def pm(mean, std):
-        return f"{mean:.2f}" + ("" if std != std else f" +- {std:.2f}")
-
-    out = pd.DataFrame({
-        "dataset": table["dataset"], "variant": table["variant"],
-        "depth": table["depth"].astype(int), "n": table["n"],
-        metric_label: [pm(m, s) for m, s in zip(table["mean"], table["std"])],
-        "final train err %": table["train_err_mean"].map(lambda v: f"{v:.2f}"),
-        "paper": table["paper"].map(lambda v: "" if v is None or v != v else f"{v:.2f}"),
-        "vs paper": table["vs_paper"].map(lambda v: "" if v is None or v != v else f"{v:+.2f}"),
-        "vs shallower": [("" if d != d or d is None else f"{d:+.2f} (vs {int(f)})")
+def format_compare(table: pd.DataFrame, metric_label: str) -> pd.DataFrame:
+    """The `compare` view: readable strings, one row per condition, the paper's mean and
+    best beside ours (a mean is compared with a mean, a best with a best)."""
+    def paper_mean(p):
+        return "" if p is None else "fail (> 20%)" if p.fail else pm(p.headline, p.std)
+    return pd.DataFrame({
+        "condition": table["label"], "dataset": table["dataset"],
+        "protocol": table["protocol"], "depth": table["depth"].astype(int),
+        "n (seeds)": table["n"],
+        f"{metric_label} (mean ± std)": [pm(m, s) for m, s in zip(table["mean"], table["std"])],
+        "best": table["best"].map(num),
+        "paper (mean ± std)": table["paper"].map(paper_mean),
+        "paper best": table["paper"].map(lambda p: "" if p is None else num(p.best)),
+        "vs paper": [("" if p is None or p.headline is None else f"{m - p.headline:+.2f}")
+                     for m, p in zip(table["mean"], table["paper"])],
+        "vs shallower": [("" if d is None or d != d else f"{d:+.2f} (vs {int(f)})")
                          for d, f in zip(table["vs_shallower"], table["from_depth"])],
         "p (Welch)": table["p_value"].map(lambda v: "" if v is None or v != v else f"{v:.3g}"),
         "significant?": table["significance"].fillna(""),
     })
-    if metric_label.startswith("train"):
-        out = out.drop(columns=["final train err %"])  # the metric column says it already
-    return out

@@ -1,27 +1,30 @@
-"""The paper's tables, ours beside the paper's numbers: Table 1 (complexity), and analogs of
-Table 6 (CIFAR error by depth) and Tables 2/3 (ImageNet top-1/top-5) from a user's runs."""
+"""The papers' tables, ours beside theirs: Table 1 (complexity), analogs of Table 6 (CIFAR
+error by depth) and Tables 2/3 (ImageNet top-1/top-5) of He et al. (2015), and Tables 1/2
+of He et al. (2016) (shortcut and activation ablations on ResNet-110/164).
+
+Each builder returns (table of formatted strings, caption), so Markdown, HTML and LaTeX
+show the same numbers; a mean is set beside the paper's mean (or its single number), a
+best beside its best.
+"""
 from __future__ import annotations
 
-import math
+from typing import Callable
 
 import pandas as pd
 
-from ..reference import CIFAR_TABLE6, IMAGENET_ERRORS, IMAGENET_TABLE1_FLOPS
+from ..reference import (CIFAR_TABLE6, HE2016_TABLE1, HE2016_TABLE2, IMAGENET_ERRORS,
+                         IMAGENET_TABLE1_FLOPS)
 from ..registry import get_spec
+from . import names
 from .collect import Collected
-from .figures import MissingRuns, label
-from .stats import by_depth
+from .figures import MissingRuns
+from .stats import by_condition
+from .vocab import base_label, describe, finished, is_paper_net, num, pm
+
+Table = tuple[pd.DataFrame, str]
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.2f}" + ("" if std != std else f" ± {std:.2f}")
-
-
-def _num(v, fmt="{:.2f}") -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
-
-
-def table1(_: Collected | None = None) -> pd.DataFrame:
+def table1(_: Collected | None = None) -> Table:
     """Table 1: ImageNet architectures, our params and conv+fc MACs vs the paper's FLOPs."""
     from ..counting import complexity
 
@@ -37,64 +40,122 @@ def table1(_: Collected | None = None) -> pd.DataFrame:
                      "MACs (ours)": f"{c['macs'] / 1e9:.3f}e9",
                      "FLOPs (paper)": f"{paper / 1e9:.1f}e9",
                      "ours vs paper": f"{100 * (c['macs'] / paper - 1):+.1f}%"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), names.TABLES["table1"] + (
+        ": MACs are conv + fc multiply-accumulates at 224x224, what the paper calls FLOPs.")
 
 
-def table6(c: Collected) -> pd.DataFrame:
-    """Table 6 analog: test error by depth, mean ± std over seeds (and best), ours beside the
-    paper's CIFAR-10 numbers (shown only for CIFAR-10 runs)."""
-    t = by_depth(c.runs)
+def _beside_paper(t: pd.DataFrame, metric: str = "test err %") -> pd.DataFrame:
+    """Ours (mean ± std, best) beside the paper's (mean ± std or its single number, best)."""
+    def paper_mean(p):
+        return "" if p is None else "fail (> 20%)" if p.fail else pm(p.headline, p.std)
+
+    def delta(ours, theirs):
+        return "" if theirs is None else f"{ours - theirs:+.2f}"
+
+    return pd.DataFrame({
+        "n (seeds)": t["n"].astype(int),
+        f"{metric} (mean ± std)": [pm(m, s) for m, s in zip(t["mean"], t["std"])],
+        "best": t["best"].map(num),
+        "paper (mean ± std, or as reported)": t["paper"].map(paper_mean),
+        "paper best": t["paper"].map(lambda p: "" if p is None else num(p.best)),
+        "Δ mean": [delta(m, None if p is None else p.headline)
+                   for m, p in zip(t["mean"], t["paper"])],
+        "Δ best": [delta(b, None if p is None else p.best)
+                   for b, p in zip(t["best"], t["paper"])],
+    })
+
+
+def table6(c: Collected) -> Table:
+    """Table 6 analog: test error by depth of plain and option-A residual nets (the paper's
+    parts), per data set and protocol, beside the paper's CIFAR-10 numbers."""
+    runs = finished(c.runs)
+    runs = runs[runs.apply(is_paper_net, axis=1)] if not runs.empty else runs
+    runs = runs[(runs["family"] == "plain") | ((runs["family"] == "resnet")
+                                               & (runs["shortcut"] == "A"))]
+    t = by_condition(runs)
     if t.empty:
-        raise MissingRuns("needs finished runs")
-    t = t[t["variant"].isin(["plain", "resnet-A"])]
-    if t.empty:
-        raise MissingRuns("needs plain or option-A residual runs")
-    rows = []
-    for _, r in t.iterrows():
-        paper = CIFAR_TABLE6.get(int(r["depth"])) if r["dataset"] == "cifar10" and \
-            r["variant"] == "resnet-A" else None
-        rows.append({"dataset": r["dataset"], "model": label(r["family"], int(r["depth"]),
-                                                             r["shortcut"]),
-                     "layers": int(r["depth"]), "params": f"{int(r['params']):,}",
-                     "params (paper)": paper["params_text"] if paper else "",
-                     "runs": int(r["n"]), "test err % (mean ± std)": _pm(r["mean"], r["std"]),
-                     "best": f"{r['best']:.2f}",
-                     "paper": _num(paper["test_err"]) if paper else ""})
-    return pd.DataFrame(rows)
+        raise MissingRuns("needs finished plain or option-A residual runs")
+    head = pd.DataFrame({
+        "dataset": t["dataset"], "protocol": t["protocol"], "trained on": t["trained_on"],
+        "model": t["label"], "layers": t["depth"],
+        "params": t["params"].map(lambda v: f"{int(v):,}"),
+        "params (paper)": [CIFAR_TABLE6[d]["params_text"] if p is not None
+                           and d in CIFAR_TABLE6 else "" for d, p in zip(t["depth"], t["paper"])],
+    })
+    out = pd.concat([head, _beside_paper(t)], axis=1)
+    return out, (names.TABLES["table6"] + ". The paper's ResNet-110 row is 'best (mean ± "
+                 "std)' = 6.43 (6.61 ± 0.16): our mean is set beside its mean, our best "
+                 "beside its best. The paper chose its schedule on a 45k/5k split; 'trained "
+                 f"on' says which images ours saw. {describe(runs, 'test error')}")
 
 
-def _imagenet(c: Collected, names: list[str], what: str) -> pd.DataFrame:
-    runs = c.runs[(c.runs["status"] == "finished") & (c.runs["protocol"] == "he2015-imagenet")]
+def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
+    runs = finished(c.runs)
+    runs = runs[runs["protocol"] == "he2015-imagenet"] if not runs.empty else runs
     rows = []
-    for name in names:
+    for name in models:
         spec = get_spec(name)
-        family, depth, shortcut = spec.family, spec.depth, spec.shortcut or "-"
-        mine = runs[(runs["family"] == family) & (runs["depth"] == depth)
-                    & (runs["shortcut"] == shortcut)]
+        mine = runs[(runs["family"] == spec.family) & (runs["depth"] == spec.depth)
+                    & (runs["shortcut"] == (spec.shortcut or "-"))] if not runs.empty else runs
         paper = IMAGENET_ERRORS[name]
-        top1, top5 = mine["final_test_err"].astype(float), mine["final_test_top5_err"]
-        rows.append({"model": label(family, depth, shortcut), "runs": len(mine),
-                     "top-1 err %": _pm(top1.mean(), top1.std()) if len(mine) else "",
-                     "top-1 (paper)": _num(paper["top1"]),
-                     "top-5 err %": _num(pd.to_numeric(top5, errors="coerce").mean())
-                     if len(mine) else "",
-                     "top-5 (paper)": _num(paper["top5"])})
+        top1 = mine["final_test_err"].astype(float) if len(mine) else pd.Series(dtype=float)
+        top5 = pd.to_numeric(mine["final_test_top5_err"], errors="coerce") if len(mine) \
+            else pd.Series(dtype=float)
+        rows.append({"model": base_label({"family": spec.family, "depth": spec.depth,
+                                          "shortcut": spec.shortcut or "-"}),
+                     "n (seeds)": mine["seed"].nunique() if len(mine) else 0,
+                     "top-1 err % (mean ± std)": pm(top1.mean(), top1.std()) if len(mine)
+                     else "",
+                     "top-1 (paper)": num(paper["top1"]),
+                     "top-5 err %": num(top5.mean()) if len(mine) else "",
+                     "top-5 (paper)": num(paper["top5"])})
     df = pd.DataFrame(rows)
-    if not (df["runs"] > 0).any():
+    if not (df["n (seeds)"] > 0).any():
         raise MissingRuns(f"needs ImageNet runs (protocol he2015-imagenet) of {what}")
     return df
 
 
-def table2(c: Collected) -> pd.DataFrame:
-    """Table 2 analog: plain vs ResNet (option A), 18 and 34 layers, top-1 error."""
-    return _imagenet(c, ["plain18", "resnet18-A", "plain34", "resnet34-A"],
-                     "plain18/34 and resnet18-A/34-A")
+def table2(c: Collected) -> Table:
+    models = ["plain18", "resnet18-A", "plain34", "resnet34-A"]
+    return (_imagenet(c, models, "plain18/34 and resnet18-A/34-A"),
+            names.TABLES["table2"] + ": top-1 error, 10-crop testing on ImageNet val.")
 
 
-def table3(c: Collected) -> pd.DataFrame:
-    """Table 3 analog: ResNet-34 A/B/C and ResNet-50/101/152 (B), top-1 and top-5 error."""
-    return _imagenet(c, ["plain34", "resnet34-A", "resnet34-B", "resnet34-C", "resnet50-B",
-                         "resnet101-B", "resnet152-B"], "resnet34-A/B/C or resnet50-152-B")
+def table3(c: Collected) -> Table:
+    models = ["plain34", "resnet34-A", "resnet34-B", "resnet34-C", "resnet50-B", "resnet101-B",
+              "resnet152-B"]
+    return (_imagenet(c, models, "resnet34-A/B/C or resnet50-152-B"),
+            names.TABLES["table3"] + ": top-1 and top-5 error, 10-crop testing.")
 
 
-TABLES = {"table1": table1, "table6": table6, "table2": table2, "table3": table3}
+def _he2016(c: Collected, rows: dict, which: str) -> Table:
+    runs = finished(c.runs)
+    runs = runs[runs["model"].isin(list(rows))] if not runs.empty else runs
+    t = by_condition(runs)
+    if t.empty:
+        raise MissingRuns(f"needs finished runs of {', '.join(list(rows)[:3])} ...")
+    t = t[t["paper"].notna()]
+    if t.empty:
+        raise MissingRuns("needs the table's variants unchanged, on CIFAR-10 under "
+                          "he2015-cifar")
+    head = pd.DataFrame({"case (the paper's row)": [p.case for p in t["paper"]],
+                         "model": t["label"], "layers": t["depth"],
+                         "params": t["params"].map(lambda v: f"{int(v):,}")})
+    return pd.concat([head, _beside_paper(t)], axis=1), (
+        f"{names.TABLES[which]}; 'fail' = the paper's test error above 20%. "
+        f"{describe(runs, 'test error')}")
+
+
+def he2016_table1(c: Collected) -> Table:
+    return _he2016(c, HE2016_TABLE1, "he2016_table1")
+
+
+def he2016_table2(c: Collected) -> Table:
+    return _he2016(c, HE2016_TABLE2, "he2016_table2")
+
+
+TABLES: dict[str, Callable[[Collected], Table]] = {
+    "table1": table1, "table2": table2, "table3": table3, "table6": table6,
+    "he2016_table1": he2016_table1, "he2016_table2": he2016_table2,
+}
+assert list(TABLES) == list(names.TABLES), "analysis.names lists every table"

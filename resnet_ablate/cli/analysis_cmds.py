@@ -1,5 +1,6 @@
-"""`collect`, `figures`, `compare`, `reproduce` and `demo`: from runs to the paper's
-figures and tables."""
+"""`collect`, `figures`, `compare`, `reproduce` and `demo`: from runs to the paper's figures
+and tables. The work is in resnet_ablate.analysis and resnet_ablate.pipeline; these parse
+and print."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
+
+from ..analysis.names import FIGURES, TABLES
+from ..errors import InputError, MissingInput
+
+METRIC_CHOICES = ("train", "train_eval", "test", "val", "best_val")
 
 
 def _add_sources(p: argparse.ArgumentParser) -> None:
@@ -22,15 +28,17 @@ def _collect(args):
 
     for d in args.runs:
         if not d.is_dir():
-            raise FileNotFoundError(f"runs directory {str(d)!r} does not exist")
+            raise MissingInput(f"runs directory {str(d)!r} does not exist")
     c = collect(args.runs, wandb_path=args.wandb, group=args.group)
     for where, why in c.skipped:
         print(f"resnet-ablate: skipped {where}: {why}", file=sys.stderr)
+    for warning in c.warnings:
+        print(f"resnet-ablate: warning: {warning}", file=sys.stderr)
     return c
 
 
 def _command_line() -> str:
-    return "resnet-ablate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return shlex.join(["resnet-ablate", *sys.argv[1:]])
 
 
 def add_collect_args(p: argparse.ArgumentParser) -> None:
@@ -44,21 +52,22 @@ def run_collect(args: argparse.Namespace) -> int:
 
     c = _collect(args)
     written = c.save(args.out)
-    cols = ["run_id", "variant", "depth", "seed", "status", "final_train_err",
-            "final_test_err"]
-    view = c.runs[cols].copy()
-    for col in ("final_train_err", "final_test_err"):
-        view[col] = view[col].map(lambda v: "" if v != v or v is None else f"{v:.2f}")
-    sys.stdout.write(render(view, "table"))
-    print(f"\n{len(c.runs)} runs, {len(c.history)} history rows, {len(c.skipped)} skipped -> "
+    rows = [{"run_id": r["run_id"], "model": r["model"], "condition": r["condition"],
+             "seed": r["seed"], "status": r["status"],
+             "train_err": _fmt(r["final_train_err"]), "test_err": _fmt(r["final_test_err"])}
+            for r in c.runs.to_dict("records")]
+    sys.stdout.write(render(rows, "table"))
+    print(f"\n{len(c.runs)} runs ({c.runs['condition'].nunique()} conditions), "
+          f"{len(c.history)} history rows, {len(c.skipped)} skipped -> "
           + ", ".join(str(p) for p in written))
     return 0
 
 
-def add_figures_args(p: argparse.ArgumentParser) -> None:
-    from ..analysis.figures import FIGURES
-    from ..analysis.tables import TABLES
+def _fmt(v) -> str:
+    return "" if v is None or v != v else f"{v:.2f}"
 
+
+def add_figures_args(p: argparse.ArgumentParser) -> None:
     _add_sources(p)
     p.add_argument("--out", type=Path, default=Path("reports/latest"),
                    help="report folder (default reports/latest)")
@@ -66,18 +75,51 @@ def add_figures_args(p: argparse.ArgumentParser) -> None:
                    help="only these figures (default all)")
     p.add_argument("--tables", nargs="+", choices=list(TABLES), default=None,
                    help="only these tables (default all)")
-    p.add_argument("--title", default="resnet-ablate report")
+    p.add_argument("--report", default=None, metavar="NAME|FILE",
+                   help="a report definition: the bundled 'paper' or a YAML file (title, "
+                        "figures, tables)")
+    p.add_argument("--metric", choices=METRIC_CHOICES, default="train",
+                   help="the error the findings compare (default train: the paper's)")
+    p.add_argument("--title", default=None)
 
 
 def run_figures(args: argparse.Namespace) -> int:
     from ..analysis.report import build
 
+    figures, tables, title = args.figures, args.tables, args.title
+    if args.report:
+        definition = load_report(args.report)
+        figures = figures or definition["figures"]
+        tables = tables or definition["tables"]
+        title = title or definition["title"]
     c = _collect(args)
-    report = build(c, args.out, figures=args.figures, tables=args.tables,
-                   commands=[_command_line()], title=args.title,
+    report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
+                   title=title or "resnet-ablate report", metric=args.metric,
                    progress=lambda m: print(m, file=sys.stderr))
     _print_report(report)
     return 0
+
+
+def load_report(name: str) -> dict:
+    """A report definition (the paper's is bundled: analysis/paper.yaml)."""
+    import yaml
+
+    from ..bundled import find
+
+    where, text = find("analysis", name)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise InputError(f"{where}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: a report is a mapping of title, figures and tables")
+    out = {"title": str(raw.get("title", "resnet-ablate report"))}
+    for key, known in (("figures", FIGURES), ("tables", TABLES)):
+        value = raw.get(key, list(known))
+        if not isinstance(value, list) or any(v not in known for v in value):
+            raise InputError(f"{where}: {key} must list names among {', '.join(known)}")
+        out[key] = value
+    return out
 
 
 def _print_report(report) -> None:
@@ -93,92 +135,94 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     from ..formatting import FORMATS
 
     _add_sources(p)
-    p.add_argument("--metric", choices=["test", "val", "train", "best_val"], default="test",
-                   help="which final error to compare (default test)")
+    p.add_argument("--metric", choices=METRIC_CHOICES, default="test",
+                   help="which error to compare (default test; train is the paper's "
+                        "training error, train_eval the eval-mode one)")
     p.add_argument("--format", choices=FORMATS, default="table")
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..analysis.stats import ALPHA, TEST_NAME, by_depth, format_compare
+    from ..analysis.stats import ALPHA, TEST_NAME, by_condition, format_compare
+    from ..analysis.vocab import METRICS, describe, finished
     from ..formatting import render
 
     c = _collect(args)
-    metric = {"test": "final_test_err", "val": "final_val_err", "train": "final_train_err",
-              "best_val": "best_val_err"}[args.metric]
-    table = by_depth(c.runs, metric)
+    column, text = METRICS[args.metric]
+    table = by_condition(c.runs, column)
     if table.empty:
-        raise ValueError(f"no finished runs with {metric} in {', '.join(map(str, args.runs))}")
+        raise InputError(f"no finished runs with {column} in "
+                         f"{', '.join(map(str, args.runs))}")
     sys.stdout.write(render(format_compare(table, f"{args.metric} err %"), args.format))
     if args.format == "table":
-        print(f"\nmean +- std over seeds (finished runs); 'vs shallower' compares each depth "
-              f"with the next shallower of the same variant by {TEST_NAME}, alpha = {ALPHA}; "
-              "'paper': Table 6 (CIFAR-10) or Tables 2/3 (ImageNet top-1).")
+        print(f"\n{text}, mean ± std over seeds, one row per condition. "
+              f"{describe(finished(c.runs))} 'vs shallower' compares each depth with the "
+              f"next shallower of the same series by {TEST_NAME}, alpha = {ALPHA}; 'paper': "
+              "its mean ± std or single number, and its best where it reports one.")
     return 0
 
 
+def _add_run_options(p: argparse.ArgumentParser, jobs_default: int = 1) -> None:
+    p.add_argument("--jobs", type=int, default=jobs_default, help="runs at a time")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; launch nothing")
+    p.add_argument("--gpus", default=None, metavar="0,1,...",
+                   help="give each job one of these GPUs")
+    p.add_argument("--jobs-per-gpu", type=int, default=1)
+    p.add_argument("--launcher", choices=["slurm", "local"], default=None,
+                   help="run the sweeps' runs as submitit jobs (see `sweep --help`)")
+    p.add_argument("--partition", default=None)
+    p.add_argument("--account", default=None)
+    p.add_argument("--gpus-per-job", type=int, default=1)
+    p.add_argument("--cpus-per-job", type=int, default=None)
+    p.add_argument("--mem-gb", type=int, default=None)
+    p.add_argument("--timeout-min", type=int, default=24 * 60)
+
+
 def add_reproduce_args(p: argparse.ArgumentParser) -> None:
-    from ..experiments import list_experiments
+    from ..pipeline import list_experiments
 
     p.add_argument("experiment", help=f"one of: {', '.join(list_experiments())} (or a path)")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="where runs go (default runs/<experiment>)")
     p.add_argument("--out", type=Path, default=None,
                    help="report folder (default reports/<experiment>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs; launch nothing")
+    _add_run_options(p)
 
 
-def reproduce(name: str, runs_dir: Path | None, out: Path | None, jobs: int,
-              dry_run: bool = False) -> int:
-    from ..analysis.collect import collect
-    from ..analysis.report import build
-    from ..experiments import load_experiment
-    from ..sweep import SweepRunner, load_sweep
-    from .run_cmds import _print_runs
+def _run(name: str, args: argparse.Namespace) -> int:
+    from ..pipeline import run_experiment
+    from .run_cmds import gpus_of, launcher_of, print_runs
 
-    exp = load_experiment(name)
-    runs_dir = runs_dir or Path("runs") / exp.name
-    out = out or Path("reports") / exp.name
-    runners = [SweepRunner(load_sweep(ref.file), runs_dir, jobs=jobs, only=ref.only)
-               for ref in exp.sweeps]  # every sweep validated before any run starts
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be a positive integer; got {args.jobs}")
+    result = run_experiment(name, args.runs_dir, args.out, jobs=args.jobs,
+                            dry_run=args.dry_run, launcher=launcher_of(args),
+                            gpus=gpus_of(args), jobs_per_gpu=args.jobs_per_gpu,
+                            invoked_as=_command_line(), log=lambda m: print(m, flush=True))
+    exp = result.experiment
     print(f"{exp.title} ({exp.paper}); protocol {exp.protocol}", flush=True)
-    commands = []
-    failed = False
-    for ref, runner in zip(exp.sweeps, runners):
-        only = "" if not ref.only else " (" + "; ".join(
-            f"{k} in {v}" for k, v in ref.only.items()) + ")"
-        commands.append(f"resnet-ablate sweep {ref.file} --runs-dir {runs_dir} "
-                        f"--jobs {jobs}{only}")
-        if dry_run:
-            _print_runs(runner.runs, runner, commands=True)
-            continue
-        runs = runner.run()
-        failed |= any(r.state == "failed" for r in runs)
-    if dry_run:
+    if result.dry_run:
+        print("the same runs, by sweep:\n" + "\n".join(f"  {c}" for c in result.commands))
+        from ..sweep import SweepRunner
+
+        runs_dir = args.runs_dir or Path("runs") / exp.name
+        print_runs(result.runs, SweepRunner(result.runs, runs_dir, exp.name), commands=True)
         return 0
-    commands.append(f"resnet-ablate figures --runs {runs_dir} --out {out}")
-    report = build(collect([runs_dir]), out, figures=list(exp.figures),
-                   tables=list(exp.tables), commands=[_command_line(), "# which ran:",
-                                                      *commands],
-                   title=exp.title, notes=list(exp.notes),
-                   progress=lambda m: print(m, file=sys.stderr))
-    _print_report(report)
-    return 1 if failed else 0
+    _print_report(result.report)
+    return 1 if result.failed else 0
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    return reproduce(args.experiment, args.runs_dir, args.out, args.jobs, args.dry_run)
+    return _run(args.experiment, args)
 
 
 def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("reports/demo"))
     p.add_argument("--runs-dir", type=Path, default=Path("runs/demo"))
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="runs at a time (default: 2 where there are 2 cores)")
+    _add_run_options(p, jobs_default=min(2, os.cpu_count() or 1))
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    return reproduce("demo", args.runs_dir, args.out, args.jobs)
+    return _run("demo", args)
 
 
 COMMANDS = [
@@ -186,7 +230,7 @@ COMMANDS = [
      run_collect),
     ("figures", "the paper's figures and tables from your runs, with an index",
      add_figures_args, run_figures),
-    ("compare", "error by depth and family over seeds, beside the paper, with significance",
+    ("compare", "error by condition over seeds, beside the paper, with significance",
      add_compare_args, run_compare),
     ("reproduce", "run a paper experiment's sweeps, then its report", add_reproduce_args,
      run_reproduce),

@@ -1,6 +1,10 @@
 """`resnet-ablate`: one entry point, one subcommand per job.
 
-Bad input ends with one line on stderr that says what is allowed, and exit code 2.
+Bad input ends with one line on stderr that says what is allowed, and exit code 2; a run
+another process is training is skipped with exit code 75; anything else is a bug and shows
+its traceback (exit 1). RESNET_ABLATE_DEBUG=1 shows the traceback of bad input too.
+Building the parser imports no torch, timm, wandb or pandas: each command imports what it
+needs when it runs.
 """
 from __future__ import annotations
 
@@ -8,10 +12,13 @@ import argparse
 import os
 import sys
 
+from ..errors import InputError
+
 EXIT_USAGE = 2
+EXIT_LOCKED = 75
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad input from the command line: reported in one line, exit 2."""
 
 
@@ -31,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="resnet-ablate",
                      description="Plain vs residual networks of He et al. (2015): build, "
-                                 "count, train, sweep and report.")
+                                 "count, train, sweep and report.",
+                     epilog="Bad input: one line, exit 2 (RESNET_ABLATE_DEBUG=1 for the "
+                            "traceback). `resnet-ablate COMMAND --help` for each command.")
     parser.add_argument("--version", action="version", version=f"resnet-ablate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -42,19 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    message = " ".join(str(message).split())
+    return message if message.startswith("resnet-ablate") else f"resnet-ablate: error: {message}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..rundir import RunLocked
+
+    debug = bool(os.environ.get("RESNET_ABLATE_DEBUG"))
     try:
         args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
-        if os.environ.get("RESNET_ABLATE_DEBUG"):
+    except InputError as exc:
+        if debug:
             raise
-        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        message = " ".join(message.split())  # always one line
-        if not message.startswith("resnet-ablate"):
-            message = f"resnet-ablate: error: {message}"
-        print(message, file=sys.stderr)
+        print(_one_line(str(exc)), file=sys.stderr)
         return EXIT_USAGE
+    except RunLocked as exc:
+        print(f"resnet-ablate: skipped: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_LOCKED
     except BrokenPipeError:  # `resnet-ablate models | head`
         return 0
 

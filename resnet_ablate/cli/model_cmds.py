@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import InputError
 from ..formatting import FORMATS, human, render
 
 
@@ -14,7 +15,7 @@ def _names(pattern: str) -> list[str]:
     if not names:
         close = closest_names(pattern.replace("*", ""))
         hint = f"; closest: {', '.join(close)}" if close else ""
-        raise ValueError(f"no variant matches {pattern!r}{hint} (patterns use * and ?)")
+        raise InputError(f"no variant matches {pattern!r}{hint} (patterns use * and ?)")
     return names
 
 
@@ -23,16 +24,27 @@ def _add_format(p: argparse.ArgumentParser, default: str = "table") -> None:
                    help=f"output format (default {default})")
 
 
+def _add_plugins(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugins", default="", metavar="MOD[,MOD]",
+                   help="modules or .py files that register variants (also "
+                        "RESNET_ABLATE_PLUGINS and installed entry points)")
+
+
 def add_models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet56*'")
     _add_format(p)
+    _add_plugins(p)
+
+
+def _options(opts: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in opts.items())
 
 
 def run_models(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from ..plugins import load, split
     from ..registry import get_spec
 
+    load(split(args.plugins))
     rows = []
     for name in _names(args.pattern):
         f = get_spec(name).factors()
@@ -40,8 +52,10 @@ def run_models(args: argparse.Namespace) -> int:
                      "block": f["block"], "shortcut": f["shortcut"] or "-",
                      "stem": f["stem"], "layers": "/".join(map(str, f["layers"])),
                      "widths": "/".join(map(str, f["widths"])),
-                     "num_classes": f["num_classes"], "stride_in": f["stride_in"]})
-    sys.stdout.write(render(pd.DataFrame(rows), args.format))
+                     "num_classes": f["num_classes"], "stride_in": f["stride_in"],
+                     "options": _options({**f["options"], **f["shortcut_options"],
+                                          **f["stem_options"]})})
+    sys.stdout.write(render(rows, args.format))
     return 0
 
 
@@ -52,22 +66,35 @@ def add_complexity_args(p: argparse.ArgumentParser) -> None:
                    help="square input side (default: 32 for CIFAR variants, 224 for ImageNet)")
     p.add_argument("--no-fvcore", action="store_true",
                    help="skip fvcore's FLOP count (its jit trace is the slow part)")
+    p.add_argument("--per-stage", action="store_true",
+                   help="one row per stage (stem, stage1..N, head) of each variant")
+    _add_plugins(p)
 
 
 def run_complexity(args: argparse.Namespace) -> int:
-    from ..counting import complexity_table
+    from ..counting import complexity_table, stage_table
+    from ..plugins import load, split
 
-    if args.input_size is not None and args.input_size < 1:
-        raise ValueError(f"--input-size must be a positive integer; got {args.input_size}")
-    df = complexity_table(_names(args.pattern), input_size=args.input_size,
-                          with_fvcore=not args.no_fvcore, progress=True)
+    load(split(args.plugins))
+    if args.input_size is not None and not 1 <= args.input_size <= 4096:
+        raise InputError(f"--input-size must be an integer in [1, 4096]; got {args.input_size}")
+    names = _names(args.pattern)
+    if args.per_stage:
+        rows = stage_table(names, input_size=args.input_size, with_fvcore=not args.no_fvcore)
+        if args.format in ("table", "markdown", "latex"):
+            rows = [{k: (f"{v:,}" if isinstance(v, int) and k != "depth" else v)
+                     for k, v in r.items()} for r in rows]
+        sys.stdout.write(render(rows, args.format))
+        return 0
+    df = complexity_table(names, input_size=args.input_size, with_fvcore=not args.no_fvcore,
+                          progress=True)
     if args.format in ("table", "markdown", "latex"):
         df = _readable(df)
     sys.stdout.write(render(df, args.format))
     if args.format == "table":
         print("\nMACs = conv + fc multiply-accumulates (the paper's \"FLOPs\"); fvcore adds "
-              "BN and pooling. Paper: Table 6 params (CIFAR, option A), Table 1 FLOPs "
-              "(ImageNet; plain/A at 18/34, B from 50).")
+              "BN and pooling. 'ours vs paper' compares params with Table 6 (CIFAR, option A) "
+              "or MACs with Table 1's FLOPs (ImageNet; plain/A at 18/34, B from 50).")
     return 0
 
 
@@ -78,11 +105,13 @@ def _readable(df):
     out["paper_params"] = df["paper_params_text"].fillna("")
     out = out.drop(columns=["paper_params_text"])
     out["paper_flops"] = df["paper_flops"].map(human)
-    out["vs_paper_pct"] = df["vs_paper_pct"].map(
-        lambda v: "" if v is None or v != v else f"{v:+.1f}%")
+    out["vs_paper_pct"] = [
+        "" if v is None or v != v else f"{v:+.1f}% ({what})"
+        for v, what in zip(df["vs_paper_pct"], df["vs_paper_of"])]
+    out = out.drop(columns=["vs_paper_of"])
     return out.rename(columns={"paper_params": "params (paper)", "paper_flops": "FLOPs (paper)",
-                               "vs_paper_pct": "ours vs paper", "fvcore_flops": "fvcore FLOPs",
-                               "macs": "MACs"})
+                               "vs_paper_pct": "ours vs paper (params or MACs vs FLOPs)",
+                               "fvcore_flops": "fvcore FLOPs", "macs": "MACs"})
 
 
 COMMANDS = [

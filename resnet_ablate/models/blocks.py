@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..parts import register_block
+from ..errors import InputError
 
 POST_ORDERS = ("original", "bn_after_add", "relu_before_add")
 PRE_ORDERS = ("full", "relu_only")
@@ -30,7 +31,7 @@ def conv1x1(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"block option {name} must be one of {', '.join(allowed)}; "
+        raise InputError(f"block option {name} must be one of {', '.join(allowed)}; "
                          f"got {value!r}")
     return value
 
@@ -66,7 +67,7 @@ class _PostActivation(nn.Module):
         self.gate_branch = gate == "exclusive"
         if gate != "none":
             if shortcut is None:
-                raise ValueError("a gate needs a shortcut to gate; plain nets have none")
+                raise InputError("a gate needs a shortcut to gate; plain nets have none")
             self.gate = nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=True)
             nn.init.constant_(self.gate.bias, float(gate_bias))
         self.branch_scale = float(branch_scale)

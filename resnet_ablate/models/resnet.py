@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..parts import BLOCKS, SHORTCUTS, STEMS
 from ..spec import VariantSpec
+from ..errors import InputError
 
 # What the builder hands to every part that accepts it (by parameter name).
 NORM_LAYER = nn.BatchNorm2d
@@ -37,7 +38,7 @@ def call_part(make: Callable[..., Any], what: str, *args: Any, options: dict[str
     if unknown:
         allowed = [k for k, p in params.items() if p.default is not inspect.Parameter.empty
                    and k not in context]
-        raise ValueError(f"{what} takes no option {unknown[0]!r} (its options: "
+        raise InputError(f"{what} takes no option {unknown[0]!r} (its options: "
                          f"{', '.join(allowed) or 'none'})")
     return make(*args, **options, **given)
 
@@ -69,9 +70,9 @@ class ResNet(nn.Module):
                  ) -> None:
         super().__init__()
         if global_pool not in GLOBAL_POOLS:
-            raise ValueError(f"global_pool must be 'avg' or '' (no pooling); got {global_pool!r}")
+            raise InputError(f"global_pool must be 'avg' or '' (no pooling); got {global_pool!r}")
         if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1); got {drop_rate}")
+            raise InputError(f"drop_rate must be in [0, 1); got {drop_rate}")
         self.spec = spec
         self.num_classes = spec.num_classes
         self.drop_rate = float(drop_rate)
@@ -136,7 +137,7 @@ class ResNet(nn.Module):
         if self.spec.zero_init_residual:
             for b in self.blocks():
                 if not hasattr(b, "last_norm"):
-                    raise ValueError(f"zero_init_residual: block {self.spec.block!r} has no "
+                    raise InputError(f"zero_init_residual: block {self.spec.block!r} has no "
                                      "last_norm() to zero")
                 nn.init.zeros_(b.last_norm().weight)
 
@@ -195,7 +196,7 @@ class ResNet(nn.Module):
         picked by `indices` (the last n levels if an int, all if None), and the final
         features unless intermediates_only."""
         if output_fmt != "NCHW":
-            raise ValueError("output_fmt must be NCHW")
+            raise InputError("output_fmt must be NCHW")
         take = _take_indices(len(self.feature_info), indices)
         intermediates = []
         x = self.stem(x)
@@ -236,7 +237,7 @@ class ResNet(nn.Module):
         leaves the features unpooled."""
         if global_pool is not None:
             if global_pool not in GLOBAL_POOLS:
-                raise ValueError(f"global_pool must be 'avg' or ''; got {global_pool!r}")
+                raise InputError(f"global_pool must be 'avg' or ''; got {global_pool!r}")
             self.global_pool = global_pool
         self.num_classes = num_classes
         import dataclasses
@@ -259,9 +260,9 @@ def _take_indices(levels: int, indices: int | list[int] | None) -> list[int]:
         return list(range(levels))
     if isinstance(indices, int):
         if not 0 < indices <= levels:
-            raise ValueError(f"indices must be in 1..{levels}; got {indices}")
+            raise InputError(f"indices must be in 1..{levels}; got {indices}")
         return list(range(levels - indices, levels))
     take = [i if i >= 0 else levels + i for i in indices]
     if not all(0 <= i < levels for i in take):
-        raise ValueError(f"indices must be in 0..{levels - 1}; got {list(indices)}")
+        raise InputError(f"indices must be in 0..{levels - 1}; got {list(indices)}")
     return take

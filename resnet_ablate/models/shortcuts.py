@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..parts import register_shortcut
+from ..errors import InputError
 
 
 def _reshapes(in_chans: int, out_chans: int, stride: int) -> bool:
@@ -30,7 +31,7 @@ class ZeroPadShortcut(nn.Module):
     def __init__(self, in_chans: int, out_chans: int, stride: int) -> None:
         super().__init__()
         if out_chans < in_chans:
-            raise ValueError(f"option A cannot reduce channels ({in_chans} -> {out_chans})")
+            raise InputError(f"option A cannot reduce channels ({in_chans} -> {out_chans})")
         self.in_chans, self.out_chans, self.stride = in_chans, out_chans, stride
 
     def forward(self, x: Tensor) -> Tensor:
@@ -113,7 +114,7 @@ class ShortcutDropout(nn.Module):
     def __init__(self, p: float) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout p must be in [0, 1); got {p}")
+            raise InputError(f"dropout p must be in [0, 1); got {p}")
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..spec import VariantSpec
+from ..errors import InputError
 
 # Defaults of the train keys max_params and max_activations: 50x ResNet-152's 60M
 # parameters; activations (conv and fc outputs per image) of 4 GB in float32.
@@ -80,14 +81,14 @@ def check(spec: VariantSpec, input_size: int, max_params: int, max_activations: 
     """The size of `spec`, or a one-line ValueError when it passes a cap."""
     cheap = sum(spec.layers) * max(spec.widths) ** 2
     if cheap > 1e18:  # even meta tensors have int64 sizes
-        raise ValueError(f"{spec.name}: layers {list(spec.layers)} x widths "
+        raise InputError(f"{spec.name}: layers {list(spec.layers)} x widths "
                          f"{list(spec.widths)} is far beyond any cap (max_params={max_params:,})")
     size = measure(spec, input_size)
     if size.params > max_params:
-        raise ValueError(f"{spec.name}: {size.params:,} parameters exceed max_params="
+        raise InputError(f"{spec.name}: {size.params:,} parameters exceed max_params="
                          f"{max_params:,} (raise it with max_params=N if you mean it)")
     if size.activations > max_activations:
-        raise ValueError(f"{spec.name}: {size.activations:,} activations per image at "
+        raise InputError(f"{spec.name}: {size.activations:,} activations per image at "
                          f"{input_size} px exceed max_activations={max_activations:,} (raise "
                          "it with max_activations=N if you mean it)")
     return size

@@ -1,6 +1,7 @@
-"""Sweeps: W&B sweep files, run here (grid, random) or by `wandb agent` anywhere."""
-from .runner import SweepRunner, expand_command, run_id_for
-from .spec import SweepError, SweepSpec, load_sweep, plan
+"""Sweeps: W&B sweep files, run here (grid, random; N at a time, a GPU each), on a Slurm
+cluster through submitit, or by `wandb agent` anywhere."""
+from .runner import PlannedRun, SweepRunner, expand_command, merge, planned_runs
+from .spec import SweepError, SweepSpec, grid_size, load_sweep, plan
 
-__all__ = ["SweepError", "SweepRunner", "SweepSpec", "expand_command", "load_sweep", "plan",
-           "run_id_for"]
+__all__ = ["PlannedRun", "SweepError", "SweepRunner", "SweepSpec", "expand_command",
+           "grid_size", "load_sweep", "merge", "plan", "planned_runs"]

@@ -1,17 +1,18 @@
-"""Run a sweep on this machine with W&B's semantics: the same parameters, the same command
-expansion (wandb's own), one W&B group, N runs at a time.
+"""Run sweeps with W&B's semantics: the same parameters, the same command expansion (wandb's
+own), one W&B group per sweep; here N at a time, one GPU each, or as Slurm jobs.
 
-Idempotent: each configuration has a fixed run id, so a rerun skips what has finished
-(or diverged: that is a result), resumes what was interrupted, and retries failed runs only
-when asked. Outcomes the run directory cannot hold (a run refused at start) are kept in
-RUNS_DIR/.sweeps/<sweep>.json.
+A run's identity is its planned condition and seed, not the sweep that lists it: two
+sweeps listing the same run plan it once, and a run one sweep finished is reused by the
+next. Idempotent: a rerun skips what has finished (or diverged: that is a result), resumes
+what was interrupted, retries failed runs only when asked, and leaves alone a run another
+process is training (each run directory is locked by the process training it).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
+import queue
+import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,10 +20,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from ..errors import InputError
 from ..io import atomic_write_json
-from .spec import SweepError, SweepSpec, plan
+from ..rundir import RunDir
+from .spec import SweepError, SweepSpec, plan, validate_values
+
+EXIT_LOCKED = 75  # train's answer when another process holds the run
 
 
 @dataclass
@@ -30,20 +35,16 @@ class PlannedRun:
     run_id: str
     params: dict[str, Any]
     command: list[str]
-    state: str = "pending"  # pending | finished | diverged | failed | interrupted
+    group: str  # the W&B group: the first sweep that lists the run
+    state: str = "pending"  # pending | running | finished | diverged | failed | interrupted
     detail: str = ""
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
 
-
-def run_id_for(sweep: str, params: dict[str, Any], varying: list[str] | None = None) -> str:
-    """Readable and fixed by the configuration: <sweep>-<varying values>-<hash of all>."""
-    digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode())
-    keys = [k for k in params if varying is None or k in varying]
-    words = [str(params[k]) if k == "model" else f"{k.split('.')[-1]}{params[k]}"
-             for k in keys if not isinstance(params[k], (list, dict))][:4]
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join([sweep, *words]))[:80].strip("_-.")
-    return f"{slug}-{digest.hexdigest()[:6]}"
+    @property
+    def shell(self) -> str:
+        """The command quoted for a POSIX shell: pasting it runs no value as code."""
+        return shlex.join(self.command)
 
 
 def expand_command(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
@@ -66,131 +67,218 @@ def expand_command(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
     return out
 
 
-def validate_params(spec: SweepSpec, configs: list[dict[str, Any]]) -> None:
-    """Every configuration must be one `train` accepts: checked before launching any."""
+def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
+                 only: dict[str, list[Any]] | None = None) -> list[PlannedRun]:
+    """The runs of a sweep, validated, each named by its condition and seed."""
+    from ..condition import planned_run_id
     from ..config import parse_train_words
-    from ..registry import get_spec
 
+    configs = plan(spec, count=count, seed=seed)
+    if only:  # a subset of the sweep (an experiment's, or `sweep --only`)
+        unknown = sorted(set(only) - set(spec.parameters))
+        if unknown:
+            raise SweepError(f"{spec.path}: only: {unknown[0]!r} is not a parameter")
+        configs = [c for c in configs if all(_matches(c[k], v) for k, v in only.items())]
+    validate_values(spec, configs)
+    runs: dict[str, PlannedRun] = {}
     for params in configs:
-        words = [f"{k}={v}" for k, v in params.items()]
+        command = expand_command(spec, params)
         try:
-            request = parse_train_words(words)
-            get_spec(request.config.model)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            raise SweepError(f"{spec.path}: parameters: {exc}") from None
+            request = parse_train_words([f"{k}={v}" for k, v in params.items()])
+        except (InputError, FileNotFoundError) as exc:
+            raise SweepError(f"{spec.path}: {exc}") from None
+        run_id = planned_run_id(request)
+        runs.setdefault(run_id, PlannedRun(run_id, params, command, spec.name))
+    return list(runs.values())
+
+
+def _matches(value: Any, allowed: list[Any]) -> bool:
+    return value in allowed or str(value) in {str(a) for a in allowed}
+
+
+def merge(*groups: list[PlannedRun]) -> list[PlannedRun]:
+    """Runs of several sweeps, each once (the first listing names its W&B group)."""
+    out: dict[str, PlannedRun] = {}
+    for runs in groups:
+        for run in runs:
+            out.setdefault(run.run_id, run)
+    return list(out.values())
 
 
 class SweepRunner:
-    def __init__(self, spec: SweepSpec, runs_dir: Path, jobs: int = 1,
-                 retry_failed: bool = False, count: int | None = None, seed: int = 0,
-                 only: dict[str, list[Any]] | None = None, log=print) -> None:
+    """Runs planned runs: `jobs` at a time on this machine (optionally one GPU each), or
+    through a submitit launcher (Slurm, or submitit's local executor)."""
+
+    def __init__(self, runs: list[PlannedRun], runs_dir: Path, name: str, jobs: int = 1,
+                 retry_failed: bool = False, gpus: list[str] | None = None,
+                 jobs_per_gpu: int = 1, launcher=None, log: Callable[[str], None] = print
+                 ) -> None:
         if jobs < 1:
-            raise ValueError(f"--jobs must be a positive integer; got {jobs}")
-        self.spec, self.runs_dir, self.jobs = spec, runs_dir, jobs
+            raise InputError(f"--jobs must be a positive integer; got {jobs}")
+        if jobs_per_gpu < 1:
+            raise InputError(f"--jobs-per-gpu must be a positive integer; got {jobs_per_gpu}")
+        self.runs, self.runs_dir, self.name = runs, runs_dir, name
         self.retry_failed, self.log = retry_failed, log
-        configs = plan(spec, count=count, seed=seed)
-        if only:  # a subset of the sweep (an experiment's): same run ids as the whole
-            unknown = sorted(set(only) - set(spec.parameters))
-            if unknown:
-                raise SweepError(f"{spec.path}: only: {unknown[0]!r} is not a parameter")
-            configs = [c for c in configs if all(c[k] in v for k, v in only.items())]
-        validate_params(spec, configs)
-        varying = [k for k, p in spec.parameters.items()
-                   if "value" not in p and len(p.get("values", [0, 1])) > 1]
-        self.runs = [PlannedRun(run_id_for(spec.name, c, varying), c, expand_command(spec, c))
-                     for c in configs]
-        self.state_path = runs_dir / ".sweeps" / f"{spec.name}.json"
+        self.slots: queue.Queue | None = None
+        if gpus:
+            self.slots = queue.Queue()
+            for _ in range(jobs_per_gpu):
+                for gpu in gpus:
+                    self.slots.put(gpu)
+            jobs = len(gpus) * jobs_per_gpu
+        self.jobs = jobs
+        self.launcher = launcher
+        self.state_path = runs_dir / ".sweeps" / f"{name}.json"
         self._lock = threading.Lock()
-        self._refresh()
+        self._started = 0.0
+        self._done = 0
+        self.refresh()
 
-    # -- state ----------------------------------------------------------------------
-    def _recorded(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.state_path.read_text()).get("runs", {})
-        except (OSError, json.JSONDecodeError):
-            return {}
-
-    def _refresh(self) -> None:
-        recorded = self._recorded()
+    # -- state: the run directory says (rundir.RunDir.state) ---------------------------
+    def refresh(self) -> None:
         for run in self.runs:
-            self._update(run, recorded=recorded)
+            self._read(run)
 
-    def _update(self, run: PlannedRun, recorded: dict[str, Any] | None = None,
-                code: int | None = None, log_path: Path | None = None) -> None:
-        """A run's state: its summary.json if it has one; else, before launching, what the
-        sweep recorded (or `interrupted` if checkpoints wait); after, its exit code."""
+    def _read(self, run: PlannedRun) -> None:
+        rundir = RunDir(self.runs_dir, run.run_id)
+        state = rundir.state()
         try:
-            run.summary = json.loads((self.runs_dir / run.run_id / "summary.json").read_text())
-            run.state = run.summary.get("status", "failed")
-            run.detail = run.summary.get("error") or ""
-            return
-        except (OSError, json.JSONDecodeError):
-            pass
-        if code is None:
-            rec = (recorded or {}).get(run.run_id, {})
-            run.state, run.detail = rec.get("state", "pending"), rec.get("detail", "")
-            if run.state != "failed" and (self.runs_dir / run.run_id / "checkpoints").is_dir():
-                run.state = "interrupted"
-            return
-        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
-        run.state = "interrupted" if code in (130, 143) else "failed"
-        run.detail = f"exit {code}: {lines[-1][:200] if lines else 'no output'}"
+            run.summary = rundir.read_summary() or {}
+        except InputError as exc:
+            run.summary, run.detail = {}, f"malformed summary.json: {exc}"
+        if run.summary.get("error"):
+            run.detail = run.summary["error"]
+        if state == "pending" and run.state == "failed":
+            return  # failed before its directory existed: keep what the launch said
+        run.state = state
 
     def _save_state(self) -> None:
         with self._lock:
             atomic_write_json(self.state_path, {
-                "sweep": self.spec.name, "file": self.spec.path, "method": self.spec.method,
-                "runs": {r.run_id: {"params": r.params, "state": r.state, "detail": r.detail,
-                                    "command": r.command} for r in self.runs}})
+                "sweep": self.name, "runs": {r.run_id: {
+                    "params": r.params, "state": r.state, "detail": r.detail,
+                    "command": r.shell, "group": r.group} for r in self.runs}})
+
+    def _recorded_failures(self) -> None:
+        """Runs refused at start leave no run directory; the sweep's record remembers."""
+        import json
+
+        try:
+            recorded = json.loads(self.state_path.read_text()).get("runs", {})
+        except (OSError, ValueError, AttributeError):
+            return
+        for run in self.runs:
+            rec = recorded.get(run.run_id) if isinstance(recorded, dict) else None
+            if run.state == "pending" and isinstance(rec, dict) and rec.get("state") == "failed":
+                run.state, run.detail = "failed", str(rec.get("detail", ""))
 
     def todo(self) -> list[PlannedRun]:
         wanted = {"pending", "interrupted"} | ({"failed"} if self.retry_failed else set())
         return [r for r in self.runs if r.state in wanted]
 
-    # -- running --------------------------------------------------------------------
-    def _env(self, run: PlannedRun) -> dict[str, str]:
+    # -- running ------------------------------------------------------------------------
+    def env(self, run: PlannedRun, gpu: str | None = None) -> dict[str, str]:
+        """The environment of a run's process: its name, where it goes, that it resumes,
+        its W&B group, its GPU, its share of the cores."""
         env = dict(os.environ)
         bin_dir = str(Path(sys.executable).parent)  # resnet-ablate and python of this env
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
         env.update({
             "WANDB_RUN_ID": run.run_id,  # as the W&B agent names each run
-            "WANDB_RUN_GROUP": self.spec.name,
+            "WANDB_RUN_GROUP": run.group,
             "RESNET_ABLATE_RUNS_DIR": str(self.runs_dir),
             "RESNET_ABLATE_RESUME": "auto",  # an interrupted run continues from its checkpoint
         })
-        if self.jobs > 1:  # share the cores instead of oversubscribing them
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        if self.jobs > 1 and gpu is None:  # share the cores instead of oversubscribing them
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
-        if run.state == "failed":  # a retry starts afresh
-            import shutil
-            shutil.rmtree(self.runs_dir / run.run_id, ignore_errors=True)
         return env
 
+    def _prepare_retry(self, run: PlannedRun) -> None:
+        if run.state == "failed":  # a retry starts afresh
+            shutil.rmtree(self.runs_dir / run.run_id, ignore_errors=True)
+
+    def _outcome(self, run: PlannedRun, code: int, output: str) -> None:
+        self._read(run)
+        if run.state in ("finished", "diverged", "failed") and run.summary:
+            return
+        lines = [line for line in output.splitlines() if line.strip()]
+        last = lines[-1][:200] if lines else "no output"
+        if code == EXIT_LOCKED:
+            run.state, run.detail = "running", f"skipped: {last}"
+        elif code in (130, 143):
+            run.state, run.detail = "interrupted", f"exit {code}"
+        elif code != 0:
+            run.state, run.detail = "failed", f"exit {code}: {last}"
+
     def _execute(self, run: PlannedRun, index: int, total: int) -> None:
-        log_path = self.runs_dir / ".sweeps" / self.spec.name / f"{run.run_id}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log(f"[{index}/{total}] start {run.run_id}: "
-                 + " ".join(f"{k}={v}" for k, v in run.params.items()))
-        start = time.perf_counter()
-        with open(log_path, "w") as out:
-            code = subprocess.call(run.command, env=self._env(run), stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        run.seconds = time.perf_counter() - start
-        self._update(run, code=code, log_path=log_path)
-        self._save_state()
-        errs = run.summary.get("final_test_err")
-        result = f"test err {errs:.2f}%" if isinstance(errs, (int, float)) else run.detail
-        self.log(f"[{index}/{total}] {run.state} {run.run_id} ({run.seconds:.0f} s) {result}")
+        gpu = self.slots.get() if self.slots is not None else None
+        try:
+            self._read(run)
+            if run.state == "running":  # another runner got to it first
+                self.log(f"[{index}/{total}] skip {run.run_id}: another process is training it")
+                return
+            self._prepare_retry(run)
+            log_path = self.runs_dir / ".sweeps" / self.name / f"{run.run_id}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log(f"[{index}/{total}] start {run.run_id}" + (f" on GPU {gpu}" if gpu else "")
+                     + ": " + " ".join(f"{k}={v}" for k, v in run.params.items()))
+            start = time.perf_counter()
+            with open(log_path, "w") as out:
+                code = subprocess.call(run.command, env=self.env(run, gpu), stdout=out,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            run.seconds = time.perf_counter() - start
+            self._outcome(run, code, log_path.read_text(errors="replace"))
+            self._save_state()
+            self._report(run, index, total)
+        finally:
+            if gpu is not None:
+                self.slots.put(gpu)
+
+    def _report(self, run: PlannedRun, index: int, total: int) -> None:
+        with self._lock:
+            self._done += 1
+            done = self._done
+        elapsed = time.perf_counter() - self._started
+        left = total - done
+        eta = "" if not left else f"; about {_duration(elapsed / done * left)} left"
+        err = run.summary.get("final_test_err")
+        result = f"test err {err:.2f}%" if isinstance(err, (int, float)) else run.detail[:120]
+        self.log(f"[{index}/{total}] {run.state} {run.run_id} ({run.seconds:.0f} s) {result} "
+                 f"-- {done}/{total} done{eta}")
 
     def run(self) -> list[PlannedRun]:
+        self._recorded_failures()
         todo = self.todo()
         skipped = len(self.runs) - len(todo)
-        self.log(f"sweep {self.spec.name}: {len(self.runs)} runs, {len(todo)} to run, "
-                 f"{skipped} already done{' or failed' if not self.retry_failed else ''}; "
-                 f"{self.jobs} at a time; W&B group {self.spec.name}; runs in {self.runs_dir}")
+        where = (f"{self.jobs} at a time" if self.launcher is None
+                 else f"as {self.launcher.name} jobs")
+        self.log(f"sweep {self.name}: {len(self.runs)} runs, {len(todo)} to run, {skipped} "
+                 f"already done{' or failed' if not self.retry_failed else ''}; {where}; "
+                 f"runs in {self.runs_dir}")
         self._save_state()
+        self._started, self._done = time.perf_counter(), 0
+        if self.launcher is not None:
+            for run in todo:
+                self._prepare_retry(run)
+            results = self.launcher.run(todo, self.env, self.runs_dir / ".sweeps" / self.name)
+            for run, (code, output) in zip(todo, results):
+                self._outcome(run, code, output)
+            self._save_state()
+            return self.runs
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             futures = [pool.submit(self._execute, r, i + 1, len(todo))
                        for i, r in enumerate(todo)]
             for f in futures:
                 f.result()
         return self.runs
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

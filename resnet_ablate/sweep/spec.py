@@ -1,20 +1,25 @@
 """Sweep YAMLs as W&B reads them, validated before anything is launched.
 
 The same file works with `wandb sweep` (server-side controller, `wandb agent` per GPU) and
-with `resnet-ablate sweep` (this machine, grid and random methods).
+with `resnet-ablate sweep` (this machine or a Slurm cluster, grid and random methods). A
+grid's size is known from its axes before any configuration is built; configurations are
+produced lazily, so `--count 3` of a 10^10-point grid answers at once.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
+
+from ..errors import InputError
 
 LOCAL_METHODS = ("grid", "random")
 W_AND_B_METHODS = ("grid", "random", "bayes")
@@ -23,9 +28,13 @@ DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform
                  "q_normal", "log_normal")
 COMMAND_ARG_MACROS = ("${args}", "${args_no_hyphens}", "${args_json}", "${args_no_equals}",
                       "${args_no_boolean_flags}", "${args_json_file}")
+# A grid larger than this is refused without --count N (which takes its first N lazily).
+MAX_GRID = 10_000
+# Keys a sweep may not set: where runs go and what they are called belong to the runner.
+RUNNER_KEYS = ("run_id", "runs_dir")
 
 
-class SweepError(ValueError):
+class SweepError(InputError):
     """A malformed sweep file: one line naming the field."""
 
 
@@ -42,15 +51,12 @@ class SweepSpec:
 
 
 def _train_keys() -> set[str]:
-    from ..config import RunConfig
-    from ..protocol import protocol_keys
-    from ..spec import OVERRIDE_KEYS
+    from ..config import known_keys
 
-    return ({f.name for f in dataclasses.fields(RunConfig)} | set(protocol_keys())
-            | {f"model.{k}" for k in OVERRIDE_KEYS})
+    return set(known_keys())
 
 
-def _distribution(name: str, p: dict[str, Any]) -> str:
+def distribution(name: str, p: dict[str, Any]) -> str:
     """W&B's inference: value -> constant, values -> categorical, min/max by their type."""
     if "distribution" in p:
         return p["distribution"]
@@ -65,61 +71,69 @@ def _distribution(name: str, p: dict[str, Any]) -> str:
     raise SweepError(f"parameters.{name}: needs value, values, min/max or a distribution")
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep file {str(path)!r} does not exist")
+def load_sweep(name_or_path: str | Path) -> SweepSpec:
+    """A sweep by path, or by the name of a bundled one (`demo`, `cifar-degradation`)."""
+    from ..bundled import find
+
+    where, text = find("sweeps", name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SweepError(f"{path}: not valid YAML{where}") from None
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise SweepError(f"{where}: not valid YAML{line}") from None
+    return parse_sweep(raw, where, Path(str(name_or_path)).stem)
+
+
+def parse_sweep(raw: Any, where: str, default_name: str) -> SweepSpec:
     if not isinstance(raw, dict):
-        raise SweepError(f"{path}: a sweep file is a mapping with method and parameters")
+        raise SweepError(f"{where}: a sweep file is a mapping with method and parameters")
     method = raw.get("method")
     if method is None:
-        raise SweepError(f"{path}: method is missing; allowed: {', '.join(W_AND_B_METHODS)}")
+        raise SweepError(f"{where}: method is missing; allowed: {', '.join(W_AND_B_METHODS)}")
     if method not in W_AND_B_METHODS:
-        raise SweepError(f"{path}: method {method!r} is unknown; allowed: "
+        raise SweepError(f"{where}: method {method!r} is unknown; allowed: "
                          f"{', '.join(W_AND_B_METHODS)}")
     params = raw.get("parameters")
     if not isinstance(params, dict) or not params:
-        raise SweepError(f"{path}: parameters are missing (a mapping of train keys, e.g. "
+        raise SweepError(f"{where}: parameters are missing (a mapping of train keys, e.g. "
                          "model: {values: [plain20, resnet20-A]})")
     allowed = _train_keys()
     for name, p in params.items():
+        if name in RUNNER_KEYS:
+            raise SweepError(f"{where}: parameters.{name}: the runner names runs and puts them "
+                             "in --runs-dir; a sweep may not set it")
         if name not in allowed:
             from ..overrides import unknown_key_error
-            raise SweepError(f"{path}: parameters.{name}: "
-                             + str(unknown_key_error(name, sorted(allowed), "train key")))
+            raise SweepError(f"{where}: parameters.{name}: "
+                             + str(unknown_key_error(str(name), sorted(allowed), "train key")))
         if not isinstance(p, dict):
-            raise SweepError(f"{path}: parameters.{name} must be a mapping such as "
+            raise SweepError(f"{where}: parameters.{name} must be a mapping such as "
                              "{value: X} or {values: [X, Y]}")
-        dist = _distribution(name, p)
+        dist = distribution(name, p)
         if dist not in DISTRIBUTIONS:
-            raise SweepError(f"{path}: parameters.{name}.distribution {dist!r} is not "
+            raise SweepError(f"{where}: parameters.{name}.distribution {dist!r} is not "
                              f"supported; allowed: {', '.join(DISTRIBUTIONS)}")
         if dist == "categorical" and (not isinstance(p.get("values"), list) or not p["values"]):
-            raise SweepError(f"{path}: parameters.{name}.values must be a non-empty list")
+            raise SweepError(f"{where}: parameters.{name}.values must be a non-empty list")
     command = raw.get("command")
     if command is not None:
         if not isinstance(command, list) or not all(isinstance(c, (str, int)) for c in command):
-            raise SweepError(f"{path}: command must be a list of strings")
+            raise SweepError(f"{where}: command must be a list of strings")
         if not any(str(c) in COMMAND_ARG_MACROS for c in command):
-            raise SweepError(f"{path}: command passes no parameters; add "
+            raise SweepError(f"{where}: command passes no parameters; add "
                              "${args_no_hyphens} (the key=value form train reads)")
         command = tuple(str(c) for c in command)
     elif not raw.get("program"):
-        raise SweepError(f"{path}: give command (e.g. [${{env}}, resnet-ablate, train, "
+        raise SweepError(f"{where}: give command (e.g. [${{env}}, resnet-ablate, train, "
                          "${args_no_hyphens}]) or program")
     run_cap = raw.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
-        raise SweepError(f"{path}: run_cap must be a positive integer; got {run_cap!r}")
-    name = str(raw.get("name") or path.stem)
+        raise SweepError(f"{where}: run_cap must be a positive integer; got {run_cap!r}")
+    name = str(raw.get("name") or default_name)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise SweepError(f"{path}: name {name!r} must be letters, digits, '-', '_' or '.'")
-    spec = SweepSpec(name=name, path=str(path), method=method, parameters=params,
+        raise SweepError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.'")
+    spec = SweepSpec(name=name, path=where, method=method, parameters=params,
                      command=command, program=raw.get("program"), run_cap=run_cap, raw=raw)
     check_against_wandb_schema(spec)
     return spec
@@ -129,38 +143,55 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def grid_configs(spec: SweepSpec) -> list[dict[str, Any]]:
-    """W&B's grid: constants fixed, the product of every discrete parameter, in order."""
-    import itertools
-
+def grid_axes(spec: SweepSpec) -> list[tuple[str, list]]:
+    """W&B's grid axes: constants, every categorical value, int_uniform and q_uniform
+    steps; a continuous distribution cannot be a grid axis."""
     axes: list[tuple[str, list]] = []
     for name, p in spec.parameters.items():
-        dist = _distribution(name, p)
+        dist = distribution(name, p)
         if dist == "constant":
             axes.append((name, [p["value"]]))
         elif dist == "categorical" and "probabilities" not in p:
             axes.append((name, list(p["values"])))
         elif dist == "int_uniform":
-            axes.append((name, list(range(int(p["min"]), int(p["max"]) + 1))))
+            lo, hi = int(p["min"]), int(p["max"])
+            if hi - lo > 10 ** 7:
+                raise SweepError(f"{spec.path}: parameters.{name}: an int_uniform grid axis of "
+                                 f"{hi - lo + 1:,} values; use a random sweep")
+            axes.append((name, range(lo, hi + 1)))
         elif dist == "q_uniform":  # W&B: numpy.arange(min, max, q), float steps and all
             import numpy as np
 
+            if (p["max"] - p["min"]) / p["q"] > 10 ** 7:
+                raise SweepError(f"{spec.path}: parameters.{name}: q_uniform grid axis too long")
             axes.append((name, np.arange(p["min"], p["max"], p["q"]).tolist()))
         else:
             raise SweepError(f"{spec.path}: parameters.{name}: grid sweeps need value, values, "
                              f"int_uniform or q_uniform; {dist} is continuous (use random)")
-    configs, seen = [], set()
+    return axes
+
+
+def grid_size(spec: SweepSpec) -> int:
+    """The number of configurations, from the axis lengths alone (duplicates included)."""
+    return math.prod(len(values) for _, values in grid_axes(spec))
+
+
+def grid_configs(spec: SweepSpec) -> Iterator[dict[str, Any]]:
+    """W&B's grid, lazily: the product of the axes in order, repeats skipped (W&B skips
+    configurations it has already proposed)."""
+    axes = grid_axes(spec)
+    names = [n for n, _ in axes]
+    seen = set()
     for combo in itertools.product(*(values for _, values in axes)):
-        config = dict(zip((n for n, _ in axes), combo))
+        config = dict(zip(names, combo))
         key = _canonical(config)
-        if key not in seen:  # W&B skips configurations it has already proposed
+        if key not in seen:
             seen.add(key)
-            configs.append(config)
-    return configs
+            yield config
 
 
 def _sample(name: str, p: dict[str, Any], rng: random.Random) -> Any:
-    dist = _distribution(name, p)
+    dist = distribution(name, p)
     if dist == "constant":
         return p["value"]
     if dist == "categorical":
@@ -200,15 +231,45 @@ def random_configs(spec: SweepSpec, count: int | None, seed: int = 0) -> list[di
 
 
 def plan(spec: SweepSpec, count: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """The configurations this machine will run: a random sweep's draws, or the grid's
+    first `count` (or run_cap) configurations. A grid beyond MAX_GRID needs --count."""
     if spec.method == "bayes":
         raise SweepError(f"{spec.path}: method bayes needs W&B's server-side controller; run "
                          "it with `wandb sweep` and `wandb agent` (local methods: grid, random)")
-    configs = grid_configs(spec) if spec.method == "grid" else random_configs(spec, count, seed)
-    if spec.method == "grid" and count:
-        configs = configs[:count]
-    elif spec.method == "grid" and spec.run_cap:
-        configs = configs[:spec.run_cap]
-    return configs
+    if spec.method == "random":
+        return random_configs(spec, count, seed)
+    limit = count or spec.run_cap
+    size = grid_size(spec)
+    if limit is None and size > MAX_GRID:
+        raise SweepError(f"{spec.path}: the grid has {size:,} configurations, over the "
+                         f"{MAX_GRID:,} this runner plans at once; take some with --count N "
+                         "(or set run_cap)")
+    return list(itertools.islice(grid_configs(spec), limit))
+
+
+def validate_values(spec: SweepSpec, configs: list[dict[str, Any]]) -> None:
+    """Every distinct value of every parameter, checked once by the parser `train` uses
+    (with the sweep's constants beside it), before anything is launched."""
+    from ..config import parse_train_words
+
+    constants = {k: p["value"] for k, p in spec.parameters.items() if "value" in p}
+    context = {k: v for k, v in constants.items() if k in ("plugins", "dataset", "data_dir",
+                                                           "protocol", "model")}
+    checked: set[tuple[str, str]] = set()
+    for config in configs:
+        for key, value in config.items():
+            mark = (key, _canonical(value))
+            if mark in checked:
+                continue
+            checked.add(mark)
+            words = [f"{k}={v}" for k, v in {**context, key: value}.items()]
+            try:
+                request = parse_train_words(words)
+                from ..registry import get_spec
+
+                get_spec(request.config.model)
+            except (InputError, TypeError, FileNotFoundError) as exc:
+                raise SweepError(f"{spec.path}: parameters.{key}={value!r}: {exc}") from None
 
 
 def wandb_schema() -> dict | None:
@@ -219,8 +280,11 @@ def wandb_schema() -> dict | None:
     found = importlib.util.find_spec("sweeps")
     if found is None or not found.submodule_search_locations:
         return None
-    path = Path(list(found.submodule_search_locations)[0]) / "config" / "schema.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    for location in found.submodule_search_locations:
+        path = Path(location) / "config" / "schema.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
 
 
 def schema_errors(raw: dict[str, Any], schema: dict) -> list[str]:

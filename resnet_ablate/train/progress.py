@@ -1,8 +1,12 @@
-"""Progress of a run: a tqdm bar on a terminal, plain log lines otherwise."""
+"""Progress of a run: a tqdm bar on a terminal, plain log lines otherwise. Evaluations, the
+final whole-split passes and 10-crop testing show their own progress too."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+import time
+from typing import Any, Iterable, Iterator
+
+from ..rundir import METRICS
 
 MODES = ("auto", "bar", "lines", "off")
 
@@ -26,11 +30,12 @@ class Progress:
             self.message(f"resuming at iteration {iteration}")
 
     def update(self, iteration: int, m: dict[str, Any]) -> None:
-        text = (f"loss {m['train/loss']:.3f} err {m['train/err']:.1f}% lr {m['lr']:.3g} "
-                f"{m['images_per_sec']:.0f} img/s")
+        text = (f"loss {m[METRICS['train_loss']]:.3f} err {m[METRICS['train_err']]:.1f}% "
+                f"lr {m['lr']:.3g} {m['images_per_sec']:.0f} img/s")
         if self.bar is not None:
-            self.bar.update(iteration - self.bar.n)
+            # the text first, then the count, whose refresh shows it: never a window stale
             self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(iteration - self.bar.n)
         elif self.mode == "lines":
             print(f"[{self.label}] iter {iteration}/{self.total} {text}", file=sys.stderr,
                   flush=True)
@@ -40,6 +45,31 @@ class Progress:
                  if k.endswith("_err")]
         if parts:
             self.message(f"iter {iteration}: " + ", ".join(parts))
+
+    def iterate(self, batches: Iterable, what: str, images: int) -> Iterator:
+        """Batches of an evaluation, with their own progress (a second bar, or a line when
+        a pass takes more than a few seconds)."""
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            bar = tqdm(total=images, desc=f"[{self.label}] {what}", unit="img", leave=False,
+                       dynamic_ncols=True, file=sys.stderr)
+            try:
+                for x, y in batches:
+                    yield x, y
+                    bar.update(len(y))
+            finally:
+                bar.close()
+            return
+        start, done, said = time.perf_counter(), 0, False
+        for x, y in batches:
+            yield x, y
+            done += len(y)
+            if self.mode == "lines" and time.perf_counter() - start > 10 and not said:
+                self.message(f"{what}: {done}/{images} images ...")
+                said = True
+        if said:
+            self.message(f"{what}: {done} images in {time.perf_counter() - start:.0f} s")
 
     def message(self, text: str) -> None:
         if self.mode == "off":

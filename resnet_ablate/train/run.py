@@ -1,37 +1,46 @@
 """`resnet-ablate train key=value ...`: validate everything, then create the run, then train.
 
-Bad input (unknown key, model, data set or protocol; a value of the wrong type; missing
-data; a resume with nothing to resume) raises before the run directory exists, so it
-leaves nothing behind. Once training starts, a failure is recorded as status `failed`.
+Bad input (unknown key, model, data set or protocol; a value of the wrong type or out of
+range; a model too big to build; data that does not fit the model; missing or unreadable
+data; a resume with nothing to resume) raises before anything is written, or removes what
+it had just created, so it leaves nothing behind. Once training starts, a failure is
+recorded as status `failed`. A run another process is training is skipped (exit 75).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import platform
+import shutil
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .. import __version__
-from ..counting import complexity
+from ..condition import condition_id, of_record
 from ..config import RunConfig, TrainRequest, parse_train_words
+from ..counting import complexity
+from ..data import DataSettings, image_mode, open_run_data
+from ..models.size import check as check_size
+from ..plugins import load as load_plugins, loaded as loaded_plugins
 from ..registry import create_model, get_spec
+from ..rundir import RunDir, RunLocked
 from ..spec import VariantSpec
-from ..tracking import NullTracker, Tracker
-from .checkpoint import list_checkpoints, load_latest
+from ..tracking import NullTracker, Tracker, tags
 from .distributed import Dist, from_env
-from .loop import Trainer
 from .progress import Progress
-from .record import RunRecord
+from .trainer import Sinks, TrainOptions, Trainer
+from ..errors import InputError, MissingInput
+
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another process is training this run; try again later
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no CUDA device is available; use device=cpu or auto")
+        raise InputError("device=cuda but no CUDA device is available; use device=cpu or auto")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -41,141 +50,176 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def build_data(cfg: RunConfig, protocol, device: torch.device, dist: Dist):
-    from ..data.sets import SMALL_MAX_SIDE, load_small, probe_imagefolder
-
-    mode = cfg.data_mode
-    if mode == "auto":
-        mode = "tensor"
-        if cfg.dataset == "imagefolder" and probe_imagefolder(cfg.data_dir) > SMALL_MAX_SIDE:
-            mode = "loader"
-    if mode == "loader":
-        if cfg.dataset != "imagefolder":
-            raise ValueError(f"data_mode=loader is for imagefolder data; {cfg.dataset} is "
-                             "held as a tensor (data_mode=tensor or auto)")
-        from ..data.loader import LoaderData
-
-        return LoaderData(cfg, protocol, device, dist)
-    from .data import TensorData
-
-    data = load_small(cfg.dataset, cfg.data_dir, protocol.val_size, protocol.split_seed,
-                      download=cfg.download)
-    return TensorData(data, protocol, device, cfg.seed, dist, cfg.eval_batch_size)
+def set_deterministic(on: bool) -> None:
+    """Deterministic algorithms only, cuDNN included (reproducible on GPUs, slower)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
 
 
 def default_run_id(cfg: RunConfig) -> str:
-    return f"{cfg.model}-{cfg.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{get_spec(cfg.model).name}-{cfg.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_identity(spec: VariantSpec, request: TrainRequest) -> dict[str, Any]:
-    """What a resumed run must share with its checkpoint: the model, data and protocol."""
-    return {"model": spec.factors(), "dataset": request.config.dataset,
-            "protocol": request.protocol.fields(), "seed": request.config.seed}
+def run_identity(spec: VariantSpec, request: TrainRequest, data_mode: str,
+                 world_size: int) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint for it to continue bit for bit."""
+    cfg = request.config
+    return {"model": spec.factors(), "dataset": cfg.dataset, "data_mode": data_mode,
+            "protocol": request.protocol.fields(), "seed": cfg.seed,
+            "run": {"amp": cfg.amp, "channels_last": cfg.channels_last,
+                    "deterministic": cfg.deterministic, "world_size": world_size}}
 
 
 def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     diffs = []
-    for key in ("model", "protocol"):
-        for field in sorted(set(old[key]) | set(new[key])):
-            a, b = old[key].get(field), new[key].get(field)
-            if a != b:
-                diffs.append(f"{key}.{field}: checkpoint {a!r}, now {b!r}")
-    for key in ("dataset", "seed"):
-        if old[key] != new[key]:
-            diffs.append(f"{key}: checkpoint {old[key]!r}, now {new[key]!r}")
+    for key in ("model", "protocol", "run"):
+        a_all, b_all = old.get(key) or {}, new[key]
+        for f in sorted(set(a_all) | set(b_all)):
+            if a_all.get(f) != b_all.get(f):
+                diffs.append(f"{key}.{f}: checkpoint {a_all.get(f)!r}, now {b_all.get(f)!r}")
+    for key in ("dataset", "data_mode", "seed"):
+        if old.get(key) != new[key]:
+            diffs.append(f"{key}: checkpoint {old.get(key)!r}, now {new[key]!r}")
     return diffs
 
 
-def _check_run_dir(run_dir: Path, resume: str) -> bool:
-    """Whether to resume; refuses to overwrite a run or to resume one that is not there."""
-    summary, checkpoints = run_dir / "summary.json", list_checkpoints(run_dir)
+def _resuming(rundir: RunDir, resume: str) -> bool:
+    """Whether to resume; refuses to overwrite a run or to resume one that is not there.
+    A failed run with checkpoints (say, a disk that filled at the last save) resumes."""
+    summary = rundir.read_summary() if rundir.summary_path.exists() else None
+    checkpoints = rundir.checkpoints()
+    if rundir.locked_by_other():
+        raise RunLocked(f"run {rundir.path} is being trained by another process")
+    ended = summary is not None and not (summary["status"] == "failed" and checkpoints)
     if resume == "true":
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"resume=true but there is no run {run_dir} to resume")
-        if summary.exists():
-            raise ValueError(f"run {run_dir} has already ended (see its summary.json); "
-                             "nothing to resume")
+        if not rundir.path.is_dir():
+            raise MissingInput(f"resume=true but there is no run {rundir.path} to resume")
+        if ended:
+            raise InputError(f"run {rundir.path} has already ended (status "
+                             f"{summary['status']}); nothing to resume")
         if not checkpoints:
-            raise FileNotFoundError(f"resume=true but {run_dir} holds no checkpoint")
+            raise MissingInput(f"resume=true but {rundir.path} holds no checkpoint")
         return True
-    if summary.exists():
-        raise ValueError(f"run {run_dir} already exists and has ended; choose another run_id")
+    if summary is not None:
+        raise InputError(f"run {rundir.path} already exists and has ended; choose another "
+                         "run_id" + ("" if ended else " or pass resume=true"))
     if checkpoints:
         if resume == "auto":
             return True
-        raise ValueError(f"run {run_dir} already exists with checkpoints; pass resume=true to "
-                         "continue it or choose another run_id")
+        raise InputError(f"run {rundir.path} already exists with checkpoints; pass resume=true "
+                         "to continue it or choose another run_id")
     return False
 
 
-def _channels_last(setting: str) -> bool:
-    # auto: channels_last, measured faster for these convnets on CPU (benchmarks/) and GPU.
-    return setting != "false"
+def _check_fits(spec: VariantSpec, data) -> None:
+    if spec.num_classes < data.num_classes:
+        raise InputError(f"model.num_classes={spec.num_classes} is below the data's "
+                         f"{data.num_classes} classes")
+    if spec.in_chans != data.in_chans:
+        raise InputError(f"model.in_chans={spec.in_chans} but the data's images have "
+                         f"{data.in_chans} channel(s)")
 
 
-def prepare(request: TrainRequest) -> tuple[Trainer, dict[str, Any], Dist]:
+@dataclass
+class Prepared:
+    trainer: Trainer
+    rundir: RunDir
+    config: dict[str, Any]
+    dist: Dist
+    tracker: Any
+
+
+def prepare(request: TrainRequest) -> Prepared:
     cfg, protocol = request.config, request.protocol
-    spec = get_spec(cfg.model)
+    overrides = dict(request.model_overrides)
+    base = get_spec(cfg.model)
+    # Refused at once when absurd: the size is known from the spec, before any data loads.
+    early = base.with_overrides(**overrides)
+    check_size(early, protocol.crop, cfg.max_params, cfg.max_activations)
     device = resolve_device(cfg.device)
+    set_deterministic(cfg.deterministic)
     dist = from_env(device.type)
-    run_id = dist.broadcast(cfg.run_id or default_run_id(cfg))
-    run_dir = Path(cfg.runs_dir) / run_id
-    resuming = _check_run_dir(run_dir, cfg.resume)
+    rundir = RunDir(cfg.runs_dir, dist.broadcast(cfg.run_id or default_run_id(cfg)))
+    try:
+        resuming = _resuming(rundir, cfg.resume)
+    except OSError as exc:
+        raise InputError(f"runs_dir {cfg.runs_dir!r}: {exc.strerror or exc}") from None
     if dist.enabled and protocol.batch_size % dist.world_size:
-        raise ValueError(f"batch_size {protocol.batch_size} must divide evenly over "
+        raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
+    mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
+    if resuming:  # the plugins the run was started with, so its variant is known again
+        load_plugins((rundir.read_config() or {}).get("plugins") or [])
 
-    data = build_data(cfg, protocol, device, dist)
-    overrides = {"num_classes": data.num_classes, "in_chans": data.in_chans,
-                 **request.model_overrides}
-    spec = spec.with_overrides(**overrides)
-    identity = run_identity(spec, request)
-    state = None
-    if resuming:
-        state = load_latest(run_dir, map_location=device)
-        diffs = _identity_diff(state["identity"], identity)
-        if diffs:
-            raise ValueError(f"resume refused: {run_dir} was trained with other settings "
-                             f"({'; '.join(diffs[:3])})")
-
-    torch.manual_seed(cfg.seed)
-    model = create_model(spec)
-    counts = complexity(model, input_size=data.input_size, with_fvcore=False)
-    channels_last = _channels_last(cfg.channels_last)
-    model = model.to(device, memory_format=torch.channels_last if channels_last
-                     else torch.contiguous_format)
-
-    record = None
-    config = _config_record(request, spec, run_id, counts, data, dist, device, channels_last)
+    created = not rundir.path.exists()
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord(run_dir)
-        if not resuming:
-            record.write_config(config)
+        try:
+            rundir.acquire()
+        except OSError as exc:
+            raise InputError(f"cannot create run directory {rundir.path}: "
+                             f"{exc.strerror or exc}") from None
+    try:
+        data = open_run_data(cfg.dataset, cfg.data_dir, cfg.download, mode, DataSettings(
+            protocol=protocol, device=device, seed=cfg.seed, rank=dist.rank,
+            world_size=dist.world_size, eval_batch_size=cfg.eval_batch_size,
+            num_workers=cfg.num_workers))
+        spec = base.with_overrides(**{"num_classes": data.num_classes,
+                                      "in_chans": data.in_chans, **overrides})
+        _check_fits(spec, data)
+        if protocol.lr_schedule == "plateau" and not data.has("val"):
+            raise InputError("lr_schedule=plateau reads a held-out split and this data has "
+                             "none: set val_size > 0")
+        check_size(spec, data.input_size, cfg.max_params, cfg.max_activations)
+        identity = run_identity(spec, request, data.mode, dist.world_size)
+        state = None
+        if resuming:
+            rundir.clean_tmp()
+            state = rundir.load_checkpoint(map_location=device)
+            diffs = _identity_diff(state["identity"], identity)
+            if diffs:
+                raise InputError(f"resume refused: {rundir.path} was trained with other "
+                                 f"settings ({'; '.join(diffs[:3])}); bitwise resume needs "
+                                 "the same ones")
+        torch.manual_seed(cfg.seed)
+        model = create_model(spec).to(device)
+        counts = complexity(model, input_size=data.input_size, with_fvcore=False)
+        config = config_record(request, spec, rundir.run_id, counts, data, dist, device)
+        if dist.is_main and not resuming:
+            rundir.write_config(config)
+    except BaseException:
+        rundir.release()
+        if created and dist.is_main:  # bad input: leave nothing behind
+            shutil.rmtree(rundir.path, ignore_errors=True)
+        raise
     dist.barrier()
-    tracker = Tracker(cfg.wandb, cfg.wandb_project, cfg.wandb_group, cfg.wandb_entity,
-                      run_id, run_dir, _wandb_config(config), resume=resuming) \
-        if dist.is_main else NullTracker("rank > 0")
-    progress = Progress(cfg.progress, protocol.iterations, run_id, enabled=dist.is_main)
-    trainer = Trainer(model=model, protocol=protocol, data=data, device=device, dist=dist,
-                      run_dir=run_dir, record=record, tracker=tracker, progress=progress,
-                      amp=cfg.amp == "bf16", channels_last=channels_last, compile=cfg.compile,
-                      checkpoint_every=cfg.checkpoint_every,
-                      keep_checkpoints=cfg.keep_checkpoints, log_every=cfg.log_every,
-                      identity=identity, responses=cfg.responses)
+    tracker = (Tracker(cfg.wandb, cfg.wandb_project, cfg.wandb_group, cfg.wandb_entity,
+                       rundir.run_id, rundir.wandb_dir, wandb_config(config),
+                       tags(spec.factors(), protocol.name), resume=resuming)
+               if dist.is_main else NullTracker("rank > 0"))
+    progress = Progress(cfg.progress, protocol.iterations, rundir.run_id, enabled=dist.is_main)
+    options = TrainOptions(amp=cfg.amp == "bf16", channels_last=cfg.channels_last,
+                           compile=cfg.compile, checkpoint_every=cfg.checkpoint_every,
+                           keep_checkpoints=cfg.keep_checkpoints, log_every=cfg.log_every,
+                           responses=cfg.responses)
+    trainer = Trainer(model, protocol, data, dist, options,
+                      Sinks(tracker, progress, rundir if dist.is_main else None), identity)
     if state is not None:
         trainer.load_state_dict(state)
-    return trainer, config, dist
+    return Prepared(trainer, rundir, config, dist, tracker)
 
 
-def _config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts: dict,
-                   data, dist: Dist, device: torch.device, channels_last: bool) -> dict:
+def config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts: dict,
+                  data, dist: Dist, device: torch.device) -> dict:
     cfg = request.config
-    return {
+    record = {
         "run_id": run_id,
         "model": spec.name,  # the registry's spelling, whatever case the user typed
         **{k: v for k, v in spec.factors().items() if k != "name"},
-        "model_overrides": dict(request.model_overrides),
+        "model_overrides": {k: v.as_dict() if hasattr(v, "as_dict") else v
+                            for k, v in request.model_overrides.items()},
         "dataset": cfg.dataset,
         "data_dir": str(cfg.data_dir),
         "data_mode": data.mode,
@@ -192,79 +236,125 @@ def _config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts
         "world_size": dist.world_size,
         "device": str(device),
         "amp": cfg.amp,
-        "channels_last": channels_last,
+        "channels_last": cfg.channels_last,
+        "deterministic": cfg.deterministic,
         "compile": cfg.compile,
+        "plugins": loaded_plugins(),
         "run_config": dataclasses.asdict(cfg),
         "versions": {"resnet_ablate": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
+    record["condition"] = condition_id(of_record(record))
+    return record
 
 
-def _wandb_config(config: dict) -> dict:
-    """Flat keys whose values equal a sweep's parameters (model, seed, lr, ...)."""
-    flat = {k: v for k, v in config.items()
-            if k not in ("protocol_fields", "run_config", "model_overrides")}
+# Config keys that are bookkeeping or local paths: not W&B config (the summary has them).
+_NOT_FOR_WANDB = ("protocol_fields", "run_config", "model_overrides", "data_dir", "overrides",
+                  "device", "versions")
+
+
+def wandb_config(config: dict) -> dict:
+    """Flat keys whose values equal a sweep's parameters (model, seed, lr, ...); each key
+    once, no local paths."""
+    flat = {k: v for k, v in config.items() if k not in _NOT_FOR_WANDB}
     flat.update(config["protocol_fields"])
     flat["protocol"] = config["protocol"]
+    flat["plugins"] = [os.path.basename(p) for p in config["plugins"]]
     return flat
 
 
-def train(words: list[str]) -> int:
-    request = parse_train_words(words)
-    trainer, config, dist = prepare(request)  # bad input raises here, before any file exists
-    try:
-        cfg = request.config
-        if dist.is_main:
-            print(f"run {config['run_id']}: {config['model']} on {cfg.dataset} "
-                  f"({config['split_sizes']}), protocol {request.protocol.name}, "
-                  f"{config['params']:,} params, {config['macs']:,} MACs/image, "
-                  f"{config['device']} x{dist.world_size}, W&B {trainer.tracker.info['mode']}",
-                  flush=True)
-        outcome = trainer.run()
-        if dist.is_main and outcome.summary is not None:
-            summary = _summary(config, outcome.summary, trainer)
-            trainer.record.write_summary(summary)
-            trainer.tracker.update_summary({
-                k: v for k, v in summary.items()
-                if k.startswith(("final_", "best_", "status", "diverged_at", "warmup_end",
-                                 "layer_responses"))
-                and not isinstance(v, str) or k == "status"})
-            trainer.tracker.finish(exit_code=outcome.exit_code)
-            _report(summary, trainer.run_dir)
-        return outcome.exit_code
-    finally:
-        dist.close()
-
-
-def _summary(config: dict, result: dict, trainer: Trainer) -> dict:
-    keys = ("run_id", "model", "family", "depth", "shortcut", "block", "stem", "widths",
-            "layers", "num_classes", "in_chans", "stride_in", "zero_init_residual",
-            "dataset", "data_mode", "split_sizes", "val_source", "protocol", "seed",
-            "params", "macs", "input_size", "world_size", "device", "amp", "channels_last",
-            "compile", "overrides", "protocol_overrides")
+def summary_record(config: dict, status: str, metrics: dict, tracker) -> dict:
+    keys = ("run_id", "model", *[f.name for f in dataclasses.fields(VariantSpec)
+                                 if f.name != "name"],
+            "dataset", "data_mode", "split_sizes", "val_source", "protocol", "seed", "params",
+            "macs", "input_size", "world_size", "device", "amp", "channels_last",
+            "deterministic", "compile", "overrides", "protocol_overrides", "plugins",
+            "condition")
     summary = {k: config[k] for k in keys}
-    summary.update(result)
-    n = config["split_sizes"].get("train")
-    summary["final_train_err_measured"] = (
-        f"eval mode, no augmentation, on the whole training split ({n} images)")
+    summary["status"] = status
+    summary.update(metrics)
+    summary["trained_on"] = (f"{config['split_sizes'].get('train')} training images; "
+                             f"validation: {config['val_source']}")
     summary["errors_in"] = "percent"
-    summary["wandb"] = trainer.tracker.info
+    summary["wandb"] = tracker.info
     summary["protocol_fields"] = config["protocol_fields"]
     summary["versions"] = config["versions"]
     summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return summary
 
 
-def _report(summary: dict, run_dir: Path) -> None:
+def _finish(prep: Prepared, status: str, metrics: dict) -> tuple[str, dict]:
+    """The final checkpoint and weights; a failure to write them (a full disk) turns the
+    run into a failed one that resume=true continues from its last checkpoint."""
+    trainer, rundir = prep.trainer, prep.rundir
+    if status != "finished":
+        return status, metrics
+    try:
+        rundir.save_checkpoint(trainer.state_dict(), trainer.options.keep_checkpoints)
+        from ..rundir import strip_module_prefix
+
+        rundir.write_model(strip_module_prefix(trainer.model.state_dict()))
+        return status, metrics
+    except OSError as exc:
+        error = (f"could not save the final weights ({exc.strerror or exc}); free space and "
+                 f"continue with resume=true run_id={rundir.run_id}")
+        print(f"resnet-ablate: error: {error}", file=sys.stderr, flush=True)
+        return "failed", {**metrics, "error": error}
+
+
+def train(words: list[str]) -> int:
+    request = parse_train_words(words)
+    prep = prepare(request)  # bad input raises here, before any file exists
+    trainer, config, dist, tracker = prep.trainer, prep.config, prep.dist, prep.tracker
+    try:
+        cfg = request.config
+        if dist.is_main:
+            print(f"run {config['run_id']}: {config['model']} on {cfg.dataset} "
+                  f"({config['split_sizes']}), protocol {request.protocol.name}, "
+                  f"{config['params']:,} params, {config['macs']:,} MACs/image, "
+                  f"{config['device']} x{dist.world_size}, W&B {tracker.info['mode']}",
+                  flush=True)
+        outcome = trainer.run()
+        if not dist.is_main:
+            return outcome.exit_code
+        if outcome.status == "interrupted":
+            tracker.finish(exit_code=1, preempted=True)
+            print(f"resnet-ablate: stopped at iteration {trainer.iteration}; continue with "
+                  f"resume=true run_id={prep.rundir.run_id}", file=sys.stderr, flush=True)
+            return outcome.exit_code
+        status, metrics = _finish(prep, outcome.status, outcome.metrics)
+        summary = summary_record(config, status, metrics, tracker)
+        try:
+            prep.rundir.write_history(trainer.history)
+            prep.rundir.write_summary(summary)
+        except OSError as exc:
+            print(f"resnet-ablate: error: could not write {prep.rundir.summary_path} "
+                  f"({exc.strerror or exc}); the run's checkpoints remain: resume=true "
+                  f"run_id={prep.rundir.run_id}", file=sys.stderr, flush=True)
+            tracker.finish(exit_code=1)
+            return 1
+        tracker.log_responses(summary.get("layer_responses") or [])
+        tracker.update_summary({k: v for k, v in summary.items()
+                                if (k.startswith(("final_", "best_", "warmup_", "diverged_at"))
+                                    and not isinstance(v, str)) or k == "status"})
+        tracker.finish(exit_code=0 if status != "failed" else 1)
+        _report(summary, prep.rundir)
+        return 1 if status == "failed" else 0
+    finally:
+        prep.rundir.release()
+        dist.close()
+
+
+def _report(summary: dict, rundir: RunDir) -> None:
+    where = rundir.summary_path
     if summary["status"] == "finished":
-        parts = [f"{name} err {summary[f'final_{name}_err']:.2f}%"
-                 for name in ("train", "val", "test") if summary.get(f"final_{name}_err")
-                 is not None]
-        print(f"finished {summary['iterations']} iterations: {', '.join(parts)} -> "
-              f"{run_dir}/summary.json", flush=True)
-    elif summary["status"] == "diverged":
-        print(f"diverged at iteration {summary['diverged_at']} (non-finite loss) -> "
-              f"{run_dir}/summary.json", flush=True)
-    else:
-        print(f"failed: {summary['error']} -> {run_dir}/summary.json", file=sys.stderr,
+        parts = [f"{name} err {summary[key]:.2f}%" for name, key in (
+            ("train", "final_train_err"), ("val", "final_val_err"), ("test", "final_test_err"))
+                 if summary.get(key) is not None]
+        print(f"finished {summary['iterations']} iterations: {', '.join(parts)} -> {where}",
               flush=True)
+    elif summary["status"] == "diverged":
+        print(f"diverged at iteration {summary['diverged_at']} (non-finite loss) -> {where}",
+              flush=True)
+    else:
+        print(f"failed: {summary['error']} -> {where}", file=sys.stderr, flush=True)

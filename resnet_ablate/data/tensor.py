@@ -1,16 +1,28 @@
-"""Training batches from a uint8 image tensor on the training device (after airbench).
-
-One permutation per epoch, sliced into batches; pad, crop and flip act on the whole batch
-tensor, with one seeded torch.Generator, so there is no per-image Python work, and the
-state (permutation, position, generator) is a few tensors that checkpoint exactly.
+"""Tensor mode: a small-image data set held whole as one uint8 tensor on the training device
+(after airbench). One permutation per epoch, sliced into batches; pad, crop and flip act on
+the whole batch tensor with one seeded torch.Generator, so there is no per-image Python work
+and the state (permutation, position, generator) is a few tensors that checkpoint exactly.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .sets import Split
+from .base import DataSettings, Split, hold_out
+from ..errors import InputError
+
+
+@dataclass
+class Images:
+    """A small-image data set as loaded, before the validation hold-out."""
+    train: Split
+    test: Split
+    own_val: Split | None  # the data set's own val/ split, if it has one besides test/
+    classes: list[str]
 
 
 def image_mean(images: Tensor, per_pixel: bool) -> Tensor:
@@ -73,13 +85,13 @@ class TensorBatches:
     def __init__(self, split: Split, batch_size: int, mean: Tensor, pad: int, crop: int,
                  flip: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
         if batch_size > len(split):
-            raise ValueError(f"batch_size {batch_size} exceeds the {len(split)} training images")
+            raise InputError(f"batch_size {batch_size} exceeds the {len(split)} training images")
         if batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} must divide evenly over {world_size} "
+            raise InputError(f"batch_size {batch_size} must divide evenly over {world_size} "
                              "processes")
         side = split.images.shape[-1]
         if crop > side + 2 * pad:
-            raise ValueError(f"crop {crop} is larger than the padded image ({side} + 2 x {pad})")
+            raise InputError(f"crop {crop} is larger than the padded image ({side} + 2 x {pad})")
         self.split, self.batch_size, self.mean = split, batch_size, mean
         self.pad, self.crop, self.flip = pad, crop, flip
         self.rank, self.world_size = rank, world_size
@@ -90,10 +102,6 @@ class TensorBatches:
     def _draw(self) -> Tensor:
         return torch.randperm(len(self.split), generator=self.generator,
                               device=self.split.images.device)
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self.split) // self.batch_size
 
     def next(self) -> tuple[Tensor, Tensor]:
         if self.position + self.batch_size > len(self.perm):
@@ -119,12 +127,55 @@ class TensorBatches:
         self.generator.set_state(state["generator"])
 
 
-def eval_batches(split: Split, batch_size: int, mean: Tensor, crop: int, rank: int = 0,
-                 world_size: int = 1):
-    """The single original view (centre crop if the protocol crops smaller), in order;
-    with several processes each rank takes an interleaved share of the batches."""
-    for i, start in enumerate(range(0, len(split), batch_size)):
-        if i % world_size != rank:
-            continue
-        images = split.images[start:start + batch_size]
-        yield centre_crop(normalise(images, mean), crop), split.labels[start:start + batch_size]
+class TensorData:
+    """RunData of a small-image set (digits, CIFAR, small ImageFolders)."""
+
+    mode = "tensor"
+    final_test_view = "single"  # small images have only their original view
+
+    def __init__(self, images: Images, settings: DataSettings) -> None:
+        p = settings.protocol
+        self.settings = settings
+        held = hold_out(len(images.train), p.val_size, p.split_seed, images.own_val is not None)
+        train = images.train if held.train is None else images.train.subset(held.train)
+        val = images.own_val if held.val is None else images.train.subset(held.val)
+        self.splits = {"train": train.to(settings.device), "test": images.test.to(settings.device)}
+        if val is not None:
+            self.splits["val"] = val.to(settings.device)
+        self.val_source = held.source
+        self.num_classes = len(images.classes)
+        self.in_chans = int(images.train.images.shape[1])
+        self.input_size = p.crop
+        # The mean of the training images only: held-out and test images never leak in.
+        self.mean = image_mean(self.splits["train"].images, p.normalize == "per_pixel_mean")
+        # The data stream has its own generator, seeded apart from the model's init.
+        self.batches = TensorBatches(self.splits["train"], p.batch_size, self.mean, p.pad,
+                                     p.crop, p.flip, seed=settings.seed + 1_000_003,
+                                     rank=settings.rank, world_size=settings.world_size)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: len(split) for name, split in self.splits.items()}
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        return self.batches.next()
+
+    def has(self, split: str) -> bool:
+        return split in self.splits
+
+    def eval_batches(self, split: str, sharded: bool = True, view: str = "single"
+                     ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The single original view (centre crop if the protocol crops smaller), in order;
+        sharded over ranks (interleaved batches) unless told otherwise."""
+        rank, world = (self.settings.rank, self.settings.world_size) if sharded else (0, 1)
+        data, size = self.splits[split], self.settings.eval_batch_size
+        for i, start in enumerate(range(0, len(data), size)):
+            if i % world == rank:
+                images = normalise(data.images[start:start + size], self.mean)
+                yield centre_crop(images, self.input_size), data.labels[start:start + size]
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)

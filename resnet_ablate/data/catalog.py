@@ -1,0 +1,122 @@
+"""The data sets, one table: name -> how to load it, its default protocol, what it is. A new
+data set is one entry here. `open_run_data` decides the image mode once and builds the
+RunData the trainer uses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .base import DataSettings, RunData
+    from .tensor import Images
+
+SMALL_MAX_SIDE = 64  # ImageFolder images up to this side are held whole as a tensor
+MODES = ("auto", "tensor", "loader")
+
+
+def _digits(data_dir: str, download: bool) -> Images:
+    """scikit-learn's 8x8 digits (1,797 real images of 16 grey levels, bundled; no
+    download). They come without a test split: a fixed 20% (seed 0) is held out as test."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    from .base import Split, hold_out
+    from .tensor import Images
+
+    d = load_digits()
+    images = torch.from_numpy(d.images).mul(255 / 16).round().to(torch.uint8).unsqueeze(1)
+    full = Split(images, torch.from_numpy(d.target).long())
+    fixed = hold_out(len(full), len(full) // 5, 0, own_val=False)
+    return Images(full.subset(fixed.train), full.subset(fixed.val), None,
+                  [str(i) for i in range(10)])
+
+
+def _cifar(name: str) -> Callable[[str, bool], Images]:
+    def load(data_dir: str, download: bool) -> Images:
+        from .cifar import load_cifar
+        from .tensor import Images
+
+        train, test, classes = load_cifar(name, data_dir, download)
+        return Images(train, test, None, classes)
+    return load
+
+
+def _imagefolder(data_dir: str, download: bool) -> Images:
+    from . import folders
+    from .tensor import Images
+
+    found = folders.splits(Path(data_dir))
+    classes = folders.classes_of(found["train"])
+    own_val = folders.decode(found["val"], classes) if {"val", "test"} <= set(found) else None
+    return Images(folders.decode(found["train"], classes),
+                  folders.decode(folders.test_dir(found), classes), own_val, classes)
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    load: Callable[[str, bool], "Images"]  # (data_dir, download) -> small images, as tensors
+    default_protocol: str | None  # None: by image size (the CIFAR or the ImageNet protocol)
+    facts: str
+
+
+DATASETS: dict[str, DataSet] = {d.name: d for d in (
+    DataSet("digits", _digits, "demo", "scikit-learn's 1,797 real 8x8 digits, bundled: no "
+            "download; a fixed 20% test split"),
+    DataSet("cifar10", _cifar("cifar10"), "he2015-cifar", "CIFAR-10 in torchvision's format "
+            "(DATA_DIR/cifar-10-batches-py/), downloaded where the network allows"),
+    DataSet("cifar100", _cifar("cifar100"), "he2015-cifar", "CIFAR-100 in torchvision's "
+            "format (DATA_DIR/cifar-100-python/)"),
+    DataSet("imagefolder", _imagefolder, None, "any DATA_DIR/train/<class>/ tree beside val/ "
+            "and/or test/ (ImageNet; ../shared/data/cifar10-jpg); images over 64 px go "
+            "through DataLoader workers"),
+)}
+
+
+def get_dataset(name: str) -> DataSet:
+    if name not in DATASETS:
+        from ..overrides import unknown_key_error
+
+        raise unknown_key_error(name, list(DATASETS), "dataset")
+    return DATASETS[name]
+
+
+def _large(dataset: str, data_dir: str) -> bool:
+    from . import folders
+
+    return dataset == "imagefolder" and folders.probe(data_dir) > SMALL_MAX_SIDE
+
+
+def default_protocol(dataset: str, data_dir: str) -> str:
+    """The data set's protocol; an ImageFolder's by its image size."""
+    named = get_dataset(dataset).default_protocol
+    if named is not None:
+        return named
+    return "he2015-imagenet" if _large(dataset, data_dir) else "he2015-cifar"
+
+
+def image_mode(dataset: str, data_dir: str, requested: str) -> str:
+    """tensor or loader, decided once: auto means tensor unless an ImageFolder's images are
+    larger than SMALL_MAX_SIDE."""
+    if requested not in MODES:
+        raise InputError(f"data_mode must be one of {', '.join(MODES)}; got {requested!r}")
+    if requested == "loader" and dataset != "imagefolder":
+        raise InputError(f"data_mode=loader is for imagefolder data; {dataset} is held as a "
+                         "tensor (data_mode=tensor or auto)")
+    if requested != "auto":
+        return requested
+    return "loader" if _large(dataset, data_dir) else "tensor"
+
+
+def open_run_data(dataset: str, data_dir: str, download: bool, mode: str,
+                  settings: DataSettings) -> RunData:
+    if mode == "loader":
+        from .loader import LoaderData
+
+        return LoaderData(data_dir, settings)
+    from .tensor import TensorData
+
+    return TensorData(get_dataset(dataset).load(data_dir, download), settings)

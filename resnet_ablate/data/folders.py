@@ -1,0 +1,120 @@
+"""ImageFolder trees (`train/<class>/*.jpg` beside `val/` and/or `test/`): finding the
+splits, probing the image size, decoding small images once into a cached uint8 tensor. A
+file that does not decode is a one-line error naming it."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .base import Split
+from ..errors import InputError, MissingInput
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def splits(root: Path) -> dict[str, Path]:
+    """train/ plus val/ and/or test/ under root (ImageNet has val/, cifar10-jpg has test/)."""
+    if not root.is_dir():
+        raise MissingInput(f"data_dir {str(root)!r} does not exist; imagefolder needs "
+                                f"DATA_DIR/train/<class>/*.jpg and DATA_DIR/val or test/<class>/")
+    found = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    if "train" not in found or len(found) < 2:
+        raise MissingInput(f"imagefolder needs {root}/train/<class>/ and {root}/val/ or "
+                                f"{root}/test/<class>/; found {sorted(found) or 'neither'}")
+    return found
+
+
+def test_dir(found: dict[str, Path]) -> Path:
+    """The reported split: test/ when there is one, else val/ (ImageNet's)."""
+    return found.get("test", found.get("val"))
+
+
+def classes_of(train: Path) -> list[str]:
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+    if not classes:
+        raise MissingInput(f"no class folders under {train}/")
+    return classes
+
+
+def list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """(file, label) of every image under folder/<class>/, sorted; an empty file is a one-line
+    error (cheap to find here, from the listing)."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = []
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if class_dir.name not in index:
+            raise InputError(f"{class_dir}: class {class_dir.name!r} is not among the training "
+                             f"classes ({len(classes)} folders under train/)")
+        for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                if entry.stat().st_size == 0:
+                    raise InputError(f"{entry.path}: not a readable image (empty file)")
+                out.append((Path(entry.path), index[class_dir.name]))
+    if not out:
+        raise MissingInput(f"no images under {folder}/<class>/")
+    return out
+
+
+def open_image(path: Path, mode: str | None = None):
+    """A decoded PIL image, converted to `mode` (RGB by default; "keep": as stored); a
+    one-line error naming the file if it does not decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy() if mode == "keep" else im.convert(mode or "RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: "
+                         f"{str(exc)[:80]})") from None
+
+
+def probe(data_dir: str) -> int:
+    """The larger side of the first training image: small (tensor) or large (loader) data."""
+    found = splits(Path(data_dir))
+    first, _ = list_images(found["train"], classes_of(found["train"]))[0]
+    return max(open_image(first).size)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("RESNET_ABLATE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "resnet-ablate")
+    return Path(base)
+
+
+def decode(folder: Path, classes: list[str]) -> Split:
+    """Decode an ImageFolder split once into a uint8 tensor, cached by its file listing."""
+    import numpy as np
+
+    from ..io import atomic_torch_save
+
+    files = list_images(folder, classes)
+    h = hashlib.sha1(str(folder.resolve()).encode())
+    for p, _ in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    cache = _cache_dir() / f"imagefolder-{h.hexdigest()[:16]}.pt"
+    if cache.exists():
+        try:
+            blob = torch.load(cache, weights_only=True)
+            return Split(blob["images"], blob["labels"])
+        except Exception:  # noqa: BLE001  a damaged cache is rebuilt, never trusted
+            cache.unlink(missing_ok=True)
+    first = open_image(files[0][0], mode="keep")
+    mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
+    arrays = [np.asarray(open_image(p, mode)) for p, _ in files]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise InputError(f"images under {folder} differ in size ({len(shapes)} sizes); tensor "
+                         "mode needs one size (use data_mode=loader)")
+    stacked = torch.from_numpy(np.stack(arrays))
+    images = stacked.unsqueeze(1) if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
+    split = Split(images.contiguous(), torch.tensor([lab for _, lab in files], dtype=torch.long))
+    try:
+        atomic_torch_save({"images": split.images, "labels": split.labels}, cache)
+    except OSError:
+        pass  # no writable cache: decode again next time
+    return split

@@ -1,0 +1,145 @@
+"""Paper experiments (bundled experiments/*.yaml, or a path): which sweeps, which protocol,
+which figures and tables. `run_experiment` plans every run (each once, however many of the
+experiment's sweeps list it), runs what is not done, collects, and writes the report; the
+CLI's `reproduce` and `demo` only call it and print."""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .analysis.names import FIGURES, TABLES
+from .bundled import find, names
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class SweepRef:
+    file: str  # a bundled sweep's name or a path
+    only: dict[str, list[Any]] | None  # a subset of the sweep's configurations
+
+    def command(self, runs_dir: Path, jobs: int) -> str:
+        """The `resnet-ablate sweep` command that plans the same runs, as written."""
+        words = ["resnet-ablate", "sweep", self.file, "--runs-dir", str(runs_dir),
+                 "--jobs", str(jobs)]
+        for key, values in (self.only or {}).items():
+            words += ["--only", f"{key}={','.join(map(str, values))}"]
+        return shlex.join(words)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    paper: str
+    protocol: str
+    sweeps: tuple[SweepRef, ...]
+    figures: tuple[str, ...]
+    tables: tuple[str, ...]
+    notes: tuple[str, ...]
+    where: str
+
+
+def list_experiments() -> list[str]:
+    return names("experiments")
+
+
+def _strings(where: str, key: str, value: Any, allowed: dict | None = None) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: {key} must be a list of names")
+    bad = [v for v in value if allowed is not None and v not in allowed]
+    if bad:
+        raise InputError(f"{where}: unknown {key[:-1]} {bad[0]!r}; allowed: "
+                         f"{', '.join(allowed)}")
+    return tuple(value)
+
+
+def load_experiment(name_or_path: str) -> Experiment:
+    where, text = find("experiments", name_or_path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"{where}: not valid YAML"
+                         + (f" at line {mark.line + 1}" if mark else "")) from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("sweeps"), list) or not raw["sweeps"]:
+        raise InputError(f"{where}: an experiment is a mapping that names its sweeps "
+                         "(sweeps: [{file: NAME, only: {model: [...]}}])")
+    sweeps = []
+    for s in raw["sweeps"]:
+        s = {"file": s} if isinstance(s, str) else s
+        if not isinstance(s, dict) or not isinstance(s.get("file"), str):
+            raise InputError(f"{where}: each sweep is a name or {{file: NAME, only: {{...}}}}")
+        only = s.get("only")
+        if only is not None and (not isinstance(only, dict) or not all(
+                isinstance(v, list) for v in only.values())):
+            raise InputError(f"{where}: only: must map parameters to lists of values")
+        sweeps.append(SweepRef(s["file"], only))
+    for key in ("name", "title", "paper", "protocol"):
+        if key in raw and not isinstance(raw[key], str):
+            raise InputError(f"{where}: {key} must be a string")
+    stem = Path(str(name_or_path)).name.removesuffix(".yaml")
+    return Experiment(
+        name=raw.get("name", stem), title=raw.get("title", stem), paper=raw.get("paper", ""),
+        protocol=raw.get("protocol", ""), sweeps=tuple(sweeps),
+        figures=_strings(where, "figures", raw.get("figures", list(FIGURES)), FIGURES),
+        tables=_strings(where, "tables", raw.get("tables", list(TABLES)), TABLES),
+        notes=_strings(where, "notes", raw.get("notes", [])), where=where)
+
+
+@dataclass
+class ExperimentResult:
+    experiment: Experiment
+    runs: list  # PlannedRun, each once
+    commands: list[str]
+    report: Any = None  # analysis.report.Report, None on a dry run
+    failed: bool = False
+    dry_run: bool = False
+    out: Path | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def plan_experiment(exp: Experiment) -> list:
+    from .sweep import load_sweep, merge, planned_runs
+
+    return merge(*[planned_runs(load_sweep(ref.file), only=ref.only) for ref in exp.sweeps])
+
+
+def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | None = None,
+                   jobs: int = 1, dry_run: bool = False, launcher=None,
+                   gpus: list[str] | None = None, jobs_per_gpu: int = 1,
+                   invoked_as: str | None = None,
+                   log: Callable[[str], None] = print) -> ExperimentResult:
+    """Plan, run what is missing, collect, report. Every sweep is validated and every run
+    planned before any starts."""
+    from .sweep import SweepRunner
+
+    exp = load_experiment(name_or_path)
+    runs_dir = runs_dir or Path("runs") / exp.name
+    out = out or Path("reports") / exp.name
+    runs = plan_experiment(exp)
+    commands = [ref.command(runs_dir, jobs) for ref in exp.sweeps]
+    runner = SweepRunner(runs, runs_dir, exp.name, jobs=jobs, gpus=gpus,
+                         jobs_per_gpu=jobs_per_gpu, launcher=launcher, log=log)
+    result = ExperimentResult(exp, runner.runs, commands, dry_run=dry_run, out=out)
+    if dry_run:
+        return result
+    runner.run()
+    result.failed = any(r.state == "failed" for r in runner.runs)
+    from .analysis.collect import collect
+    from .analysis.report import build
+
+    commands = commands + [shlex.join(["resnet-ablate", "figures", "--runs", str(runs_dir),
+                                       "--out", str(out)])]
+    collected = collect([runs_dir])  # the experiment's own runs, whatever else is there
+    collected = collected.subset(collected.runs[collected.runs["run_id"].isin(
+        {r.run_id for r in runner.runs})])
+    invoked = invoked_as or shlex.join(["resnet-ablate", "reproduce", name_or_path])
+    result.report = build(
+        collected, out, figures=list(exp.figures), tables=list(exp.tables),
+        commands=[invoked, "# which ran:", *commands], title=exp.title,
+        notes=list(exp.notes), progress=log)
+    return result
