@@ -10,7 +10,7 @@ two processes from training one run at once.
       checkpoints/      ckpt-<iteration>.pt, the newest `keep` of them
       model.pt          the final weights (a state_dict)
       wandb/            the W&B run
-      .lock             held (flock) by the process training the run
+      .lock             locked (POSIX lockf) by the process training the run
 
 Every file is written atomically (temporary file, fsync, rename); loading a checkpoint
 never runs code (torch.load(weights_only=True)).
@@ -242,26 +242,24 @@ class RunDir:
 
     # -- the lock ------------------------------------------------------------------
     def acquire(self) -> None:
-        """Take the run's lock (flock: the kernel releases it when the process dies, so a
-        lock is never stale); RunLocked if another live process holds it."""
+        """Take the run's lock; RunLocked if another live process holds it. A POSIX record
+        lock: the kernel releases it when its process dies (a lock is never stale), and the
+        DataLoader workers a run forks do not inherit it (as they would a flock)."""
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _read_pid(fd)
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunLocked(f"run {self.path} is being trained by another process"
-                                + (f" (pid {holder})" if holder else "")) from None
+                raise RunLocked(f"run {self.path} is being trained by another "
+                                "process") from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
     def release(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
+            os.close(self._lock_fd)  # closing releases the lock
             self._lock_fd = None
 
     def locked_by_other(self) -> bool:
@@ -272,7 +270,7 @@ class RunDir:
         except OSError:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
         except OSError:
             return True
@@ -331,13 +329,6 @@ class RunDir:
                       f"({type(exc).__name__}: {str(exc)[:120]}); trying the previous one",
                       file=sys.stderr, flush=True)
         raise MissingInput(f"no readable checkpoint in {self.checkpoint_dir}")
-
-
-def _read_pid(fd: int) -> str:
-    try:
-        return os.pread(fd, 32, 0).decode().strip()
-    except OSError:
-        return ""
 
 
 def strip_module_prefix(state_dict: dict) -> dict:

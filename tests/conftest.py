@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -7,11 +8,49 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPG = REPO.parent / "shared" / "data" / "cifar10-jpg"
+DURATIONS = Path(__file__).with_name("durations.json")
+SLOW_SECONDS = 2.0  # a test measured slower than this is marked slow (make test-fast skips it)
 
 # Tests run W&B for real, offline, and never reach for the network or a login.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_CODE", "true")
+
+# A small run of the real harness: resnet20-A on digits, checkpoints every 40 iterations.
+SMALL = ["model=resnet20-A", "dataset=digits", "iterations=160", "eval_every=40",
+         "checkpoint_every=40", "log_every=10", "progress=lines", "wandb=disabled"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--store-durations", action="store_true",
+                     help="measure every test and write tests/durations.json (which marks "
+                          "tests slow by measured time)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow marks come from measured durations (tests/durations.json, written by
+    `make durations`), not from hand-kept lists."""
+    if not DURATIONS.exists():
+        return
+    measured = json.loads(DURATIONS.read_text())
+    for item in items:
+        if measured.get(item.nodeid, 0.0) > SLOW_SECONDS:
+            item.add_marker(pytest.mark.slow)
+
+
+_times: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when in ("setup", "call"):
+        _times[report.nodeid] = _times.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if session.config.getoption("--store-durations", default=False) and _times:
+        old = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+        old.update({k: round(v, 2) for k, v in _times.items()})
+        DURATIONS.write_text(json.dumps(dict(sorted(old.items())), indent=0) + "\n")
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
@@ -34,7 +73,7 @@ class _Completed:  # the shape of a CompletedProcess, for in-process runs of mai
 
 @pytest.fixture
 def cli_inproc(capsys):
-    """The CLI's main() in this process: for the many bad-input cases, where a fresh
+    """The CLI's main() in this process: for bad input and small runs, where a fresh
     interpreter per case would only add seconds of imports."""
     from resnet_ablate.cli import main
 
@@ -54,3 +93,41 @@ def assert_usage_error(proc, *fragments):
     assert "Traceback" not in proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+MINI_SWEEP = """
+name: mini
+method: grid
+command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
+parameters:
+  model: {values: [plain20, plain56, resnet20-A, resnet56-A]}
+  seed: {values: [0, 1]}
+  iterations: {value: 60}
+  eval_every: {value: 20}
+  log_every: {value: 20}
+  progress: {value: "off"}
+"""
+
+MINI_EXPERIMENT = """
+name: mini
+title: "Mini: plain vs residual at 20 and 56 layers"
+paper: "He et al. (2015), Fig. 1 and 6 in miniature"
+protocol: demo
+sweeps:
+  - file: {sweep}
+figures: [fig1, fig4, fig6, fig7, error_vs_depth, error_vs_macs, error_vs_params, ablation]
+tables: [table1, table6, table2]
+"""
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory):
+    """One real experiment shared by the analysis and sweep tests: 8 short runs (4 models
+    x 2 seeds) on digits through `reproduce`, then its report."""
+    root = tmp_path_factory.mktemp("mini")
+    (root / "mini-sweep.yaml").write_text(MINI_SWEEP)
+    (root / "mini.yaml").write_text(MINI_EXPERIMENT.format(sweep=root / "mini-sweep.yaml"))
+    proc = run_cli("reproduce", root / "mini.yaml", "--runs-dir", root / "runs", "--out",
+                   root / "report", "--jobs", "2", cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root, proc

@@ -1,5 +1,6 @@
-"""Training runs end to end, in real subprocesses: the demo, resume after SIGKILL/SIGTERM,
-corrupt checkpoints, DDP with gloo, W&B (offline, for real) failing, divergence."""
+"""Training runs end to end: the demo command with W&B offline read back by W&B, resume
+bit for bit after SIGKILL/SIGTERM (tensor and loader modes), corrupt checkpoints, the
+resume identity, DDP with gloo, W&B failing, divergence, the two training errors."""
 import json
 import os
 import signal
@@ -10,11 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_usage_error, run_cli
-
-# A small run of the real harness: resnet20-A on digits, checkpoints every 40 iterations.
-SMALL = ["model=resnet20-A", "dataset=digits", "iterations=160", "eval_every=40",
-         "checkpoint_every=40", "log_every=10", "progress=lines", "wandb=disabled"]
+from conftest import SMALL, assert_usage_error, run_cli
 
 
 def _cmd(*words):
@@ -38,20 +35,20 @@ def _assert_same_run(a: Path, b: Path) -> None:
     sa, sb = _summary(a), _summary(b)
     for key in sa:
         if key.startswith(("final_", "best_", "layer_responses")) or key in (
-                "iterations", "status", "images_seen"):
+                "iterations", "status", "images_seen", "condition"):
             assert sa[key] == sb[key], key
 
 
-def _start(runs: Path, run_id: str, *extra) -> subprocess.Popen:
-    return subprocess.Popen(_cmd(*SMALL, f"runs_dir={runs}", f"run_id={run_id}", *extra),
+def _start(runs: Path, run_id: str, *extra, words=SMALL) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(*words, f"runs_dir={runs}", f"run_id={run_id}", *extra),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_iteration(proc: subprocess.Popen, at_least: int) -> list[str]:
+def _wait_for_iteration(proc: subprocess.Popen, at_least: int, total: int = 160) -> list[str]:
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if f"/{160} " in line and "iter " in line:
+        if f"/{total} " in line and "iter " in line:
             it = int(line.split("iter ")[1].split("/")[0])
             if it >= at_least:
                 return lines
@@ -69,7 +66,7 @@ def reference(tmp_path_factory):
 
 
 def test_demo_command_with_offline_wandb(tmp_path):
-    """The issue's acceptance run: `train model=resnet20-A dataset=digits protocol=demo`."""
+    """`train model=resnet20-A dataset=digits protocol=demo`, W&B offline for real."""
     proc = run_cli("train", "model=resnet20-A", "dataset=digits", "protocol=demo",
                    f"runs_dir={tmp_path}", "run_id=demo", "wandb=offline", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -77,22 +74,27 @@ def test_demo_command_with_offline_wandb(tmp_path):
     s = _summary(run)
     for key in ("run_id", "model", "family", "depth", "shortcut", "block", "dataset",
                 "protocol", "seed", "status", "iterations", "final_train_err", "final_val_err",
-                "final_test_err", "params", "macs"):
+                "final_test_err", "params", "macs", "condition", "plugins", "deterministic"):
         assert key in s, key
     assert (s["status"], s["iterations"], s["protocol"], s["depth"]) == ("finished", 1200,
                                                                         "demo", 20)
     assert s["final_test_err"] < 10 and s["final_train_err"] < 5  # it learned the digits
     assert s["params"] == 269_434 and s["split_sizes"] == {"train": 1258, "val": 180,
                                                            "test": 359}
-    assert "eval mode, no augmentation" in s["final_train_err_measured"]
     assert [r["index"] for r in s["layer_responses"]] == list(range(1, 20))
     rows = (run / "history.csv").read_text().splitlines()
     assert len(rows) == 1 + 1200 and rows[0].startswith("iteration,lr,train_loss,train_err")
     assert sum(1 for r in rows[1:] if r.split(",")[-1]) == 12  # test error every 100
     lr = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
-    assert lr[1] == lr[800] == pytest.approx(0.1)  # the demo's milestones: 800 and 1000
-    assert lr[801] == lr[1000] == pytest.approx(0.01)
-    assert lr[1001] == lr[1200] == pytest.approx(0.001)
+    assert lr[1] == lr[600] == pytest.approx(0.1)  # milestones at 1/2 and 3/4 of 1,200
+    assert lr[601] == lr[900] == pytest.approx(0.01)
+    assert lr[901] == lr[1200] == pytest.approx(0.001)
+    # the paper's training error: the mean mini-batch error of the last interval (1101-1200)
+    errs = [float(r.split(",")[3]) for r in rows[1:] if int(r.split(",")[0]) > 1100]
+    assert s["final_train_err"] == s["final_train_err_running"] == pytest.approx(
+        sum(errs) / len(errs))
+    assert 0 <= s["final_train_err_eval"] < 5 and "train-mode" in s["train_err_definition"]
+    assert s["warmup_end"] is None and s["warmup_capped"] is False  # 20 layers: no warm-up
 
     # The offline W&B run, read back with W&B's own reader.
     offline = list((run / "wandb").glob("offline-run-*"))
@@ -103,15 +105,21 @@ def test_demo_command_with_offline_wandb(tmp_path):
     assert back.returncode == 0, back.stderr
     w = json.loads(back.stdout)
     assert w["state"] == "finished" and w["run_id"] == "demo"
-    assert w["config"]["model"] == "resnet20-A" and w["config"]["depth"] == 20
-    assert w["config"]["lr"] == 0.1 and w["config"]["params"] == 269_434
+    config = w["config"]
+    assert config["model"] == "resnet20-A" and config["depth"] == 20
+    assert config["lr"] == 0.1 and config["params"] == 269_434
+    assert config["protocol"] == "demo" and "name" not in config  # one key, one meaning
+    assert not {"data_dir", "runs_dir", "run_config", "overrides"} & set(config)  # no paths
     assert w["summary"]["final_test_err"] == pytest.approx(s["final_test_err"])
     assert w["summary"]["iteration"] == 1200
     records = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(offline[0])],
                              capture_output=True, text=True, timeout=120).stdout
     run_record = next(json.loads(line) for line in records.splitlines()
-                      if '"type":"run"' in line)
-    assert run_record["run"]["job_type"] == "train"
+                      if '"type":"run"' in line)["run"]
+    assert run_record["job_type"] == "train"
+    assert {"family:resnet", "depth:20", "shortcut:A", "block:basic", "protocol:demo"} <= set(
+        run_record["tags"])
+    assert "layer_responses" in records and "table-file" in records.replace("_", "-")
 
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path, reference):
@@ -138,27 +146,68 @@ def test_sigterm_checkpoints_where_it_stops(tmp_path, reference):
     stopped = int(out.split("stopped at iteration ")[1].split(";")[0])
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert 50 <= stopped < 160 and ckpts[-1] == f"ckpt-{stopped:08d}.pt"
+    (run / "checkpoints" / f".ckpt-{stopped + 1:08d}.pt.x.tmp").write_bytes(b"half")
     resumed = run_cli("train", *SMALL, f"runs_dir={tmp_path}", "run_id=term", "resume=true")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming at iteration {stopped}" in resumed.stderr
+    assert not list(run.rglob("*.tmp"))  # a killed save's leftovers are cleaned
     _assert_same_run(reference, run)
 
 
-def test_corrupt_newest_checkpoint_falls_back(tmp_path, reference):
-    proc = _start(tmp_path, "corrupt")
-    _wait_for_iteration(proc, 125)  # checkpoints at 80 and 120
+LOADER = ["model=resnet18-A", "dataset=imagefolder", "scale_range=[80,96]", "crop=64",
+          "batch_size=16", "iterations=24", "eval_every=12", "checkpoint_every=8",
+          "log_every=2", "num_workers=2", "val_size=20", "responses=false", "progress=lines",
+          "wandb=disabled"]
+
+
+@pytest.fixture(scope="module")
+def large_images(tmp_path_factory):
+    """An ImageFolder of 80 px images (digits, upscaled): the loader mode's data."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("large")
+    d = load_digits()
+    for i in range(200):
+        split = "val" if i % 4 == 0 else "train"
+        folder = root / split / str(d.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).resize((80, 80))
+        img.save(folder / f"{i}.png")
+    return root
+
+
+def test_loader_mode_resume_after_sigkill_is_bitwise(tmp_path, large_images):
+    """DataLoader workers: every augmentation is drawn from (seed, epoch, index), so a run
+    killed and resumed ends equal to one that never stopped."""
+    words = [*LOADER, f"data_dir={large_images}"]
+    ref = run_cli("train", *words, f"runs_dir={tmp_path}", "run_id=ref")
+    assert ref.returncode == 0, ref.stderr
+    s = _summary(tmp_path / "ref")
+    assert (s["data_mode"], s["protocol"], s["final_test_view"]) == ("loader",
+                                                                    "he2015-imagenet", "10crop")
+    assert s["split_sizes"] == {"train": 130, "val": 20, "test": 50}
+    proc = _start(tmp_path, "killed", words=words)
+    _wait_for_iteration(proc, 12, total=24)  # past the checkpoint at 8
     proc.kill()
     proc.wait()
-    ckpts = sorted((tmp_path / "corrupt" / "checkpoints").glob("ckpt-*.pt"))
-    assert [p.name for p in ckpts] == ["ckpt-00000080.pt", "ckpt-00000120.pt"]
-    data = ckpts[-1].read_bytes()
-    ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
-    resumed = run_cli("train", *SMALL, f"runs_dir={tmp_path}", "run_id=corrupt",
-                      "resume=true")
+    resumed = run_cli("train", *words, f"runs_dir={tmp_path}", "run_id=killed",
+                      "resume=true", "num_workers=0")  # workers change nothing
     assert resumed.returncode == 0, resumed.stderr
-    assert "ckpt-00000120.pt is unreadable" in resumed.stderr
-    assert "resuming at iteration 80" in resumed.stderr
-    _assert_same_run(reference, tmp_path / "corrupt")
+    _assert_same_run(tmp_path / "ref", tmp_path / "killed")
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A run killed after its first checkpoint, and then one more checkpoint (a corrupt
+    newest one falls back to it)."""
+    runs = tmp_path_factory.mktemp("interrupted")
+    proc = _start(runs, "r")
+    _wait_for_iteration(proc, 45)
+    proc.kill()
+    proc.wait()
+    return runs
 
 
 def test_checkpoint_loads_without_unpickling_code(reference):
@@ -168,34 +217,43 @@ def test_checkpoint_loads_without_unpickling_code(reference):
     assert {"model", "optimizer", "scheduler", "data", "rng", "history"} <= set(state)
 
 
-@pytest.fixture(scope="module")
-def interrupted(tmp_path_factory):
-    """A run killed after its first checkpoint."""
-    runs = tmp_path_factory.mktemp("interrupted")
-    proc = _start(runs, "r")
-    _wait_for_iteration(proc, 45)
+def test_corrupt_newest_checkpoint_falls_back(tmp_path, reference, cli_inproc):
+    proc = _start(tmp_path, "corrupt")
+    _wait_for_iteration(proc, 125)  # checkpoints at 80 and 120
     proc.kill()
     proc.wait()
-    return runs
+    ckpts = sorted((tmp_path / "corrupt" / "checkpoints").glob("ckpt-*.pt"))
+    assert [p.name for p in ckpts] == ["ckpt-00000080.pt", "ckpt-00000120.pt"]
+    data = ckpts[-1].read_bytes()
+    ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    resumed = cli_inproc("train", *SMALL, f"runs_dir={tmp_path}", "run_id=corrupt",
+                         "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "ckpt-00000120.pt is unreadable" in resumed.stderr
+    assert "resuming at iteration 80" in resumed.stderr
+    _assert_same_run(reference, tmp_path / "corrupt")
 
 
 @pytest.mark.parametrize("change, message", [
     ("model=resnet32-A", "model.depth: checkpoint 20, now 32"),
     ("lr=0.05", "protocol.lr: checkpoint 0.1, now 0.05"),
     ("seed=1", "seed: checkpoint 0, now 1"),
+    ("amp=bf16", "run.amp: checkpoint 'off', now 'bf16'"),
+    ("channels_last=false", "run.channels_last: checkpoint True, now False"),
+    ("deterministic=true", "run.deterministic: checkpoint False, now True"),
 ])
-def test_resume_with_other_settings_is_refused(interrupted, change, message):
+def test_resume_with_other_settings_is_refused(interrupted, cli_inproc, change, message):
     words = [w for w in SMALL if w.split("=")[0] != change.split("=")[0]]
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (interrupted / "r").rglob("*"))
-    refused = run_cli("train", *words, change, f"runs_dir={interrupted}", "run_id=r",
-                      "resume=true")
+    refused = cli_inproc("train", *words, change, f"runs_dir={interrupted}", "run_id=r",
+                         "resume=true")
     assert_usage_error(refused, "resume refused", message)
     after = sorted((p.name, p.stat().st_mtime_ns) for p in (interrupted / "r").rglob("*"))
     assert after == before  # nothing written
 
 
-def test_existing_run_is_not_overwritten(interrupted):
-    proc = run_cli("train", *SMALL, f"runs_dir={interrupted}", "run_id=r")
+def test_existing_run_is_not_overwritten(interrupted, cli_inproc):
+    proc = cli_inproc("train", *SMALL, f"runs_dir={interrupted}", "run_id=r")
     assert_usage_error(proc, "already exists with checkpoints", "resume=true")
 
 
@@ -221,14 +279,35 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
 
 
 def test_wandb_that_cannot_start_does_not_stop_training(tmp_path):
-    env = {"WANDB_API_KEY": "", "NETRC": str(tmp_path / "no-netrc"), "WANDB_MODE": ""}
+    env = {"WANDB_API_KEY": "", "NETRC": str(tmp_path / "no-netrc"), "WANDB_MODE": "",
+           "WANDB_DIR": str(tmp_path)}
     proc = run_cli("train", "model=resnet20-A", "iterations=30", "eval_every=30",
                    f"runs_dir={tmp_path}", "run_id=w", "wandb=online", env=env)
     assert proc.returncode == 0, proc.stderr
-    warnings = [line for line in proc.stderr.splitlines() if "W&B failed to start" in line]
-    assert len(warnings) == 1
+    warnings = [line for line in proc.stderr.splitlines() if "resnet-ablate: warning: W&B"
+                in line]
+    assert len(warnings) == 1, proc.stderr
     s = _summary(tmp_path / "w")
-    assert s["status"] == "finished" and "failed" in s["wandb"]
+    assert s["status"] == "finished"
+
+
+def test_wandb_with_an_unreachable_server_falls_back_to_offline_quickly(tmp_path):
+    """Online with a key but no server: a few seconds, one warning, an offline run kept for
+    a later `wandb sync`, never W&B's 90 s stall."""
+    import time
+
+    env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9",
+           "WANDB_MODE": "", "WANDB_INIT_TIMEOUT": "5"}
+    start = time.perf_counter()
+    proc = run_cli("train", "model=resnet20-A", "iterations=20", "eval_every=20",
+                   f"runs_dir={tmp_path}", "run_id=u", "wandb=online", env=env)
+    took = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    s = _summary(tmp_path / "u")
+    assert s["wandb"]["mode"] == "offline" and "online_fallback" in s["wandb"]
+    assert proc.stderr.count("W&B online did not start") == 1
+    assert list((tmp_path / "u" / "wandb").glob("offline-run-*"))
+    assert took < 60, took
 
 
 def _children(pid: int) -> list[int]:
@@ -267,57 +346,51 @@ def test_wandb_dying_mid_run_does_not_stop_training(tmp_path):
     assert len((tmp_path / "wd" / "history.csv").read_text().splitlines()) == 301
 
 
-def test_divergence_ends_the_run_with_status_diverged(tmp_path):
-    proc = run_cli("train", "model=resnet20-A", "lr=1e6", "iterations=50", "log_every=5",
-                   f"runs_dir={tmp_path}", "run_id=nan", "wandb=disabled")
+def test_divergence_ends_the_run_with_status_diverged(tmp_path, cli_inproc):
+    proc = cli_inproc("train", "model=resnet20-A", "lr=1e6", "iterations=50", "log_every=5",
+                      f"runs_dir={tmp_path}", "run_id=nan", "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
     s = _summary(tmp_path / "nan")
     assert s["status"] == "diverged" and 1 <= s["diverged_at"] <= 50
-    assert s["iterations"] >= s["diverged_at"]
+    assert s["iterations"] >= s["diverged_at"] and s["final_train_err"] is None
     assert "diverged at iteration" in proc.stdout
 
 
-@pytest.mark.slow
-def test_large_image_folder_goes_through_dataloader_workers(tmp_path):
-    """An ImageFolder of 80 px images (digits, upscaled): scale augmentation, 224-style
-    crops (here 64) and 10-crop testing under the ImageNet protocol."""
-    import numpy as np
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    for i in range(400):
-        split = "val" if i % 4 == 0 else "train"
-        folder = tmp_path / "data" / split / str(d.target[i])
-        folder.mkdir(parents=True, exist_ok=True)
-        img = Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).resize((80, 80))
-        img.save(folder / f"{i}.png")
-    proc = run_cli("train", "model=resnet18-A", "dataset=imagefolder",
-                   f"data_dir={tmp_path / 'data'}", "scale_range=[80,96]", "crop=64",
-                   "batch_size=16", "iterations=4", "eval_every=2", "num_workers=1",
-                   f"runs_dir={tmp_path / 'runs'}", "run_id=big", "wandb=disabled")
+def test_warmup_for_110_layers_ends_by_the_training_error(tmp_path, cli_inproc):
+    """resnet110-A on digits: warm-up at 0.01 until the mini-batch error is below 80%,
+    then 0.1; the iteration it ended at is in the summary and the history's lr."""
+    proc = cli_inproc("train", "model=resnet110-A", "iterations=60", "eval_every=60",
+                      "log_every=20", "responses=false", "progress=lines",
+                      f"runs_dir={tmp_path}", "run_id=w", "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
-    s = _summary(tmp_path / "runs" / "big")
-    assert (s["data_mode"], s["protocol"], s["final_test_view"]) == ("loader",
-                                                                    "he2015-imagenet", "10crop")
-    assert s["split_sizes"] == {"train": 300, "val": 100, "test": 100}
-    assert s["input_size"] == [3, 64, 64] and s["num_classes"] == 10
+    s = _summary(tmp_path / "w")
+    end = s["warmup_end"]
+    assert end is not None and 10 <= end <= 60 and s["warmup_capped"] is False
+    rows = (tmp_path / "w" / "history.csv").read_text().splitlines()[1:]
+    lrs = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows}
+    errs = {int(r.split(",")[0]): float(r.split(",")[3]) for r in rows}
+    assert lrs[end] == pytest.approx(0.01) and lrs[end + 1] == pytest.approx(0.1)
+    assert sum(errs[i] for i in range(end - 9, end + 1)) / 10 < 80  # the condition held
+    assert "warm-up ends at iteration" in proc.stderr
 
 
-def test_bf16_autocast_contiguous_and_progress_bar(tmp_path):
-    proc = run_cli("train", "model=resnet20-A", "iterations=20", "eval_every=10",
-                   "log_every=10", "amp=bf16", "channels_last=false", "progress=bar",
-                   f"runs_dir={tmp_path}", "run_id=amp", "wandb=disabled")
+def test_bf16_autocast_contiguous_deterministic_and_progress_bar(tmp_path, cli_inproc):
+    proc = cli_inproc("train", "model=resnet20-A", "iterations=20", "eval_every=10",
+                      "log_every=10", "amp=bf16", "channels_last=false", "deterministic=true",
+                      "progress=bar", f"runs_dir={tmp_path}", "run_id=amp", "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
+    torch.use_deterministic_algorithms(False)
     s = _summary(tmp_path / "amp")
-    assert (s["status"], s["amp"], s["channels_last"]) == ("finished", "bf16", False)
+    assert (s["status"], s["amp"], s["channels_last"], s["deterministic"]) == (
+        "finished", "bf16", False, True)
     assert "20/20" in proc.stderr and "img/s" in proc.stderr  # tqdm's bar with our postfix
+    assert "training split" in proc.stderr  # the final whole-split pass shows progress
 
 
-@pytest.mark.slow
-def test_torch_compile(tmp_path):
-    proc = run_cli("train", "model=resnet20-A", "iterations=10", "eval_every=10",
-                   "compile=true", f"runs_dir={tmp_path}", "run_id=c", "wandb=disabled")
+def test_torch_compile(tmp_path, cli_inproc):
+    proc = cli_inproc("train", "model=resnet20-A", "iterations=10", "eval_every=10",
+                      "compile=true", "responses=false", f"runs_dir={tmp_path}", "run_id=c",
+                      "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
     s = _summary(tmp_path / "c")
     assert s["compile"] is True and s["status"] == "finished"

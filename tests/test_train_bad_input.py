@@ -1,4 +1,8 @@
-"""`train` refuses bad input in one line, exit 2, before anything is written."""
+"""`train` refuses bad input in one line, exit 2, before anything is written; a bug is a
+traceback and exit 1, never a "usage error". Each case here is a row of
+docs/reliability.md."""
+import time
+
 import pytest
 import torch
 
@@ -12,6 +16,9 @@ from conftest import assert_usage_error, run_cli
     (["learning_rate=0.1"], ["unknown train key 'learning_rate'"]),
     (["lr=fast"], ["lr: expected a number; got 'fast'"]),
     (["seed=1.5"], ["seed: expected an integer"]),
+    (["momentum=nan"], ["momentum must be a finite number"]),
+    (["lr=inf"], ["lr must be a finite number"]),
+    (["eval_every=0"], ["eval_every must be an integer in [1,"]),
     (["dataset=imagefolder", "data_dir={tmp}/missing"], ["does not exist", "train/<class>"]),
     (["dataset=cifar10", "data_dir={tmp}/none", "download=false"],
      ["cifar10 not found", "cifar-10-python.tar.gz"]),
@@ -19,6 +26,15 @@ from conftest import assert_usage_error, run_cli
     (["model.shortcut=B", "model=plain20"], ["plain nets have no shortcut"]),
     (["batch_size=5000"], ["batch_size 5000 exceeds the 1258 training images"]),
     (["val_size=2000"], ["val_size must be in [0, 1437]"]),
+    (["model.num_classes=5"], ["model.num_classes=5 is below the data's 10 classes"]),
+    (["model.in_chans=3"], ["model.in_chans=3 but the data's images have 1 channel"]),
+    (["model.options={\"gate\": \"sideways\"}"], ["gate must be one of none, exclusive"]),
+    (["run_id=../x"], ["run_id must be 1-128 ASCII letters, digits, '-', '_' or '.'"]),
+    (["run_id=r\u00e9sum\u00e9"], ["run_id must be 1-128 ASCII"]),
+    (["run_id=" + "x" * 200], ["run_id must be 1-128 ASCII"]),
+    (["lr_schedule=plateau", "val_size=0"], ["lr_schedule=plateau reads a held-out split"]),
+    (["plugins=no_such_module_here"], ["plugin 'no_such_module_here' could not be loaded",
+                                       "ModuleNotFoundError"]),
     pytest.param(["device=cuda"], ["no CUDA device"], marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="a CUDA device is present")),
 ])
@@ -31,7 +47,91 @@ def test_bad_train_input(tmp_path, cli_inproc, words, fragments):
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["runs"])
 
 
+@pytest.mark.parametrize("words", [["model.layers=[100000000,1,1]"],
+                                   ["model.widths=[1e7,1e7,1e7]"],
+                                   ["model=resnet1202-A", "max_params=1000000"]])
+def test_a_model_too_big_is_refused_in_seconds(tmp_path, cli_inproc, words):
+    start = time.perf_counter()
+    proc = cli_inproc("train", f"runs_dir={tmp_path}", "wandb=disabled", *words)
+    assert_usage_error(proc, "exceed max_params=", "raise it with max_params=N")
+    assert time.perf_counter() - start < 10
+    assert not any(tmp_path.iterdir())
+
+
+def test_too_many_activations_are_refused(tmp_path, cli_inproc):
+    proc = cli_inproc("train", f"runs_dir={tmp_path}", "wandb=disabled", "model=resnet110-A",
+                      "max_activations=1000")
+    assert_usage_error(proc, "activations per image at 8 px exceed max_activations=1,000")
+
+
+def test_runs_dir_under_a_regular_file(tmp_path, cli_inproc):
+    (tmp_path / "file").write_text("not a folder")
+    proc = cli_inproc("train", f"runs_dir={tmp_path / 'file' / 'runs'}", "wandb=disabled",
+                      "iterations=1")
+    assert_usage_error(proc, "Not a directory")
+
+
+def test_runs_dir_where_nothing_can_be_created(cli_inproc):
+    target = "/sys/kernel/resnet-ablate-runs"  # sysfs: even root cannot make a folder here
+    if not __import__("os").path.isdir("/sys/kernel"):
+        pytest.skip("no /sys/kernel")
+    proc = cli_inproc("train", f"runs_dir={target}", "wandb=disabled", "iterations=1")
+    assert_usage_error(proc, "cannot create run directory", "not permitted")
+
+
+def test_run_directory_name_too_long(tmp_path, cli_inproc):
+    proc = cli_inproc("train", f"runs_dir={tmp_path / ('d' * 300)}", "wandb=disabled",
+                      "iterations=1")
+    assert_usage_error(proc, "File name too long")
+
+
 def test_bad_input_in_a_real_process(tmp_path):
     proc = run_cli("train", "dataset=mnist", f"runs_dir={tmp_path / 'runs'}")
     assert_usage_error(proc, "dataset: expected one of")
     assert not (tmp_path / "runs").exists()
+
+
+BUGGY_PLUGIN = '''
+import resnet_ablate as ra
+from torch import nn
+
+@ra.register_block("buggy")
+class Buggy(nn.Module):
+    expansion = 1
+    def __init__(self, in_chans, planes, stride, shortcut):
+        super().__init__()
+        raise KeyError("a bug in the block")
+
+ra.register_variant("buggy20", base="resnet20-A", block="buggy")
+'''
+
+
+def test_an_internal_bug_is_a_traceback_and_exit_1_not_a_usage_error(tmp_path):
+    (tmp_path / "buggy_blocks.py").write_text(BUGGY_PLUGIN)
+    proc = run_cli("train", "model=buggy20", "plugins=buggy_blocks", "wandb=disabled",
+                   f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" in proc.stderr and "KeyError: 'a bug in the block'" in proc.stderr
+    debug = run_cli("train", "dataset=mnist", env={"RESNET_ABLATE_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr  # bad input, debugged
+
+
+def test_an_image_that_does_not_decode_in_loader_mode_is_named(tmp_path):
+    """Loader mode: a text file named .jpg among the training images is one line naming
+    it (found when the training mean is estimated), exit 2, no run directory."""
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            d = tmp_path / "data" / split / cls
+            d.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((80, 80, 3), 40 * i, np.uint8)).save(d / f"{i}.png")
+    (tmp_path / "data" / "train" / "a" / "x.jpg").write_text("hello, I am text")
+    proc = run_cli("train", "model=resnet18-A", "dataset=imagefolder",
+                   f"data_dir={tmp_path / 'data'}", "scale_range=[64,72]", "crop=64",
+                   "batch_size=8", "iterations=3", "num_workers=0", "val_size=0",
+                   "lr_schedule=step", "wandb=disabled", f"runs_dir={tmp_path / 'runs'}")
+    assert_usage_error(proc, "x.jpg: not a readable image")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..formatting import render
 from ..io import atomic_write_bytes, atomic_write_text
+from . import names
 from .collect import Collected
 from .figures import FIGURES, MissingRuns, plt  # pyplot on the Agg backend
 from .stats import ALPHA, TEST_NAME, by_condition, format_compare, welch
@@ -34,6 +35,7 @@ class Section:
     title: str = ""
     body: Any = None  # text | list of str | figure name | DataFrame | list of lines
     name: str = ""  # file stem of a figure or table
+    caption: str = ""  # what a figure or table shows, measured
 
 
 @dataclass
@@ -181,7 +183,8 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
                 atomic_write_bytes(out / "figures" / f"{fname}.{ext}", buf.getvalue())
             plt.close(fig)
             report.figures.append(fname)
-            report.sections.append(Section("figure", caption, fname, fname))
+            report.sections.append(Section("figure", f"{names.FIGURES[name]}{suffix}", fname,
+                                           fname, caption))
             progress(f"figure {fname}")
     for name in tables if tables is not None else list(TABLES):
         try:
@@ -191,7 +194,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
             continue
         _write_table(out, name, df)
         report.tables.append(name)
-        report.sections.append(Section("table", caption, df, name))
+        report.sections.append(Section("table", names.TABLES[name], df, name, caption))
         progress(f"table {name}")
     column, text = METRICS["test"]
     compare = by_condition(c.runs, column)
@@ -200,9 +203,9 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
         _write_table(out, "compare", df)
         report.tables.append("compare")
         report.sections.append(Section(
-            "table", f"Test error by condition, mean ± std over seeds; depth steps within a "
-            f"series tested with {TEST_NAME}, alpha = {ALPHA}. {describe(finished(c.runs))}",
-            df, "compare"))
+            "table", "Test error by condition", df, "compare",
+            f"Test error by condition, mean ± std over seeds; depth steps within a series "
+            f"tested with {TEST_NAME}, alpha = {ALPHA}. {describe(finished(c.runs))}"))
     if report.skipped:
         report.sections.append(Section("list", "Skipped (runs missing)",
                                        [f"{n}: {w}" for n, w in report.skipped]))
@@ -226,17 +229,19 @@ def _write_table(out: Path, name: str, df: pd.DataFrame) -> None:
 def to_markdown(report: Report) -> str:
     md = [f"# {report.title}", ""]
     for s in report.sections:
-        if s.title and s.kind != "figure" and s.kind != "table":
+        if s.title:
             md += [f"## {s.title}", ""]
+        if s.caption:
+            md += [s.caption, ""]
         if s.kind == "text":
             md += [s.body, ""]
         elif s.kind == "list":
             md += [*[f"- {item}" for item in s.body], ""]
         elif s.kind == "figure":
-            md += [f"## {s.title}", "", f"![{s.name}](figures/{s.name}.png)", "",
-                   f"[PDF](figures/{s.name}.pdf)", ""]
+            md += [f"![{s.name}](figures/{s.name}.png)", "", f"[PDF](figures/{s.name}.pdf)",
+                   ""]
         elif s.kind == "table":
-            md += [f"## {s.title}", "", render(s.body, "markdown"),
+            md += [render(s.body, "markdown"),
                    f"[CSV](tables/{s.name}.csv) · [LaTeX](tables/{s.name}.tex)", ""]
         elif s.kind == "code":
             md += ["```", *s.body, "```", ""]
@@ -252,6 +257,8 @@ def to_html(report: Report) -> str:
     for s in report.sections:
         if s.title:
             h.append(f"<h2>{e(s.title)}</h2>")
+        if s.caption:
+            h.append(f"<p>{e(s.caption)}</p>")
         if s.kind == "text":
             h.append(f"<p>{e(s.body)}</p>")
         elif s.kind == "list":

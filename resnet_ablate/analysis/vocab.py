@@ -65,6 +65,23 @@ def num(value: Any, fmt: str = "{:.2f}") -> str:
     return fmt.format(value)
 
 
+def _text(value: Any) -> str:
+    """A value as comparable text (missing values included, whatever pandas made of them)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    return str(value)
+
+
+def keys(runs: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """One text key per row from the given columns."""
+    return pd.Series(["|".join(_text(v) for v in row) for row in runs[cols].itertuples(
+        index=False)], index=runs.index, dtype=object)
+
+
+def _varies(values: pd.Series) -> bool:
+    return values.map(_text).nunique() > 1
+
+
 def _options(text: Any) -> dict[str, Any]:
     if isinstance(text, str) and text.startswith("{"):
         return json.loads(text)
@@ -110,10 +127,10 @@ def _disambiguate(runs: pd.DataFrame, base: pd.Series, by: str) -> pd.Series:
         group = runs.loc[idx]
         if group[by].nunique() < 2:
             continue
-        differ = [c for c in cols if group[c].astype(str).nunique() > 1]
+        differ = [c for c in cols if _varies(group[c])]
         for key, sub in group.groupby(by):
             first = sub.iloc[0]
-            parts = [f"{_short(c)}={first[c]}" for c in differ]
+            parts = [f"{_short(c)}={_text(first[c])}" for c in differ]
             out.loc[sub.index] = f"{label} ({', '.join(parts)})"
     return out
 
@@ -129,8 +146,7 @@ def series(runs: pd.DataFrame) -> pd.Series:
     """The depth series of each run: its condition without depth (conditions that differ
     only in depth, as plain-20 ... plain-56 do)."""
     cols = [c for c in condition_columns(runs) if c not in DEPTH_COLUMNS]
-    return runs[cols].astype(str).agg("|".join, axis=1).map(
-        lambda s: hashlib.sha1(s.encode()).hexdigest()[:10])
+    return keys(runs, cols).map(lambda s: hashlib.sha1(s.encode()).hexdigest()[:10])
 
 
 def series_labels(runs: pd.DataFrame) -> pd.Series:
@@ -146,7 +162,7 @@ def scope_key(runs: pd.DataFrame) -> pd.Series:
     """What must be equal for two runs to share a plot or a finding: everything in the
     condition but the network (data set, splits, protocol fields, amp, ...)."""
     cols = [c for c in condition_columns(runs) if not c.startswith(MODEL_PREFIX)]
-    return runs[cols].astype(str).agg("|".join, axis=1)
+    return keys(runs, cols)
 
 
 def is_paper_net(row: pd.Series) -> bool:
@@ -185,6 +201,6 @@ def describe(runs: pd.DataFrame, metric_text: str | None = None) -> str:
     per = runs.groupby("condition")["seed"].nunique()
     n = f"n = {per.min()}" if per.min() == per.max() else f"n = {per.min()}-{per.max()}"
     cols = condition_columns(runs)
-    differ = sorted({_short(c) for c in cols if runs[c].astype(str).nunique() > 1})
+    differ = sorted({_short(c) for c in cols if _varies(runs[c])})
     text = f"{n} seed(s) per condition; conditions differ in: {', '.join(differ) or 'nothing'}"
     return text + (f"; shown: {metric_text}" if metric_text else "") + "."

@@ -225,11 +225,17 @@ class SweepRunner:
             self.log(f"[{index}/{total}] start {run.run_id}" + (f" on GPU {gpu}" if gpu else "")
                      + ": " + " ".join(f"{k}={v}" for k, v in run.params.items()))
             start = time.perf_counter()
-            with open(log_path, "w") as out:
+            with open(log_path, "a") as out:  # appended: another runner may log this run too
+                offset = out.tell()
+                out.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} runner pid {os.getpid()}: "
+                          f"{run.shell}\n")
+                out.flush()
                 code = subprocess.call(run.command, env=self.env(run, gpu), stdout=out,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             run.seconds = time.perf_counter() - start
-            self._outcome(run, code, log_path.read_text(errors="replace"))
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                self._outcome(run, code, f.read().decode(errors="replace"))
             self._save_state()
             self._report(run, index, total)
         finally:

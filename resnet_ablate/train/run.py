@@ -257,8 +257,7 @@ def wandb_config(config: dict) -> dict:
     """Flat keys whose values equal a sweep's parameters (model, seed, lr, ...); each key
     once, no local paths."""
     flat = {k: v for k, v in config.items() if k not in _NOT_FOR_WANDB}
-    flat.update(config["protocol_fields"])
-    flat["protocol"] = config["protocol"]
+    flat.update({k: v for k, v in config["protocol_fields"].items() if k != "name"})
     flat["plugins"] = [os.path.basename(p) for p in config["plugins"]]
     return flat
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import RunData
+from ..errors import InputError
 from ..protocol import Protocol
 from ..rundir import METRICS, History, RunDir, strip_module_prefix
 from .distributed import Dist
@@ -281,9 +282,15 @@ class Trainer:
             status = self._loop()
             metrics = self._final_metrics() if status == "finished" else {}
         except Exception as exc:  # noqa: BLE001  recorded as a failed run, not lost
-            traceback.print_exc()
             self.sinks.progress.close()
-            return Outcome("failed", 1, self._record(error=f"{type(exc).__name__}: {exc}"))
+            if isinstance(exc, InputError):  # bad data met mid-run (a worker's image): one line
+                error = [line for line in str(exc).splitlines() if line.strip()][-1]
+                error = error.split("InputError: ", 1)[-1]  # a worker's, re-raised by torch
+                print(f"resnet-ablate: error: {error}", file=sys.stderr, flush=True)
+            else:  # a bug: the traceback is what helps
+                traceback.print_exc()
+                error = f"{type(exc).__name__}: {exc}"
+            return Outcome("failed", 1, self._record(error=error))
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)

@@ -1,0 +1,100 @@
+"""Faults, and nothing lost: two processes on one run (or one runs dir) never train a run
+twice at once; a disk that fills at the final save leaves a failed run that resumes; a
+killed process leaves no stale lock."""
+import json
+import resource
+import subprocess
+import sys
+
+from conftest import SMALL, run_cli
+
+
+def _train(*words, **kw):
+    return subprocess.Popen([sys.executable, "-m", "resnet_ablate", "train", *words],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_two_trains_of_one_run_never_run_at_once(tmp_path):
+    words = [*SMALL, "iterations=400", f"runs_dir={tmp_path}", "run_id=r"]
+    first = _train(*words)
+    for line in first.stdout:  # wait until it trains (it holds the lock from before data)
+        if "iter " in line:
+            break
+    second = run_cli("train", *words, "resume=auto")
+    assert second.returncode == 75, second.stderr
+    assert "skipped" in second.stderr and "being trained by another process" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    out = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, out
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["status"] == "finished" and s["iterations"] == 400
+    assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 401
+
+
+SWEEP = """
+name: race
+method: grid
+command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
+parameters:
+  model: {values: [plain20, resnet20-A]}
+  seed: {values: [0, 1]}
+  iterations: {value: 60}
+  eval_every: {value: 30}
+  progress: {value: "off"}
+  responses: {value: false}
+  wandb: {value: disabled}
+"""
+
+
+def test_two_sweep_runners_on_one_runs_dir_train_each_run_once(tmp_path):
+    path = tmp_path / "race.yaml"
+    path.write_text(SWEEP)
+    runs = tmp_path / "runs"
+    procs = [subprocess.Popen([sys.executable, "-m", "resnet_ablate", "sweep", str(path),
+                               "--runs-dir", str(runs)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    text = "\n".join(outs)
+    run_ids = sorted(p.name for p in runs.iterdir() if not p.name.startswith("."))
+    assert len(run_ids) == 4
+    for rid in run_ids:
+        s = json.loads((runs / rid / "summary.json").read_text())
+        assert s["status"] == "finished", rid
+        trained = sum(f"finished {rid}" in line for line in text.splitlines())
+        skipped = sum(rid in line and ("skip" in line or "running" in line)
+                      for line in text.splitlines())
+        assert trained == 1, (rid, text)  # trained by exactly one of the two runners
+        assert trained + skipped >= 1
+
+
+def _limit(size: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return apply
+
+
+def test_a_disk_full_at_the_final_save_is_a_failed_run_that_resumes(tmp_path):
+    """The last checkpoint cannot be written (files over 1 MB fail, as on a full disk):
+    status failed, with the resume hint; resume=true then ends the run from the previous
+    checkpoint, as if nothing happened."""
+    words = [*SMALL, f"runs_dir={tmp_path}", "run_id=full"]
+    first = _train(*words)
+    for line in first.stdout:
+        if "iter 90/160" in line:  # checkpoints at 40 and 80 exist
+            break
+    first.kill()
+    first.wait()
+    full = subprocess.run([sys.executable, "-m", "resnet_ablate", "train", *words,
+                           "resume=true", "checkpoint_every=0"], capture_output=True, text=True,
+                          timeout=300, preexec_fn=_limit(1_000_000))
+    assert full.returncode == 1, full.stderr
+    assert "could not save the final weights (File too large)" in full.stderr
+    s = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert s["status"] == "failed" and "resume=true run_id=full" in s["error"]
+    assert not list((tmp_path / "full").rglob("*.tmp"))  # the failed save left nothing
+    resumed = run_cli("train", *words, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at iteration 80" in resumed.stderr
+    s = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert s["status"] == "finished" and s["iterations"] == 160
