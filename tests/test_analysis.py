@@ -1,5 +1,6 @@
 """From small real runs to the paper's figures and tables: collect, compare, figures,
-reproduce; and what the report says it measured."""
+reproduce; one condition is one group, a seed counts once, the paper's numbers compared
+like with like, and what the report says it measured."""
 import json
 import shutil
 
@@ -8,52 +9,17 @@ import pytest
 from scipy import stats
 
 from conftest import assert_usage_error, run_cli
-from resnet_ablate.analysis.collect import collect_local, load_collected
+from resnet_ablate.analysis.collect import Collected, collect, load_collected
 from resnet_ablate.analysis.report import degradation_findings
-from resnet_ablate.analysis.collect import Collected
-
-SWEEP = """
-name: mini
-method: grid
-command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
-parameters:
-  model: {values: [plain20, plain56, resnet20-A, resnet56-A]}
-  seed: {values: [0, 1]}
-  iterations: {value: 60}
-  eval_every: {value: 20}
-  log_every: {value: 20}
-  progress: {value: "off"}
-"""
-
-EXPERIMENT = """
-name: mini
-title: "Mini: plain vs residual at 20 and 56 layers"
-paper: "He et al. (2015), Fig. 1 and 6 in miniature"
-protocol: demo
-sweeps:
-  - file: {sweep}
-figures: [fig1, fig4, fig6, fig7, error_vs_depth, error_vs_macs, error_vs_params]
-tables: [table1, table6, table2]
-"""
-
-
-@pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    """A real experiment: 8 short runs (4 models x 2 seeds) on digits, then its report."""
-    root = tmp_path_factory.mktemp("mini")
-    (root / "mini-sweep.yaml").write_text(SWEEP)
-    (root / "mini.yaml").write_text(EXPERIMENT.format(sweep=root / "mini-sweep.yaml"))
-    proc = run_cli("reproduce", root / "mini.yaml", "--runs-dir", root / "runs", "--out",
-                   root / "report", "--jobs", "2", cwd=root)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return root, proc
+from resnet_ablate.analysis.stats import by_condition, welch
+from resnet_ablate.analysis.vocab import labels
 
 
 def test_reproduce_writes_every_figure_and_table(mini):
     root, proc = mini
     report = root / "report"
     for name in ("fig1", "fig4", "fig6", "fig7", "error_vs_depth", "error_vs_macs",
-                 "error_vs_params"):
+                 "error_vs_params", "ablation"):
         for ext in ("png", "pdf"):
             assert (report / "figures" / f"{name}.{ext}").stat().st_size > 5000, name
     for name in ("table1", "table6", "compare"):
@@ -67,25 +33,48 @@ def test_reproduce_writes_every_figure_and_table(mini):
     assert "- torch: " in index and "- seaborn: " in index
     html = (report / "index.html").read_text()
     assert "<img src='figures/fig1.png'>" in html and "<table" in html
-    assert "\\begin{tabular}" in (report / "tables" / "table6.tex").read_text()
+    assert "\\toprule" in (report / "tables" / "table6.tex").read_text()
     runs = pd.read_parquet(report / "data" / "runs.parquet")
     assert len(runs) == 8 and set(runs["status"]) == {"finished"}
+    assert runs["condition"].nunique() == 4
+
+
+def test_every_figure_and_table_says_n_what_differs_and_which_error(mini):
+    root, _ = mini
+    index = (root / "report" / "index.md").read_text()
+    sections = index.split("\n## ")
+    for name in ("fig1", "fig6", "error_vs_depth", "table6", "compare"):
+        section = next(s for s in sections if f"{name}." in s or f"({name}" in s
+                       or f"/{name}" in s)
+        assert "n = 2 seed(s) per condition" in section, name
+        assert "conditions differ in:" in section, name
+    fig6 = next(s for s in sections if "figures/fig6.png" in s)
+    assert "left: plain (plain-20, plain-56); right: ResNet (ResNet-20, ResNet-56)" in fig6
+    assert "Training error is the paper's" in fig6
+
+
+def test_markdown_and_html_show_the_same_numbers(mini):
+    root, _ = mini
+    md = (root / "report" / "tables" / "compare.md").read_text()
+    html = (root / "report" / "index.html").read_text()
+    cells = [c.strip() for line in md.splitlines()[2:] for c in line.split("|") if "±" in c]
+    assert cells and all(c in html for c in cells)
+    assert "+-" not in md and "+-" not in html
 
 
 def test_report_states_what_was_measured(mini):
-    """The findings quote the measured means, never a fixed sentence."""
+    """The findings quote the measured means (the paper's training error), never a fixed
+    sentence."""
     root, proc = mini
-    c = collect_local(root / "runs")
-    r = c.runs
-    p56 = r[(r["family"] == "plain") & (r["depth"] == 56)]["final_train_err"].astype(float)
-    p20 = r[(r["family"] == "plain") & (r["depth"] == 20)]["final_train_err"].astype(float)
+    r = collect([root / "runs"]).runs
+    p56 = r[(r["family"] == "plain") & (r["depth"] == 56)]["final_train_err"]
+    p20 = r[(r["family"] == "plain") & (r["depth"] == 20)]["final_train_err"]
     index = (root / "report" / "index.md").read_text()
-    assert f"plain-56 {p56.mean():.2f}% ± {p56.std():.2f}" in index
-    assert f"plain-20 {p20.mean():.2f}% ± {p20.std():.2f}" in index
+    assert f"plain-56 {p56.mean():.2f} ± {p56.std():.2f}%" in index
+    assert f"plain-20 {p20.mean():.2f} ± {p20.std():.2f}%" in index
     p = stats.ttest_ind(p56, p20, equal_var=False).pvalue
     assert f"p = {p:.3g}" in index
-    assert "residual learning" in index and ("degradation observed" in index or
-                                             "no degradation" in index)
+    assert "option A" in index and "the paper's (train mode" in index
     assert "plain-56" in proc.stdout  # the findings are printed too
 
 
@@ -105,81 +94,82 @@ def test_compare_reports_mean_std_and_welch(mini, cli_inproc):
     root, _ = mini
     proc = cli_inproc("compare", "--runs", root / "runs", "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    rows = {(r["variant"], r["depth"]): r for r in json.loads(proc.stdout)}
-    assert set(rows) == {("plain", 20), ("plain", 56), ("resnet-A", 20), ("resnet-A", 56)}
-    c = collect_local(root / "runs").runs
-    a = c[(c["variant"] == "resnet-A") & (c["depth"] == 56)]["final_test_err"].astype(float)
-    b = c[(c["variant"] == "resnet-A") & (c["depth"] == 20)]["final_test_err"].astype(float)
-    row = rows[("resnet-A", 56)]
-    assert row["n"] == 2 and row["test err %"] == f"{a.mean():.2f} +- {a.std():.2f}"
-    p = stats.ttest_ind(a, b, equal_var=False).pvalue
-    assert row["p (Welch)"] == ("" if p != p else f"{p:.3g}")
-    text = cli_inproc("compare", "--runs", root / "runs")
-    assert "Welch's t-test" in text.stdout
+    rows = {r["condition"]: r for r in json.loads(proc.stdout)}
+    assert set(rows) == {"plain-20", "plain-56", "ResNet-20", "ResNet-56"}
+    c = collect([root / "runs"]).runs
+    a = c[(c["family"] == "resnet") & (c["depth"] == 56)]["final_test_err"]
+    b = c[(c["family"] == "resnet") & (c["depth"] == 20)]["final_test_err"]
+    row = rows["ResNet-56"]
+    assert row["n (seeds)"] == 2 and row["test err % (mean ± std)"] == \
+        f"{a.mean():.2f} ± {a.std():.2f}"
+    if a.std() == 0 and b.std() == 0:
+        assert row["significant?"] == "undefined (no variance)"
+    else:
+        p = stats.ttest_ind(a, b, equal_var=False).pvalue
+        assert row["p (Welch)"] == f"{p:.3g}"
+    text = cli_inproc("compare", "--runs", root / "runs", "--metric", "train")
+    assert "Welch's t-test" in text.stdout and "the paper's (train mode" in text.stdout
 
 
-def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
+def _copy(src, dst, **changes):
+    """A copy of a run, its summary changed (another run_id, seed, lr ...)."""
+    shutil.copytree(src, dst)
+    s = json.loads((dst / "summary.json").read_text())
+    s["run_id"] = dst.name
+    for key, value in changes.items():
+        if key.startswith("protocol."):
+            s["protocol_fields"][key.split(".", 1)[1]] = value
+        else:
+            s[key] = value
+    (dst / "summary.json").write_text(json.dumps(s))
+    return s
+
+
+def test_one_condition_one_group_one_sample_per_seed(mini, tmp_path, cli_inproc):
+    """An lr override is another condition; a rerun of a seed under another run_id counts
+    once, with a warning naming both: two groups of n=2."""
     root, _ = mini
     runs = tmp_path / "runs"
-    good = sorted((root / "runs").glob("mini-*"))[:2]
-    for g in good:
-        shutil.copytree(g, runs / g.name)
-    broken = runs / "truncated"
-    shutil.copytree(good[0], broken)
-    text = (broken / "summary.json").read_text()
-    (broken / "summary.json").write_text(text[: len(text) // 2])
-    (runs / "unfinished" / "checkpoints").mkdir(parents=True)
-    (runs / "empty").mkdir()
-    (runs / "no-keys").mkdir()
-    (runs / "no-keys" / "summary.json").write_text('{"status": "finished"}')
-    bad_history = runs / "bad-history"
-    shutil.copytree(good[1], bad_history)
-    (bad_history / "history.csv").write_bytes(b"\x00\xff garbage \x00\n\"unclosed")
-    proc = cli_inproc("collect", "--runs", runs, "--out", tmp_path / "out")
+    r56 = sorted((root / "runs").glob("resnet56-A-s*"))
+    for src in r56:
+        shutil.copytree(src, runs / src.name)
+    for seed, src in enumerate(r56):  # the same net at lr=0.05: another condition
+        _copy(src, runs / f"lr005-s{seed}", **{"protocol.lr": 0.05,
+                                               "final_test_err": 50.0 + seed})
+    _copy(r56[0], runs / "rerun-s0")  # seed 0 again, under another name
+    proc = cli_inproc("compare", "--runs", runs, "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
-    assert len(skipped) == 5, proc.stderr
-    assert any("unfinished" in s for s in skipped) and any("JSONDecodeError" in s
-                                                          for s in skipped)
-    assert any("lacks run_id" in s for s in skipped)
-    c = load_collected(tmp_path / "out")
-    assert sorted(c.runs["run_id"]) == sorted(g.name for g in good)
-    assert set(c.history["metric"]) >= {"train_err", "train_loss", "lr", "val_err", "test_err"}
-    assert len(c.responses) > 0 and set(c.responses.columns) == {"run_id", "index", "layer",
-                                                                 "std"}
+    rows = json.loads(proc.stdout)
+    assert sorted(r["condition"] for r in rows) == ["ResNet-56 (lr=0.05)", "ResNet-56 (lr=0.1)"]
+    assert [r["n (seeds)"] for r in rows] == [2, 2]
+    assert "same condition" in proc.stderr and "rerun-s0" in proc.stderr
+    assert "counted once" in proc.stderr
 
 
-def test_figures_with_missing_runs_are_skipped_not_faked(mini, tmp_path, cli_inproc):
-    root, _ = mini
-    runs = tmp_path / "runs"
-    for g in (root / "runs").glob("mini-resnet*"):
-        shutil.copytree(g, runs / g.name)
-    proc = cli_inproc("figures", "--runs", runs, "--out", tmp_path / "rep", "--figures", "fig1",
-                   "fig6", "--tables", "table6")
-    assert proc.returncode == 0, proc.stderr
-    assert "skipped fig1: needs finished runs of plain20 and plain56" in proc.stdout
-    assert not (tmp_path / "rep" / "figures" / "fig1.png").exists()
-    assert (tmp_path / "rep" / "figures" / "fig6.png").exists()
-
-
-def test_analysis_bad_input(tmp_path, cli_inproc):
-    assert_usage_error(cli_inproc("figures", "--runs", tmp_path / "nope"), "does not exist")
-    assert_usage_error(cli_inproc("compare", "--runs", tmp_path), "no finished runs")
-    assert_usage_error(cli_inproc("figures", "--runs", tmp_path, "--figures", "fig9"),
-                       "invalid choice")
-    assert_usage_error(cli_inproc("reproduce", "fig99"), "unknown experiment 'fig99'; known:")
+def test_welch_with_no_variance_is_undefined_never_significant():
+    assert welch([1.0, 1.0], [2.0, 2.0]) == (None, "undefined (no variance)")
+    assert welch([1.0], [2.0, 3.0])[1] == "n/a (needs >= 2 runs each)"
+    p, verdict = welch([1.0, 1.1, 0.9], [5.0, 5.2, 4.9])
+    assert verdict == "significant" and p < 0.05
 
 
 def _runs(rows):
     base = {"dataset": "cifar10", "protocol": "he2015-cifar", "status": "finished",
-            "final_test_err": 10.0}
-    return Collected(pd.DataFrame([{**base, **r} for r in rows]), pd.DataFrame(),
-                     pd.DataFrame())
+            "final_test_err": 10.0, "model.block": "basic", "model.stem": "cifar",
+            "protocol.lr": 0.1, "params": 1, "macs": 1, "trained_on": "45000"}
+    frame = pd.DataFrame([{**base, **r} for r in rows])
+    frame["condition"] = frame["family"] + frame["depth"].astype(str) + frame["shortcut"] \
+        + frame["protocol.lr"].astype(str)
+    frame["seed"] = frame.groupby("condition").cumcount()
+    frame["run_id"] = frame["condition"] + "-" + frame["seed"].astype(str)
+    frame["model"] = [f"plain{d}" if f == "plain" else f"resnet{d}-{s}"
+                      for f, d, s in zip(frame["family"], frame["depth"], frame["shortcut"])]
+    return Collected(frame, pd.DataFrame(), pd.DataFrame())
 
 
-def _rows(family, depth, errs, shortcut="-"):
-    return [{"family": family, "depth": depth, "shortcut": shortcut, "final_train_err": e}
-            for e in errs]
+def _rows(family, depth, errs, shortcut="-", **extra):
+    return [{"family": family, "depth": depth, "shortcut": shortcut, "final_train_err": e,
+             **extra} for e in errs]
 
 
 def test_findings_follow_the_numbers():
@@ -187,7 +177,7 @@ def test_findings_follow_the_numbers():
                   + _rows("resnet", 20, [1.0, 1.1, 0.9], "A")
                   + _rows("resnet", 56, [0.5, 0.6, 0.4], "A"))
     text = " ".join(degradation_findings(clear))
-    assert "plain-56 8.13% ± 0.32 vs plain-20 1.03% ± 0.15 (Welch's t-test p = " in text
+    assert "plain-56 8.13 ± 0.32% vs plain-20 1.03 ± 0.15% (Welch's t-test p = " in text
     assert "the deeper plain net trains worse: degradation observed" in text
     assert "residual learning fixes it: ResNet-56 trains better than plain-56" in text
     none = _runs(_rows("plain", 20, [5.0, 5.2]) + _rows("plain", 56, [1.0, 1.1])
@@ -199,26 +189,185 @@ def test_findings_follow_the_numbers():
                    + _rows("resnet", 20, [24.0], "A") + _rows("resnet", 56, [43.0], "A"))
     text = " ".join(degradation_findings(single))
     assert "single runs: not tested for significance" in text
-    assert "helps but does not fully fix it here" in text
-    assert "but worse than ResNet-20" in text
+    assert "helps but does not fully fix it here" in text and "but worse than ResNet-20" in text
+    flat = _runs(_rows("plain", 20, [1.0, 1.0]) + _rows("plain", 56, [9.0, 9.0])
+                 + _rows("resnet", 20, [1.0, 1.0], "A") + _rows("resnet", 56, [1.0, 1.0], "A"))
+    text = " ".join(degradation_findings(flat))
+    assert "Welch's test undefined" in text and "degradation observed" not in text
+
+
+def test_findings_never_pool_option_a_with_option_b():
+    c = _runs(_rows("plain", 20, [1.0, 1.2]) + _rows("plain", 56, [8.0, 8.5])
+              + _rows("resnet", 20, [1.0, 1.1], "A") + _rows("resnet", 56, [0.5, 0.6], "A")
+              + _rows("resnet", 20, [3.0, 3.1], "B") + _rows("resnet", 56, [9.0, 9.5], "B"))
+    findings = [f for f in degradation_findings(c) if f.startswith("**")]
+    assert len(findings) == 2
+    assert "option A" in findings[0] and "ResNet-56 0.55" in findings[0]
+    assert "option B" in findings[1] and "ResNet-56 (B) 9.25" in findings[1]
+
+
+def test_the_papers_resnet110_is_best_and_mean_both_compared():
+    """Table 6: ResNet-110 "best (mean ± std)" = 6.43 (6.61 ± 0.16): our mean beside the
+    paper's mean, our best beside its best."""
+    from resnet_ablate.analysis.tables import table6
+
+    rows = [{"family": "resnet", "depth": 110, "shortcut": "A", "final_test_err": e,
+             "final_train_err": 0.1} for e in (6.5, 6.9, 6.7)]
+    c = _runs(rows)
+    c.runs["model"] = "resnet110-A"
+    df, caption = table6(c)
+    row = df.iloc[0]
+    assert row["paper (mean ± std, or as reported)"] == "6.61 ± 0.16"
+    assert row["paper best"] == "6.43"
+    assert row["Δ mean"] == f"{6.7 - 6.61:+.2f}" and row["Δ best"] == f"{6.5 - 6.43:+.2f}"
+    assert row["protocol"] == "he2015-cifar" and row["trained on"] == "45000"
+    assert "6.43 (6.61 ± 0.16)" in caption
+
+
+def test_labels_say_how_conditions_that_share_a_name_differ():
+    c = _runs(_rows("resnet", 56, [1.0], "A") + _rows("resnet", 56, [2.0], "A",
+                                                      **{"protocol.lr": 0.05}))
+    assert sorted(labels(c.runs)) == ["ResNet-56 (lr=0.05)", "ResNet-56 (lr=0.1)"]
+    t = by_condition(c.runs)
+    assert len(t) == 2 and list(t["n"]) == [1, 1]
+
+
+def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
+    root, _ = mini
+    runs = tmp_path / "runs"
+    good = sorted((root / "runs").glob("plain20-*"))[:2]
+    for g in good:
+        shutil.copytree(g, runs / g.name)
+    broken = runs / "truncated"
+    shutil.copytree(good[0], broken)
+    text = (broken / "summary.json").read_text()
+    (broken / "summary.json").write_text(text[: len(text) // 2])
+    (runs / "unfinished" / "checkpoints").mkdir(parents=True)
+    (runs / "unfinished" / "checkpoints" / "ckpt-00000010.pt").write_bytes(b"x")
+    (runs / "empty").mkdir()
+    (runs / "no-keys").mkdir()
+    (runs / "no-keys" / "summary.json").write_text('{"status": "finished"}')
+    for name, change in (("wrong-type", {"depth": "deep"}), ("not-a-map",
+                                                            {"split_sizes": [1, 2]})):
+        shutil.copytree(good[0], runs / name)
+        s = json.loads((runs / name / "summary.json").read_text())
+        s.update(change)
+        (runs / name / "summary.json").write_text(json.dumps(s))
+    bad_history = runs / "bad-history"
+    shutil.copytree(good[1], bad_history)
+    (bad_history / "history.csv").write_bytes(b"\x00\xff garbage \x00\n\"unclosed")
+    short = runs / "short-history"
+    s = _copy(good[1], short, seed=7)
+    lines = (short / "history.csv").read_text().splitlines()
+    (short / "history.csv").write_text("\n".join(lines[:30]) + "\n")
+    proc = cli_inproc("collect", "--runs", runs, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 7, proc.stderr
+    assert any("unfinished" in s for s in skipped) and any("not JSON" in s for s in skipped)
+    assert any("lacks run_id" in s for s in skipped)
+    assert any("depth must be a number" in s for s in skipped)
+    assert any("split_sizes must be a mapping" in s for s in skipped)
+    assert any("history.csv ends at iteration 29, the summary says 60" in line
+               for line in proc.stderr.splitlines())
+    c = load_collected(tmp_path / "out")
+    assert sorted(c.runs["run_id"]) == sorted([g.name for g in good] + ["short-history"])
+    assert set(c.history["metric"]) >= {"train_err", "train_loss", "lr", "val_err", "test_err"}
+    assert set(c.history["granularity"]) == {"iteration"}
+    assert len(c.responses) > 0 and set(c.responses.columns) == {"run_id", "index", "layer",
+                                                                 "std"}
+
+
+def test_figures_with_missing_runs_are_skipped_not_faked(mini, tmp_path, cli_inproc):
+    root, _ = mini
+    runs = tmp_path / "runs"
+    for g in (root / "runs").glob("resnet*"):
+        shutil.copytree(g, runs / g.name)
+    proc = cli_inproc("figures", "--runs", runs, "--out", tmp_path / "rep", "--figures", "fig1",
+                      "fig6", "--tables", "table6")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped fig1: needs finished runs of plain20 and plain56" in proc.stdout
+    assert not (tmp_path / "rep" / "figures" / "fig1.png").exists()
+    assert (tmp_path / "rep" / "figures" / "fig6.png").exists()
+
+
+def test_paper_report_definition(mini, tmp_path, cli_inproc):
+    root, _ = mini
+    proc = cli_inproc("figures", "--runs", root / "runs", "--out", tmp_path / "paper",
+                      "--report", "paper")
+    assert proc.returncode == 0, proc.stderr
+    index = (tmp_path / "paper" / "index.md").read_text()
+    assert index.startswith("# Deep Residual Learning for Image Recognition")
+    assert (tmp_path / "paper" / "figures" / "fig6.png").exists()
+
+
+def test_analysis_bad_input(tmp_path, cli_inproc):
+    assert_usage_error(cli_inproc("figures", "--runs", tmp_path / "nope"), "does not exist")
+    assert_usage_error(cli_inproc("compare", "--runs", tmp_path), "no finished runs")
+    assert_usage_error(cli_inproc("figures", "--runs", tmp_path, "--figures", "fig9"),
+                       "invalid choice")
+    assert_usage_error(cli_inproc("figures", "--runs", tmp_path, "--report", "nope"),
+                       "unknown analysi", "paper")
+    assert_usage_error(cli_inproc("reproduce", "fig99"), "unknown experiment 'fig99'",
+                       "fig6-table6")
+    assert_usage_error(cli_inproc("collect", "--wandb", "me/proj", "--runs", tmp_path),
+                       "no W&B login found")
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("sweeps: [\n", "not valid YAML"),
+    ("- just a list\n", "names its sweeps"),
+    ("sweeps: []\n", "names its sweeps"),
+    ("sweeps: [{only: {model: [plain20]}}]\n", "each sweep is a name or"),
+    ("sweeps: [demo]\nfigures: [fig9]\n", "unknown figure 'fig9'"),
+    ("sweeps: [demo]\ntables: table6\n", "tables must be a list of names"),
+    ("sweeps: [{file: demo, only: {model: plain20}}]\n", "only: must map parameters to lists"),
+    ("sweeps: [no-such-sweep]\n", "unknown sweep 'no-such-sweep'"),
+])
+def test_malformed_experiment_is_one_line(tmp_path, cli_inproc, body, fragment):
+    path = tmp_path / "exp.yaml"
+    path.write_text(body)
+    assert_usage_error(cli_inproc("reproduce", path, "--dry-run"), fragment)
 
 
 def test_imagenet_tables_put_ours_beside_the_paper():
     from resnet_ablate.analysis.tables import table2, table3
 
     rows = [{"family": "resnet", "depth": 34, "shortcut": s, "final_test_err": e,
-             "final_test_top5_err": t5, "protocol": "he2015-imagenet", "status": "finished"}
-            for s, e, t5 in (("A", 25.0, 7.8), ("A", 25.4, 7.6), ("B", 24.6, 7.5))]
+             "final_test_top5_err": t5, "protocol": "he2015-imagenet", "status": "finished",
+             "seed": i} for i, (s, e, t5) in enumerate((("A", 25.0, 7.8), ("A", 25.4, 7.6),
+                                                        ("B", 24.6, 7.5)))]
     rows.append({"family": "plain", "depth": 18, "shortcut": "-", "final_test_err": 28.0,
                  "final_test_top5_err": 9.9, "protocol": "he2015-imagenet",
-                 "status": "finished"})
+                 "status": "finished", "seed": 0})
     c = Collected(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame())
-    t3 = table3(c).set_index("model")
-    assert t3.loc["ResNet-34", "runs"] == 2
-    assert t3.loc["ResNet-34", "top-1 err %"] == "25.20 ± 0.28"
+    t3 = table3(c)[0].set_index("model")
+    assert t3.loc["ResNet-34", "n (seeds)"] == 2
+    assert t3.loc["ResNet-34", "top-1 err % (mean ± std)"] == "25.20 ± 0.28"
     assert t3.loc["ResNet-34", "top-1 (paper)"] == "25.03"
     assert t3.loc["ResNet-34", "top-5 err %"] == "7.70"
     assert t3.loc["ResNet-34 (B)", "top-5 (paper)"] == "7.46"
-    assert t3.loc["ResNet-152 (B)", "runs"] == 0 and t3.loc["ResNet-152 (B)", "top-1 err %"] == ""
-    t2 = table2(c).set_index("model")
-    assert t2.loc["plain-18", "top-1 err %"] == "28.00" and t2.loc["plain-18", "top-1 (paper)"] == "27.94"
+    assert t3.loc["ResNet-152 (B)", "n (seeds)"] == 0
+    t2 = table2(c)[0].set_index("model")
+    assert t2.loc["plain-18", "top-1 err % (mean ± std)"] == "28.00"
+    assert t2.loc["plain-18", "top-1 (paper)"] == "27.94"
+
+
+def test_he2016_tables_beside_the_paper():
+    from resnet_ablate.analysis.tables import he2016_table1
+
+    rows = [{"family": "resnet", "depth": 110, "shortcut": "A", "final_test_err": e,
+             "final_train_err": 0.1, "model.options": json.dumps(opts, sort_keys=True,
+                                                                  separators=(",", ":"))}
+            for e, opts in ((9.0, {"gate": "exclusive", "gate_bias": -6.0}),
+                            (9.4, {"gate": "exclusive", "gate_bias": -6.0}))]
+    c = _runs(rows)
+    c.runs["model"] = "resnet110-gate-excl"
+    c.runs["condition"] = "g"
+    c.runs["seed"] = [0, 1]
+    df, caption = he2016_table1(c)
+    row = df.iloc[0]
+    assert row["case (the paper's row)"] == "exclusive gating, b_g = -6 (Fig. 2c)"
+    assert row["paper (mean ± std, or as reported)"] == "8.70"
+    assert row["test err % (mean ± std)"] == "9.20 ± 0.28" and row["Δ mean"] == "+0.50"
+    assert "fail" in caption

@@ -235,6 +235,8 @@ def config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts:
         "input_size": list(counts["input_size"]),
         "world_size": dist.world_size,
         "device": str(device),
+        "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+                                          "SLURM_JOB_ID") if k in os.environ},
         "amp": cfg.amp,
         "channels_last": cfg.channels_last,
         "deterministic": cfg.deterministic,
@@ -250,7 +252,7 @@ def config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts:
 
 # Config keys that are bookkeeping or local paths: not W&B config (the summary has them).
 _NOT_FOR_WANDB = ("protocol_fields", "run_config", "model_overrides", "data_dir", "overrides",
-                  "device", "versions")
+                  "device", "env", "versions")
 
 
 def wandb_config(config: dict) -> dict:
