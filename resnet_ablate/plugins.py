@@ -32,7 +32,13 @@ def _import(spec: str) -> str:
         path = Path(spec).expanduser().resolve()
         if not path.is_file():
             raise InputError(f"plugin file {spec!r} does not exist")
-        module = f"resnet_ablate_plugin_{path.stem}"
+        same = sys.modules.get(path.stem)
+        if same is not None and getattr(same, "__file__", None) and \
+                Path(same.__file__).resolve() == path:
+            return str(path)  # imported by name before
+        # its plain name when free, so a later `import my_blocks` finds this same module
+        module = path.stem if path.stem.isidentifier() and path.stem not in sys.modules \
+            else f"resnet_ablate_plugin_{path.stem}"
         if module not in sys.modules:
             loader_spec = importlib.util.spec_from_file_location(module, path)
             mod = importlib.util.module_from_spec(loader_spec)
@@ -50,10 +56,14 @@ def _import(spec: str) -> str:
     if added:  # a module beside the user, as `python -m` would find it
         sys.path.append(cwd)
     try:
-        importlib.import_module(spec)
+        module = importlib.import_module(spec)
     finally:
         if added:
             sys.path.remove(cwd)
+    where = getattr(module, "__file__", None)
+    if where and Path(where).resolve().is_relative_to(Path(cwd).resolve()) and \
+            Path(where).suffix == ".py" and "." not in spec:
+        return str(Path(where).resolve())  # recorded by path: found again from anywhere
     return spec
 
 

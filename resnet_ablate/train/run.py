@@ -135,6 +135,9 @@ class Prepared:
 def prepare(request: TrainRequest) -> Prepared:
     cfg, protocol = request.config, request.protocol
     overrides = dict(request.model_overrides)
+    if cfg.run_id and cfg.resume != "false":  # a run's own plugins: its variant is theirs
+        load_plugins((RunDir(cfg.runs_dir, cfg.run_id).read_config() or {}).get("plugins")
+                     or [])
     base = get_spec(cfg.model)
     # Refused at once when absurd: the size is known from the spec, before any data loads.
     early = base.with_overrides(**overrides)
@@ -151,8 +154,6 @@ def prepare(request: TrainRequest) -> Prepared:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
     mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
-    if resuming:  # the plugins the run was started with, so its variant is known again
-        load_plugins((rundir.read_config() or {}).get("plugins") or [])
 
     created = not rundir.path.exists()
     if dist.is_main:

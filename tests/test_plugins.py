@@ -1,0 +1,134 @@
+"""The open registry from outside the package: a block, a shortcut and a variant registered
+in a user's own module (the example of docs/extending.md), loaded by `plugins=`, by
+RESNET_ABLATE_PLUGINS and by an installed entry point, through train, resume, complexity,
+timm, sweep, collect and compare."""
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+
+
+def _example() -> str:
+    """The complete example of docs/extending.md, as a user would paste it."""
+    text = (REPO / "docs" / "extending.md").read_text()
+    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plugin")
+    (root / "my_blocks.py").write_text(_example())
+    return root
+
+
+def test_models_complexity_and_timm_see_a_plugin(plugin_dir):
+    proc = run_cli("models", "mish*", "--plugins", "my_blocks", "--format", "json",
+                   cwd=plugin_dir)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in json.loads(proc.stdout)}
+    assert rows["mish20"]["block"] == "mish_basic" and rows["mish20"]["depth"] == 20
+    assert rows["mish20-half"]["shortcut"] == "half"
+    cost = run_cli("complexity", "mish20", "--plugins", "my_blocks", "--no-fvcore",
+                   "--format", "json", cwd=plugin_dir)
+    assert cost.returncode == 0, cost.stderr
+    # resnet20-B's layers with another activation: its exact count, 272,474
+    assert json.loads(cost.stdout)[0]["params"] == 272_474
+    code = ("import resnet_ablate as ra, timm, torch; ra.load_plugins(['my_blocks']); "
+            "m = timm.create_model('ra_mish20_half', num_classes=3).eval(); "
+            "print(tuple(m(torch.randn(1, 3, 32, 32)).shape))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=plugin_dir, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(1, 3)"
+
+
+def test_train_resume_sweep_collect_and_compare_a_plugin_variant(plugin_dir, tmp_path):
+    runs = tmp_path / "runs"
+    words = ["model=mish20", "plugins=my_blocks", "iterations=80", "eval_every=40",
+             "checkpoint_every=20", "log_every=10", "progress=lines", "wandb=disabled",
+             f"runs_dir={runs}"]
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_ablate", "train", *words,
+                             "run_id=m0"], cwd=plugin_dir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "iter 30/80" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    # resume without naming the plugin: the run recorded it
+    resumed = run_cli("train", *[w for w in words if not w.startswith("plugins=")],
+                      "run_id=m0", "resume=true", cwd=plugin_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    s = json.loads((runs / "m0" / "summary.json").read_text())
+    assert s["status"] == "finished" and s["block"] == "mish_basic"
+    assert s["plugins"] == [str(plugin_dir / "my_blocks.py")]  # found beside the user
+    sweep = tmp_path / "mish.yaml"
+    sweep.write_text("""
+name: mish
+method: grid
+command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
+parameters:
+  model: {values: [mish20, mish20-half]}
+  plugins: {value: my_blocks}
+  seed: {value: 1}
+  iterations: {value: 80}
+  eval_every: {value: 40}
+  progress: {value: "off"}
+  wandb: {value: disabled}
+""")
+    swept = run_cli("sweep", sweep, "--runs-dir", runs, cwd=plugin_dir)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    # collect and compare elsewhere, told nothing about the plugin
+    collected = run_cli("collect", "--runs", runs, "--out", tmp_path / "c", cwd=tmp_path)
+    assert collected.returncode == 0, collected.stderr
+    assert "3 runs (2 conditions)" in collected.stdout  # mish20 at seeds 0 and 1: one
+    assert "warning" not in collected.stderr  # the runs' plugin, found by its recorded path
+    compared = run_cli("compare", "--runs", runs, "--format", "json", cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    rows = {r["condition"]: r for r in json.loads(compared.stdout)}
+    assert sorted(rows) == ["ResNet-20 (mish_basic, B)",
+                            "ResNet-20 (mish_basic, half, scale=0.5)"]
+    assert rows["ResNet-20 (mish_basic, B)"]["n (seeds)"] == 2
+
+
+def test_plugins_from_the_environment_and_from_an_entry_point(plugin_dir, tmp_path):
+    env = {"RESNET_ABLATE_PLUGINS": "my_blocks"}
+    proc = run_cli("models", "mish*", cwd=plugin_dir, env=env)
+    assert proc.returncode == 0 and "mish20" in proc.stdout, proc.stderr
+    site = tmp_path / "site"
+    dist = site / "my_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[resnet_ablate.plugins]\nmine = my_blocks\n")
+    env = {"PYTHONPATH": f"{site}:{plugin_dir}", "RESNET_ABLATE_PLUGINS": ""}
+    proc = run_cli("models", "mish*", cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and "mish20-half" in proc.stdout, proc.stderr
+
+
+def test_a_broken_installed_plugin_is_a_warning(tmp_path):
+    site = tmp_path / "site"
+    dist = site / "broken-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[resnet_ablate.plugins]\nbroken = not_there\n")
+    proc = run_cli("models", "resnet20-A", cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 0, proc.stderr
+    assert "plugin broken (not_there) failed to load" in proc.stderr
+
+
+def test_registry_names_close_matches_for_parts():
+    import resnet_ablate as ra
+
+    with pytest.raises(ValueError, match="unknown block 'botleneck'; closest: bottleneck"):
+        ra.register_variant("x-bad", base="resnet20-A", block="botleneck")
+    with pytest.raises(TypeError, match="needs a class attribute `expansion`"):
+        ra.register_block("no-expansion")(type("NoExp", (), {}))
+    with pytest.raises(ValueError, match="already registered"):
+        ra.register_shortcut("A")(lambda *a: None)
