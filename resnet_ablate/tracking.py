@@ -28,7 +28,7 @@ def logged_in() -> bool:
 
     try:
         return bool(wandb.login(prompt=False, verify=False))
-    except Exception:  # noqa: BLE001  no usable credentials
+    except wandb.errors.Error:  # credentials it cannot use
         return False
 
 

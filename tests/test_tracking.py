@@ -1,7 +1,14 @@
-"""W&B mode resolution: online only with credentials, offline otherwise."""
+"""W&B done by W&B: its own login check, offline without credentials, and collect's W&B
+API path replayed from a recorded fixture of real runs (tests/fixtures)."""
+import json
+from pathlib import Path
+
 import pytest
 
+from resnet_ablate.analysis.collect import collect
 from resnet_ablate.tracking import logged_in, resolve_mode
+
+FIXTURE = Path(__file__).parent / "fixtures" / "wandb_api_runs.json"
 
 
 @pytest.fixture
@@ -9,6 +16,7 @@ def no_credentials(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
     return tmp_path / "netrc"
 
 
@@ -18,10 +26,17 @@ def test_offline_without_credentials(no_credentials):
     assert resolve_mode("disabled") == "disabled" and resolve_mode("online") == "online"
 
 
-def test_online_with_a_netrc_entry(no_credentials):
-    no_credentials.write_text("machine api.wandb.ai\n  login user\n  password abc123\n")
-    no_credentials.chmod(0o600)
-    assert logged_in() and resolve_mode("auto") == "online"
+def test_online_with_a_key_wandb_itself_finds(no_credentials):
+    """In a process of its own: wandb.login keeps what it found for the process."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from resnet_ablate.tracking import resolve_mode; print(resolve_mode('auto'))"
+    env = {**os.environ, "WANDB_API_KEY": "a" * 40}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == "online", out.stderr
 
 
 def test_wandb_mode_environment_wins(no_credentials, monkeypatch):
@@ -30,3 +45,58 @@ def test_wandb_mode_environment_wins(no_credentials, monkeypatch):
     assert resolve_mode("auto") == "offline"
     with pytest.raises(ValueError, match="wandb must be one of"):
         resolve_mode("sometimes")
+
+
+class _Run:
+    """One recorded run, with the attributes collect reads from wandb.Api's runs."""
+
+    def __init__(self, rec):
+        self.id, self.name, self.state = rec["id"], rec["name"], rec["state"]
+        self.group = rec["group"]
+        self.config, self.summary, self._history = rec["config"], rec["summary"], rec["history"]
+
+    def scan_history(self):
+        return iter(self._history)
+
+
+class _Api:
+    def __init__(self, records):
+        self.records, self.calls = records, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        group = (filters or {}).get("group")
+        return [_Run(r) for r in self.records if group in (None, r["group"])]
+
+
+def test_collect_through_the_wandb_api_from_a_recorded_fixture():
+    api = _Api(json.loads(FIXTURE.read_text()))
+    c = collect([], wandb_path="me/resnet-ablate", group="g1", api=api)
+    assert api.calls == [("me/resnet-ablate", {"group": "g1"})]
+    assert sorted(c.runs["model"]) == ["plain20", "resnet20-A"]
+    assert c.runs["condition"].nunique() == 2 and set(c.runs["status"]) == {"finished"}
+    r = c.runs.set_index("model").loc["resnet20-A"]
+    assert r["depth"] == 20 and r["protocol.lr"] == 0.1 and r["dataset"] == "digits"
+    assert r["final_train_err"] == r["final_train_err_running"]  # the paper's, by name
+    # W&B's training numbers are means over log_every (10) iterations; evaluations exact
+    gran = c.history.groupby("metric")["granularity"].first()
+    assert gran["train_err"] == "window:10" and gran["test_err"] == "evaluation"
+    train = c.history[(c.history["metric"] == "train_err")]
+    assert sorted(set(train["iteration"])) == [10, 20, 30, 40]
+
+
+def test_collect_wandb_needs_a_login_or_a_good_path(tmp_path, no_credentials, cli_inproc):
+    from conftest import assert_usage_error
+
+    assert_usage_error(cli_inproc("collect", "--runs", tmp_path, "--wandb", "me/proj"),
+                       "no W&B login found")
+
+    class Broken(_Api):
+        def runs(self, path, filters=None):
+            raise ValueError("Could not find project proj")
+
+    with pytest.raises(ValueError, match="collect --wandb me/proj: ValueError: Could not "
+                                         "find project"):
+        collect([], wandb_path="me/proj", api=Broken([]))
+    with pytest.raises(ValueError, match="--wandb must be ENTITY/PROJECT"):
+        collect([], wandb_path="just-a-project", api=_Api([]))

@@ -64,7 +64,7 @@ def run_row(summary: dict[str, Any], source: str) -> dict[str, Any]:
     row["plugins"] = ",".join(summary.get("plugins") or [])
     row["source"] = source
     row["shortcut"] = row["shortcut"] or "-"  # plain nets: no shortcut
-    if "train_err_definition" not in summary:  # before 0.2 only the eval-mode one existed
+    if "final_train_err_running" not in summary:  # before 0.2: only the eval-mode one
         row["final_train_err_eval"], row["final_train_err"] = summary.get("final_train_err"), None
     condition = of_record(summary)
     row.update(condition)

@@ -261,6 +261,7 @@ def wandb_config(config: dict) -> dict:
     once, no local paths."""
     flat = {k: v for k, v in config.items() if k not in _NOT_FOR_WANDB}
     flat.update({k: v for k, v in config["protocol_fields"].items() if k != "name"})
+    flat["log_every"] = config["run_config"]["log_every"]  # the window of W&B's train means
     flat["plugins"] = [os.path.basename(p) for p in config["plugins"]]
     return flat
 
