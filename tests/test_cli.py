@@ -1,0 +1,119 @@
+"""A CLI a person already knows: fast to start (it imports what a command needs, no more),
+`train --help` with every setting, `--dry-run`, timm's `--model x --lr=y` habit,
+`complexity --per-stage`, models and formats, one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import assert_usage_error
+
+HEAVY = ("torch", "timm", "wandb", "pandas", "seaborn", "matplotlib", "fvcore", "sklearn")
+
+
+def _imported(*argv: str) -> set[str]:
+    """Which heavy modules a CLI command imports (run in a fresh interpreter)."""
+    code = ("import sys\nfrom resnet_ablate.cli import main\ntry:\n    main(%r)\nexcept "
+            "SystemExit:\n    pass\nprint('IMPORTED', sorted(m for m in %r if m in "
+            "sys.modules))" % (list(argv), HEAVY))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    line = next(li for li in proc.stdout.splitlines() if li.startswith("IMPORTED"))
+    return set(eval(line.split(" ", 1)[1]))
+
+
+@pytest.mark.parametrize("argv, allowed", [
+    (["--help"], set()),
+    (["train", "--help"], set()),
+    (["sweep", "--help"], set()),
+    (["models", "resnet56*"], {"torch"}),  # the registry builds no model, but its parts are
+    (["train", "--dry-run", "model=resnet56-A"], {"torch"}),
+])
+def test_commands_import_only_what_they_need(argv, allowed):
+    """Start-up within 1.5x of `import torch` (benchmarks/cli_startup.py measures it):
+    timm, wandb, pandas, seaborn, matplotlib and fvcore load only for commands that use
+    them."""
+    assert _imported(*argv) <= allowed
+
+
+def test_train_help_lists_every_setting_with_type_default_and_meaning(cli_inproc):
+    proc = cli_inproc("train", "--help")
+    assert proc.returncode == 0
+    from resnet_ablate.config import known_keys
+
+    for key in known_keys():
+        assert f"  {key} " in proc.stdout, key
+    text = " ".join(proc.stdout.split())  # as wrapped for the terminal
+    assert "type: a number; default: he2015-cifar: 0.1; he2015-imagenet: 0.1; demo: 0.1" in \
+        text
+    assert "timm's habit works too" in proc.stdout
+
+
+def test_train_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, cli_inproc):
+    proc = cli_inproc("train", "--model", "resnet56-A", "--lr=0.05", "--amp", "bf16",
+                      "dataset=digits", f"runs_dir={tmp_path / 'runs'}", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    resolved = json.loads(proc.stdout)
+    assert resolved["run"]["model"] == "resnet56-A" and resolved["run"]["amp"] == "bf16"
+    assert resolved["protocol"]["lr"] == 0.05 and resolved["protocol_overrides"] == {"lr": 0.05}
+    assert resolved["model"]["depth"] == 56 and resolved["protocol"]["name"] == "demo"
+    assert resolved["run_id_in_a_sweep"].startswith("resnet56-A-s0-")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_complexity_per_stage(cli_inproc):
+    proc = cli_inproc("complexity", "resnet20-A", "--per-stage", "--no-fvcore", "--format",
+                      "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["stage"] for r in rows] == ["stem", "stage1", "stage2", "stage3", "head"]
+    assert sum(r["params"] for r in rows) == 269_722
+    assert rows[2]["output"] == "32x16x16"
+    table = cli_inproc("complexity", "resnet56*", "--no-fvcore")
+    assert "ours vs paper (params or MACs vs FLOPs)" in table.stdout
+    assert "+0.4% (params)" in table.stdout
+
+
+def test_models_lists_factors(cli_inproc):
+    proc = cli_inproc("models", "resnet3[24]-*", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["model"] for r in rows] == ["resnet32-A", "resnet32-B", "resnet32-C",
+                                           "resnet34-A", "resnet34-B", "resnet34-C"]
+    assert rows[0]["layers"] == "5/5/5" and rows[3]["stem"] == "imagenet"
+    table = cli_inproc("models")
+    import resnet_ablate as ra
+
+    rows = table.stdout.splitlines()[2:]  # after the header and its rule: one per variant
+    assert [r.split()[0] for r in rows] == ra.list_models()
+    gated = json.loads(cli_inproc("models", "resnet110-gate-excl", "--format",
+                                  "json").stdout)[0]
+    assert gated["options"] == "gate=exclusive,gate_bias=-6.0"
+    for fmt, marker in (("csv", "model,family,depth"), ("markdown", "| model"),
+                        ("latex", "\\toprule")):
+        assert marker in cli_inproc("models", "plain20", "--format", fmt).stdout
+
+
+def test_one_line_errors(cli_inproc):
+    assert_usage_error(cli_inproc("models", "resnt56"), "no variant matches", "resnet56-")
+    assert_usage_error(cli_inproc("complexity", "--format", "xml"), "invalid choice",
+                       "markdown")
+    assert_usage_error(cli_inproc("complexity", "resnet20-A", "--input-size", "0"),
+                       "--input-size must be an integer in [1, 4096]")
+    assert_usage_error(cli_inproc("frobnicate"), "invalid choice")
+    assert_usage_error(cli_inproc(), "required")
+    assert_usage_error(cli_inproc("sweep", "demo", "--only", "model"), "--only needs KEY=V1")
+
+
+def test_version_and_help(cli_inproc, capsys):
+    with pytest.raises(SystemExit):
+        from resnet_ablate.cli import main
+
+        main(["--version"])
+    assert "resnet-ablate 0.2.0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "RESNET_ABLATE_DEBUG" in out and "reproduce" in out
