@@ -2,8 +2,8 @@
 
 Reference: torchvision transforms on PIL images (RandomCrop(32, padding=4), flip, ToTensor,
 Normalize) fed by a DataLoader, contiguous memory format. Harness: the whole training set as
-one uint8 tensor on the device, augmented per batch (resnet_ablate.data.batches), stepped by
-the real Trainer. Both train the same model on the same CIFAR-sized images (the real
+one uint8 tensor on the device, augmented per batch (resnet_ablate.data.tensor), stepped by
+the real Trainer's public step(). Both train the same model on the same CIFAR-sized images (the real
 CIFAR-10 JPEGs of ../shared/data when present, else random pixels) at batch 128.
 
     python benchmarks/train_throughput.py [--models resnet20-A resnet56-A] [--steps 30]
@@ -24,66 +24,65 @@ import torch
 import torch.nn.functional as F
 
 import resnet_ablate as ra
-from resnet_ablate.data.sets import ImageData, Split, load_small
+from resnet_ablate.data import DataSettings, Split
+from resnet_ablate.data.catalog import get_dataset
+from resnet_ablate.data.tensor import Images, TensorData
 from resnet_ablate.protocol import HE2015_CIFAR
 from resnet_ablate.tracking import NullTracker
-from resnet_ablate.train.data import TensorData
 from resnet_ablate.train.distributed import Dist
-from resnet_ablate.train.loop import Trainer
 from resnet_ablate.train.progress import Progress
+from resnet_ablate.train.trainer import Sinks, TrainOptions, Trainer
 
 CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg"
 
 
-def cifar_sized(n: int) -> ImageData:
+def cifar_sized(n: int) -> tuple[Images, str]:
     if CIFAR_JPG.is_dir():
-        data = load_small("imagefolder", str(CIFAR_JPG), HE2015_CIFAR.val_size, 0)
-        source = "CIFAR-10 JPEG images"
-    else:
-        g = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-        split = Split(images, torch.randint(0, 10, (n,), generator=g))
-        data = ImageData("random", split, None, split, 10, 3, [str(i) for i in range(10)], "")
-        source = "random 32x32 images (CIFAR-10 JPEGs not found)"
-    return data, source
+        return get_dataset("imagefolder").load(str(CIFAR_JPG), False), "CIFAR-10 JPEG images"
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    split = Split(images, torch.randint(0, 10, (n,), generator=g))
+    return (Images(split, split, None, [str(i) for i in range(10)]),
+            "random 32x32 images (CIFAR-10 JPEGs not found)")
 
 
-def harness(model_name: str, data: ImageData, device: torch.device, steps: int,
+def harness(model_name: str, data: Images, device: torch.device, steps: int,
             channels_last: bool, compile: bool, amp: bool) -> tuple[float, float]:
     torch.manual_seed(0)
-    model = ra.create_model(model_name, num_classes=10).to(
-        device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    tdata = TensorData(data, HE2015_CIFAR, device, 0, Dist(), 1000)
-    trainer = Trainer(model=model, protocol=HE2015_CIFAR, data=tdata, device=device,
-                      dist=Dist(), run_dir=Path("."), record=None, tracker=NullTracker(),
-                      progress=Progress("off", 0, "bench"), amp=amp,
-                      channels_last=channels_last, compile=compile, checkpoint_every=0,
-                      keep_checkpoints=1, log_every=10**9, identity={}, responses=False)
+    model = ra.create_model(model_name, num_classes=10).to(device)
+    tdata = TensorData(data, DataSettings(protocol=HE2015_CIFAR, device=device, seed=0))
+    trainer = Trainer(model, HE2015_CIFAR, tdata, Dist(),
+                      TrainOptions(amp=amp, channels_last=channels_last, compile=compile,
+                                   checkpoint_every=0, log_every=10**9, responses=False),
+                      Sinks(NullTracker(), Progress("off", 0, "bench")))
     for _ in range(5 if not compile else 15):  # warm-up (and compilation)
-        trainer._step()
+        trainer.step()
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        trainer._step()
+        trainer.step()
     sync(device)
     step_time = (time.perf_counter() - start) / steps
-    # The same forward/backward/step on one fixed batch: what is left is the harness's own
-    # work per step (drawing and augmenting the batch, bookkeeping).
+    # The same forward/backward/step on one fixed batch, with torch alone: what is left is
+    # the harness's own work per step (drawing and augmenting the batch, bookkeeping).
     x, y = tdata.next()
-    x = x.contiguous(memory_format=trainer.memory_format)
+    x = x.contiguous(memory_format=torch.channels_last if channels_last
+                     else torch.contiguous_format)
+    net, opt = trainer.net, trainer.optimizer
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     start = time.perf_counter()
     for _ in range(steps):
-        with trainer._autocast():
-            loss = F.cross_entropy(trainer.net(x).float(), y)
-        trainer.optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = F.cross_entropy(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        trainer.optimizer.step()
+        opt.step()
     sync(device)
     compute_time = (time.perf_counter() - start) / steps
     return HE2015_CIFAR.batch_size / step_time, max(0.0, 1 - compute_time / step_time)
 
 
-def reference(model_name: str, data: ImageData, device: torch.device, steps: int,
+def reference(model_name: str, data: Images, device: torch.device, steps: int,
               workers: int) -> float:
     from PIL import Image
     from torchvision import transforms as T
