@@ -176,7 +176,7 @@ def paper_number(row: Mapping[str, Any]) -> PaperNumber | None:
     if dataset == "cifar10" and protocol == "he2015-cifar":
         if model in HE2016_TABLE1 and model != "resnet110-A":
             case, err = HE2016_TABLE1[model]
-            return PaperNumber(f"He et al. (2016), Table 1", reported=err, fail=err is None,
+            return PaperNumber("He et al. (2016), Table 1", reported=err, fail=err is None,
                                case=case)
         if model in HE2016_TABLE2:
             case, err = HE2016_TABLE2[model]

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -96,6 +95,21 @@ parameters:
     assert sorted(rows) == ["ResNet-20 (mish_basic, B)",
                             "ResNet-20 (mish_basic, half, scale=0.5)"]
     assert rows["ResNet-20 (mish_basic, B)"]["n (seeds)"] == 2
+
+
+def test_the_readmes_add_your_own_block_works_when_pasted(tmp_path):
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Add your own block"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "my_blocks.py").write_text(code)
+    proc = run_cli("complexity", "mish20", "--plugins", "my_blocks", "--no-fvcore",
+                   "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["params"] == 272_474
+    train = run_cli("train", "model=mish20", "plugins=my_blocks", "dataset=digits",
+                    "iterations=20", "eval_every=20", "wandb=disabled", "progress=off",
+                    f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr
 
 
 def test_plugins_from_the_environment_and_from_an_entry_point(plugin_dir, tmp_path):

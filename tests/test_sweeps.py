@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, assert_usage_error, run_cli
 from resnet_ablate.bundled import folder, names
 from resnet_ablate.config import parse_train_words
-from resnet_ablate.sweep import (SweepError, SweepRunner, expand_command, grid_size,
+from resnet_ablate.sweep import (SweepRunner, expand_command, grid_size,
                                  load_sweep, plan, planned_runs)
 from resnet_ablate.sweep.spec import schema_errors, wandb_schema
 
@@ -322,9 +322,3 @@ def test_launcher_flags_need_a_launcher(tmp_path, cli_inproc):
                        "--partition needs --launcher slurm")
     assert_usage_error(cli_inproc("sweep", "demo", "--gpus", "x", "--dry-run"),
                        "--gpus takes device numbers")
-
-
-def test_sweep_errors_are_input_errors():
-    from resnet_ablate.errors import InputError
-
-    assert issubclass(SweepError, InputError) and issubclass(SweepError, ValueError)

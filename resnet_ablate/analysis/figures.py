@@ -1,6 +1,6 @@
 """The paper's figures from collected runs, styled as the paper: x in iterations, dashed =
 training error, bold = test (or validation) error; one line per condition, the mean over
-its seeds, band = +-1 std.
+its seeds, band = ±1 std.
 
 Each builder returns (figure, caption): the caption says what was drawn (panels, n seeds,
 how the conditions differ, which error). A figure whose runs are missing raises

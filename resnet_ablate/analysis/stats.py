@@ -1,6 +1,6 @@
 """Error by condition over seeds, beside the paper, with Welch's t-test.
 
-Run-to-run variance on CIFAR is about +-0.5 pp, so every comparison is mean +- std over
+Run-to-run variance on CIFAR is about ±0.5 pp, so every comparison is mean ± std over
 seeds (one sample per seed), and each depth step within a series says whether its
 difference is significant.
 """

@@ -90,8 +90,7 @@ def table6(c: Collected) -> Table:
 
 
 def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
-    runs = finished(c.runs)
-    runs = runs[runs["protocol"] == "he2015-imagenet"] if not runs.empty else runs
+    runs = _imagenet_runs(c)
     rows = []
     for name in models:
         spec = get_spec(name)
@@ -115,17 +114,24 @@ def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
     return df
 
 
+def _imagenet_runs(c: Collected) -> pd.DataFrame:
+    runs = finished(c.runs)
+    return runs[runs["protocol"] == "he2015-imagenet"] if not runs.empty else runs
+
+
 def table2(c: Collected) -> Table:
     models = ["plain18", "resnet18-A", "plain34", "resnet34-A"]
     return (_imagenet(c, models, "plain18/34 and resnet18-A/34-A"),
-            names.TABLES["table2"] + ": top-1 error, 10-crop testing on ImageNet val.")
+            names.TABLES["table2"] + ": top-1 error, 10-crop testing on ImageNet val. "
+            + describe(_imagenet_runs(c), "test error (top-1)"))
 
 
 def table3(c: Collected) -> Table:
     models = ["plain34", "resnet34-A", "resnet34-B", "resnet34-C", "resnet50-B", "resnet101-B",
               "resnet152-B"]
     return (_imagenet(c, models, "resnet34-A/B/C or resnet50-152-B"),
-            names.TABLES["table3"] + ": top-1 and top-5 error, 10-crop testing.")
+            names.TABLES["table3"] + ": top-1 and top-5 error, 10-crop testing. "
+            + describe(_imagenet_runs(c), "test error (top-1, top-5)"))
 
 
 def _he2016(c: Collected, rows: dict, which: str) -> Table:

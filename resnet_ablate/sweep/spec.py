@@ -7,7 +7,6 @@ produced lazily, so `--count 3` of a 10^10-point grid answers at once.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
