@@ -333,19 +333,25 @@ def test_malformed_experiment_is_one_line(tmp_path, cli_inproc, body, fragment):
 def test_imagenet_tables_put_ours_beside_the_paper():
     from resnet_ablate.analysis.tables import table2, table3
 
-    rows = [{"family": "resnet", "depth": 34, "shortcut": s, "final_test_err": e,
-             "final_test_top5_err": t5, "protocol": "he2015-imagenet", "status": "finished",
-             "seed": i} for i, (s, e, t5) in enumerate((("A", 25.0, 7.8), ("A", 25.4, 7.6),
-                                                        ("B", 24.6, 7.5)))]
-    rows.append({"family": "plain", "depth": 18, "shortcut": "-", "final_test_err": 28.0,
-                 "final_test_top5_err": 9.9, "protocol": "he2015-imagenet",
-                 "status": "finished", "seed": 0})
-    c = Collected(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame())
+    rows = [{"model": f"resnet34-{s}", "family": "resnet", "depth": 34, "shortcut": s,
+             "final_test_err": e, "final_test_top5_err": t5, "protocol": "he2015-imagenet",
+             "dataset": "imagefolder", "status": "finished", "seed": i, "lr": lr}
+            for i, (s, e, t5, lr) in enumerate((("A", 25.0, 7.8, 0.1), ("A", 25.4, 7.6, 0.1),
+                                                ("B", 24.6, 7.5, 0.1), ("A", 30.0, 9.0, 0.05)))]
+    rows.append({"model": "plain18", "family": "plain", "depth": 18, "shortcut": "-",
+                 "final_test_err": 28.0, "final_test_top5_err": 9.9,
+                 "protocol": "he2015-imagenet", "dataset": "imagefolder", "status": "finished",
+                 "seed": 0, "lr": 0.1})
+    frame = pd.DataFrame(rows)
+    frame["protocol.lr"] = frame.pop("lr")
+    frame["condition"] = frame["model"] + frame["protocol.lr"].astype(str)
+    c = Collected(frame, pd.DataFrame(), pd.DataFrame())
     t3 = table3(c)[0].set_index("model")
-    assert t3.loc["ResNet-34", "n (seeds)"] == 2
-    assert t3.loc["ResNet-34", "top-1 err % (mean ± std)"] == "25.20 ± 0.28"
-    assert t3.loc["ResNet-34", "top-1 (paper)"] == "25.03"
-    assert t3.loc["ResNet-34", "top-5 err %"] == "7.70"
+    assert t3.loc["ResNet-34 (lr=0.1)", "n (seeds)"] == 2  # the lr=0.05 run is its own row
+    assert t3.loc["ResNet-34 (lr=0.1)", "top-1 err % (mean ± std)"] == "25.20 ± 0.28"
+    assert t3.loc["ResNet-34 (lr=0.05)", "top-1 err % (mean ± std)"] == "30.00"
+    assert t3.loc["ResNet-34 (lr=0.1)", "top-1 (paper)"] == "25.03"
+    assert t3.loc["ResNet-34 (lr=0.1)", "top-5 err %"] == "7.70"
     assert t3.loc["ResNet-34 (B)", "top-5 (paper)"] == "7.46"
     assert t3.loc["ResNet-152 (B)", "n (seeds)"] == 0
     t2 = table2(c)[0].set_index("model")

@@ -13,13 +13,13 @@ from typing import Callable
 import pandas as pd
 
 from ..reference import (CIFAR_TABLE6, HE2016_TABLE1, HE2016_TABLE2, IMAGENET_ERRORS,
-                         IMAGENET_TABLE1_FLOPS)
+                         IMAGENET_TABLE1_FLOPS, paper_number)
 from ..registry import get_spec
 from . import names
 from .collect import Collected
 from .figures import MissingRuns
 from .stats import by_condition
-from .vocab import base_label, describe, finished, is_paper_net, num, pm
+from .vocab import base_label, describe, finished, is_paper_net, labels, num, pm
 
 Table = tuple[pd.DataFrame, str]
 
@@ -90,24 +90,31 @@ def table6(c: Collected) -> Table:
 
 
 def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
+    """One row per condition of each of the paper's models (its row with n = 0 when there
+    are no runs of it): two conditions of one model (another lr, say) are never pooled."""
     runs = _imagenet_runs(c)
+    if not runs.empty:
+        runs = runs.assign(label=labels(runs))
     rows = []
     for name in models:
         spec = get_spec(name)
-        mine = runs[(runs["family"] == spec.family) & (runs["depth"] == spec.depth)
-                    & (runs["shortcut"] == (spec.shortcut or "-"))] if not runs.empty else runs
         paper = IMAGENET_ERRORS[name]
-        top1 = mine["final_test_err"].astype(float) if len(mine) else pd.Series(dtype=float)
-        top5 = pd.to_numeric(mine["final_test_top5_err"], errors="coerce") if len(mine) \
-            else pd.Series(dtype=float)
-        rows.append({"model": base_label({"family": spec.family, "depth": spec.depth,
-                                          "shortcut": spec.shortcut or "-"}),
-                     "n (seeds)": mine["seed"].nunique() if len(mine) else 0,
-                     "top-1 err % (mean ± std)": pm(top1.mean(), top1.std()) if len(mine)
-                     else "",
-                     "top-1 (paper)": num(paper["top1"]),
-                     "top-5 err %": num(top5.mean()) if len(mine) else "",
-                     "top-5 (paper)": num(paper["top5"])})
+        mine = runs[runs.apply(lambda r: r.get("model") == name and paper_number(r) is not
+                               None, axis=1)] if not runs.empty else runs
+        groups = list(mine.groupby("condition", sort=False)) if len(mine) else [(None, None)]
+        for _, group in groups:
+            has = group is not None
+            top1 = group["final_test_err"].astype(float) if has else pd.Series(dtype=float)
+            top5 = pd.to_numeric(group["final_test_top5_err"], errors="coerce") if has \
+                else pd.Series(dtype=float)
+            rows.append({"model": group["label"].iloc[0] if has else base_label(
+                             {"family": spec.family, "depth": spec.depth,
+                              "shortcut": spec.shortcut or "-"}),
+                         "n (seeds)": group["seed"].nunique() if has else 0,
+                         "top-1 err % (mean ± std)": pm(top1.mean(), top1.std()) if has else "",
+                         "top-1 (paper)": num(paper["top1"]),
+                         "top-5 err %": num(top5.mean()) if has else "",
+                         "top-5 (paper)": num(paper["top5"])})
     df = pd.DataFrame(rows)
     if not (df["n (seeds)"] > 0).any():
         raise MissingRuns(f"needs ImageNet runs (protocol he2015-imagenet) of {what}")
