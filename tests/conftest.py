@@ -106,6 +106,7 @@ parameters:
   eval_every: {value: 20}
   log_every: {value: 20}
   progress: {value: "off"}
+  wandb: {value: disabled}
 """
 
 MINI_EXPERIMENT = """

@@ -184,6 +184,8 @@ def prepare(request: TrainRequest) -> Prepared:
                 raise InputError(f"resume refused: {rundir.path} was trained with other "
                                  f"settings ({'; '.join(diffs[:3])}); bitwise resume needs "
                                  "the same ones")
+        if resuming and dist.is_main:  # a failed run (a full disk) resumes: not failed now
+            rundir.summary_path.unlink(missing_ok=True)
         torch.manual_seed(cfg.seed)
         model = create_model(spec).to(device)
         counts = complexity(model, input_size=data.input_size, with_fvcore=False)
