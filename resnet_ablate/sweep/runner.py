@@ -9,6 +9,7 @@ process is training (each run directory is locked by the process training it).
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shlex
@@ -161,8 +162,6 @@ class SweepRunner:
 
     def _recorded_failures(self) -> None:
         """Runs refused at start leave no run directory; the sweep's record remembers."""
-        import json
-
         try:
             recorded = json.loads(self.state_path.read_text()).get("runs", {})
         except (OSError, ValueError, AttributeError):
@@ -196,7 +195,9 @@ class SweepRunner:
         return env
 
     def _prepare_retry(self, run: PlannedRun) -> None:
-        if run.state == "failed":  # a retry starts afresh
+        """A retry starts afresh, but for a run that failed with checkpoints to continue
+        from (a full disk at its last save): that one resumes."""
+        if run.state == "failed" and not RunDir(self.runs_dir, run.run_id).checkpoints():
             shutil.rmtree(self.runs_dir / run.run_id, ignore_errors=True)
 
     def _outcome(self, run: PlannedRun, code: int, output: str) -> None:

@@ -104,6 +104,8 @@ def _resuming(rundir: RunDir, resume: str) -> bool:
             raise MissingInput(f"resume=true but {rundir.path} holds no checkpoint")
         return True
     if summary is not None:
+        if resume == "auto" and not ended:  # failed with checkpoints: continue it
+            return True
         raise InputError(f"run {rundir.path} already exists and has ended; choose another "
                          "run_id" + ("" if ended else " or pass resume=true"))
     if checkpoints:
