@@ -307,7 +307,7 @@ def test_wandb_with_an_unreachable_server_falls_back_to_offline_quickly(tmp_path
     assert s["wandb"]["mode"] == "offline" and "online_fallback" in s["wandb"]
     assert proc.stderr.count("W&B online did not start") == 1
     assert list((tmp_path / "u" / "wandb").glob("offline-run-*"))
-    assert took < 60, took
+    assert took < 85, took  # W&B on its own waits 90 s: a margin for a loaded machine
 
 
 def _children(pid: int) -> list[int]:

@@ -54,7 +54,7 @@ def test_a_model_too_big_is_refused_in_seconds(tmp_path, cli_inproc, words):
     start = time.perf_counter()
     proc = cli_inproc("train", f"runs_dir={tmp_path}", "wandb=disabled", *words)
     assert_usage_error(proc, "exceed max_params=", "raise it with max_params=N")
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 60  # built for real: minutes and gigabytes
     assert not any(tmp_path.iterdir())
 
 

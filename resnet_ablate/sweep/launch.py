@@ -30,7 +30,8 @@ class RunJob(submitit.helpers.Checkpointable):
                                      text=True, errors="replace")
         out, _ = self.proc.communicate()
         print(out, end="")  # into the job's own log
-        return self.proc.returncode, out[-4000:]
+        short = out if len(out) <= 6000 else f"{out[:2000]}\n...\n{out[-4000:]}"
+        return self.proc.returncode, short
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Preemption or time limit: the run saves a checkpoint at the end of its current
