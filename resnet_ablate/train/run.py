@@ -116,6 +116,28 @@ def _resuming(rundir: RunDir, resume: str) -> bool:
     return False
 
 
+_SHARED_ERRORS = {c.__name__: c for c in (InputError, MissingInput, RunLocked)}
+
+
+def _claim(rundir: RunDir, resume: str, dist: Dist) -> bool:
+    """Rank 0 decides whether to resume and takes the run's lock; every rank gets its
+    answer (or its error), so the other ranks never see rank 0's own lock as another's."""
+    decision: tuple[str, Any] = ("ok", None)
+    if dist.is_main:
+        try:
+            decision = ("ok", _resuming(rundir, resume))
+            rundir.acquire()
+        except (InputError, RunLocked) as exc:
+            decision = (type(exc).__name__, str(exc))
+        except OSError as exc:  # under a file, read-only, a name too long, ...
+            decision = ("InputError", f"cannot create run directory {rundir.path}: "
+                                      f"{exc.strerror or exc}")
+    kind, value = dist.broadcast(decision)
+    if kind != "ok":
+        raise _SHARED_ERRORS[kind](value)
+    return value
+
+
 def _check_fits(spec: VariantSpec, data) -> None:
     if spec.num_classes < data.num_classes:
         raise InputError(f"model.num_classes={spec.num_classes} is below the data's "
@@ -148,22 +170,12 @@ def prepare(request: TrainRequest) -> Prepared:
     set_deterministic(cfg.deterministic)
     dist = from_env(device.type)
     rundir = RunDir(cfg.runs_dir, dist.broadcast(cfg.run_id or default_run_id(cfg)))
-    try:
-        resuming = _resuming(rundir, cfg.resume)
-    except OSError as exc:
-        raise InputError(f"runs_dir {cfg.runs_dir!r}: {exc.strerror or exc}") from None
     if dist.enabled and protocol.batch_size % dist.world_size:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
     mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
-
     created = not rundir.path.exists()
-    if dist.is_main:
-        try:
-            rundir.acquire()
-        except OSError as exc:
-            raise InputError(f"cannot create run directory {rundir.path}: "
-                             f"{exc.strerror or exc}") from None
+    resuming = _claim(rundir, cfg.resume, dist)
     try:
         data = open_run_data(cfg.dataset, cfg.data_dir, cfg.download, mode, DataSettings(
             protocol=protocol, device=device, seed=cfg.seed, rank=dist.rank,
