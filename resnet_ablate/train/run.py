@@ -119,13 +119,15 @@ def _resuming(rundir: RunDir, resume: str) -> bool:
 _SHARED_ERRORS = {c.__name__: c for c in (InputError, MissingInput, RunLocked)}
 
 
-def _claim(rundir: RunDir, resume: str, dist: Dist) -> bool:
+def _claim(rundir: RunDir, resume: str, dist: Dist) -> tuple[bool, bool]:
     """Rank 0 decides whether to resume and takes the run's lock; every rank gets its
-    answer (or its error), so the other ranks never see rank 0's own lock as another's."""
-    decision: tuple[str, Any] = ("ok", None)
+    answer (or its error), so the other ranks never see rank 0's own lock as another's.
+    Returns (resuming, whether the run directory is new)."""
+    decision: tuple[str, Any] = ("ok", (False, False))
     if dist.is_main:
         try:
-            decision = ("ok", _resuming(rundir, resume))
+            created = not rundir.path.exists()
+            decision = ("ok", (_resuming(rundir, resume), created))
             rundir.acquire()
         except (InputError, RunLocked) as exc:
             decision = (type(exc).__name__, str(exc))
@@ -135,7 +137,7 @@ def _claim(rundir: RunDir, resume: str, dist: Dist) -> bool:
     kind, value = dist.broadcast(decision)
     if kind != "ok":
         raise _SHARED_ERRORS[kind](value)
-    return value
+    return tuple(value)
 
 
 def _check_fits(spec: VariantSpec, data) -> None:
@@ -174,8 +176,7 @@ def prepare(request: TrainRequest) -> Prepared:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
     mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
-    created = not rundir.path.exists()
-    resuming = _claim(rundir, cfg.resume, dist)
+    resuming, created = _claim(rundir, cfg.resume, dist)
     try:
         data = open_run_data(cfg.dataset, cfg.data_dir, cfg.download, mode, DataSettings(
             protocol=protocol, device=device, seed=cfg.seed, rank=dist.rank,
