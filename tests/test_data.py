@@ -40,6 +40,24 @@ def test_digits_is_real_and_embedded():
     assert not torch.equal(other.splits["val"].labels, d.splits["val"].labels)
 
 
+def test_digits_are_sklearns_read_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from resnet_ablate.data.catalog import digits_arrays
+
+    images, labels = digits_arrays()
+    d = load_digits()
+    assert np.array_equal(images, d.images) and np.array_equal(labels, d.target)
+    code = ("import sys; from resnet_ablate.data import get_dataset; "
+            "get_dataset('digits').load('', False); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_hold_out_is_a_partition_and_never_the_test_split():
     held = hold_out(50_000, 5000, 0, own_val=False)
     assert len(held.train) == 45_000 and len(held.val) == 5000

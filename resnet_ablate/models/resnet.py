@@ -127,6 +127,8 @@ class ResNet(nn.Module):
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def _init_weights(self) -> None:
+        if any(p.is_meta for p in self.parameters()):
+            return  # a size count (models/size.py): no values, and meta init imports dynamo
         for name, m in self.named_modules():
             if isinstance(m, nn.Conv2d):
                 # He et al. (2015b) "MSRA" init; fan_out as torchvision and fb.resnet.torch.

@@ -47,46 +47,75 @@ def _count(modules: list[nn.Module], x: torch.Tensor) -> tuple[int, torch.Tensor
     return total, x
 
 
-def measure(spec: VariantSpec, input_size: int | None = None) -> Size:
-    """Exact parameter and activation counts of `spec` at batch 1, built stage by stage on
-    the meta device, two blocks per stage."""
+def _short_model(spec: VariantSpec) -> nn.Module:
+    """Two blocks per stage, on the meta device: every later block of a stage is the
+    second's shape."""
     from .resnet import ResNet
 
-    side = input_size or spec.input_size
     short = spec.with_overrides(layers=tuple(min(n, 2) for n in spec.layers))
     with torch.device("meta"):
-        model = ResNet(short)
-        x = torch.zeros(1, spec.in_chans, side, side)
-    params = sum(p.numel() for p in model.stem.parameters())
+        return ResNet(short).eval()  # train-mode BN on meta decomposes (imports dynamo)
+
+
+def _per_stage(model: nn.Module, spec: VariantSpec, of) -> int:
+    """of(module) summed over the full depth: stem, stages (first + later x (n-1)), head."""
+    total = of(model.stem) + of(model.final_norm) + of(model.fc)
+    for stage, count in zip(model.stages, spec.layers):
+        blocks = list(stage)
+        total += of(blocks[0]) + (of(blocks[1]) * (count - 1) if count > 1 else 0)
+    return total
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def activation_bound(model: nn.Module, spec: VariantSpec, side: int) -> int:
+    """An upper bound of the activations without running anything: no conv or linear
+    output has more channels than the widest or more pixels than the input."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    widest = max(m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+                 for m in layers)
+    n = _per_stage(model, spec, lambda mod: sum(isinstance(m, (nn.Conv2d, nn.Linear))
+                                                for m in mod.modules()))
+    return n * widest * side * side
+
+
+def measure(spec: VariantSpec, input_size: int | None = None) -> Size:
+    """Exact parameter and activation counts of `spec` at batch 1, built stage by stage on
+    the meta device, two blocks per stage, and run once on a meta tensor."""
+    side = input_size or spec.input_size
+    model = _short_model(spec)
+    x = torch.zeros(1, spec.in_chans, side, side, device="meta")
     acts, x = _count([model.stem], x)
     for stage, count in zip(model.stages, spec.layers):
         blocks = list(stage)
-        first = sum(p.numel() for p in blocks[0].parameters())
         a_first, x = _count(blocks[:1], x)
-        params += first
         acts += a_first
         if count > 1:
-            later = sum(p.numel() for p in blocks[1].parameters())
             a_later, x = _count(blocks[1:2], x)
-            params += later * (count - 1)
             acts += a_later * (count - 1)
     x = model.final_norm(x)
-    params += sum(p.numel() for p in model.final_norm.parameters())
     head_acts, _ = _count([model.fc], model.forward_head(x, pre_logits=True))
-    params += sum(p.numel() for p in model.fc.parameters())
-    return Size(params=params, activations=acts + head_acts)
+    return Size(params=_per_stage(model, spec, _params), activations=acts + head_acts)
 
 
 def check(spec: VariantSpec, input_size: int, max_params: int, max_activations: int) -> Size:
-    """The size of `spec`, or a one-line ValueError when it passes a cap."""
+    """The size of `spec`, or a one-line ValueError when it passes a cap. The meta forward
+    (a second) runs only when the cheap upper bound of the activations reaches the cap."""
     cheap = sum(spec.layers) * max(spec.widths) ** 2
     if cheap > 1e18:  # even meta tensors have int64 sizes
         raise InputError(f"{spec.name}: layers {list(spec.layers)} x widths "
                          f"{list(spec.widths)} is far beyond any cap (max_params={max_params:,})")
-    size = measure(spec, input_size)
-    if size.params > max_params:
-        raise InputError(f"{spec.name}: {size.params:,} parameters exceed max_params="
+    model = _short_model(spec)
+    params = _per_stage(model, spec, _params)
+    if params > max_params:
+        raise InputError(f"{spec.name}: {params:,} parameters exceed max_params="
                          f"{max_params:,} (raise it with max_params=N if you mean it)")
+    bound = activation_bound(model, spec, input_size)
+    if bound <= max_activations:
+        return Size(params=params, activations=bound)
+    size = measure(spec, input_size)
     if size.activations > max_activations:
         raise InputError(f"{spec.name}: {size.activations:,} activations per image at "
                          f"{input_size} px exceed max_activations={max_activations:,} (raise "

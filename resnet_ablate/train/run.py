@@ -54,7 +54,8 @@ def set_deterministic(on: bool) -> None:
     """Deterministic algorithms only, cuDNN included (reproducible on GPUs, slower)."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on)
+    if on or torch.are_deterministic_algorithms_enabled():  # the call imports inductor (1 s)
+        torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
 
