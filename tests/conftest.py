@@ -11,6 +11,14 @@ CIFAR10_JPG = REPO.parent / "shared" / "data" / "cifar10-jpg"
 DURATIONS = Path(__file__).with_name("durations.json")
 SLOW_SECONDS = 2.0  # a test measured slower than this is marked slow (make test-fast skips it)
 
+# Test processes share the cores instead of oversubscribing them: two xdist workers with
+# torch's default of one thread per core each (and their subprocesses) ran 8x slower.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 # Tests run W&B for real, offline, and never reach for the network or a login.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
