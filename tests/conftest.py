@@ -24,9 +24,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_CODE", "true")
 
-# A small run of the real harness: resnet20-A on digits, checkpoints every 40 iterations.
-SMALL = ["model=resnet20-A", "dataset=digits", "iterations=160", "eval_every=40",
-         "checkpoint_every=40", "log_every=10", "progress=lines", "wandb=disabled"]
+# A small run of the real harness: resnet20-A on digits, checkpoints every 20 iterations.
+SMALL = ["model=resnet20-A", "dataset=digits", "iterations=80", "eval_every=20",
+         "checkpoint_every=20", "log_every=5", "progress=lines", "wandb=disabled"]
 
 
 def pytest_addoption(parser):
@@ -110,9 +110,9 @@ command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
 parameters:
   model: {values: [plain20, plain56, resnet20-A, resnet56-A]}
   seed: {values: [0, 1]}
-  iterations: {value: 60}
-  eval_every: {value: 20}
-  log_every: {value: 20}
+  iterations: {value: 30}
+  eval_every: {value: 15}
+  log_every: {value: 15}
   progress: {value: "off"}
   wandb: {value: disabled}
 """

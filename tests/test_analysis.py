@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import assert_usage_error, run_cli
+from conftest import assert_usage_error
 from resnet_ablate.analysis.collect import Collected, collect, load_collected
 from resnet_ablate.analysis.report import degradation_findings
 from resnet_ablate.analysis.stats import by_condition, welch
@@ -78,11 +78,11 @@ def test_report_states_what_was_measured(mini):
     assert "plain-56" in proc.stdout  # the findings are printed too
 
 
-def test_reproduce_twice_runs_nothing_new(mini):
+def test_reproduce_twice_runs_nothing_new(mini, cli_inproc):
     root, _ = mini
     stamps = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/summary.json")}
-    again = run_cli("reproduce", root / "mini.yaml", "--runs-dir", root / "runs", "--out",
-                    root / "report2", cwd=root)
+    again = cli_inproc("reproduce", root / "mini.yaml", "--runs-dir", root / "runs", "--out",
+                       root / "report2")
     assert again.returncode == 0, again.stderr
     assert "8 runs, 0 to run" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/summary.json")} == stamps
@@ -259,7 +259,7 @@ def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
     short = runs / "short-history"
     s = _copy(good[1], short, seed=7)
     lines = (short / "history.csv").read_text().splitlines()
-    (short / "history.csv").write_text("\n".join(lines[:30]) + "\n")
+    (short / "history.csv").write_text("\n".join(lines[:21]) + "\n")
     proc = cli_inproc("collect", "--runs", runs, "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
@@ -268,7 +268,7 @@ def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
     assert any("lacks run_id" in s for s in skipped)
     assert any("depth must be a number" in s for s in skipped)
     assert any("split_sizes must be a mapping" in s for s in skipped)
-    assert any("history.csv ends at iteration 29, the summary says 60" in line
+    assert any("history.csv ends at iteration 20, the summary says 30" in line
                for line in proc.stderr.splitlines())
     c = load_collected(tmp_path / "out")
     assert sorted(c.runs["run_id"]) == sorted([g.name for g in good] + ["short-history"])

@@ -14,21 +14,21 @@ def _train(*words, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_two_trains_of_one_run_never_run_at_once(tmp_path):
-    words = [*SMALL, "iterations=400", f"runs_dir={tmp_path}", "run_id=r"]
+def test_two_trains_of_one_run_never_run_at_once(tmp_path, cli_inproc):
+    words = [*SMALL, "iterations=200", f"runs_dir={tmp_path}", "run_id=r"]
     first = _train(*words)
     for line in first.stdout:  # wait until it trains (it holds the lock from before data)
         if "iter " in line:
             break
-    second = run_cli("train", *words, "resume=auto")
+    second = cli_inproc("train", *words, "resume=auto")
     assert second.returncode == 75, second.stderr
     assert "skipped" in second.stderr and "being trained by another process" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
     out = first.communicate(timeout=300)[0]
     assert first.returncode == 0, out
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert s["status"] == "finished" and s["iterations"] == 400
-    assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 401
+    assert s["status"] == "finished" and s["iterations"] == 200
+    assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 201
 
 
 SWEEP = """
@@ -38,7 +38,7 @@ command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
 parameters:
   model: {values: [plain20, resnet20-A]}
   seed: {values: [0, 1]}
-  iterations: {value: 60}
+  iterations: {value: 30}
   eval_every: {value: 30}
   progress: {value: "off"}
   responses: {value: false}
@@ -81,7 +81,7 @@ def test_a_disk_full_at_the_final_save_is_a_failed_run_that_resumes(tmp_path):
     words = [*SMALL, f"runs_dir={tmp_path}", "run_id=full"]
     first = _train(*words)
     for line in first.stdout:
-        if "iter 90/160" in line:  # checkpoints at 40 and 80 exist
+        if "iter 45/80" in line:  # checkpoints at 20 and 40 exist
             break
     first.kill()
     first.wait()
@@ -95,6 +95,6 @@ def test_a_disk_full_at_the_final_save_is_a_failed_run_that_resumes(tmp_path):
     assert not list((tmp_path / "full").rglob("*.tmp"))  # the failed save left nothing
     resumed = run_cli("train", *words, "resume=true")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming at iteration 80" in resumed.stderr
+    assert "resuming at iteration 40" in resumed.stderr
     s = json.loads((tmp_path / "full" / "summary.json").read_text())
-    assert s["status"] == "finished" and s["iterations"] == 160
+    assert s["status"] == "finished" and s["iterations"] == 80

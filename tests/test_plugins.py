@@ -49,14 +49,14 @@ def test_models_complexity_and_timm_see_a_plugin(plugin_dir):
 
 def test_train_resume_sweep_collect_and_compare_a_plugin_variant(plugin_dir, tmp_path):
     runs = tmp_path / "runs"
-    words = ["model=mish20", "plugins=my_blocks", "iterations=80", "eval_every=40",
-             "checkpoint_every=20", "log_every=10", "progress=lines", "wandb=disabled",
+    words = ["model=mish20", "plugins=my_blocks", "iterations=40", "eval_every=20",
+             "checkpoint_every=10", "log_every=5", "progress=lines", "wandb=disabled",
              f"runs_dir={runs}"]
     proc = subprocess.Popen([sys.executable, "-m", "resnet_ablate", "train", *words,
                              "run_id=m0"], cwd=plugin_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
-        if "iter 30/80" in line:
+        if "iter 15/40" in line:
             break
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
@@ -77,8 +77,8 @@ parameters:
   model: {values: [mish20, mish20-half]}
   plugins: {value: my_blocks}
   seed: {value: 1}
-  iterations: {value: 80}
-  eval_every: {value: 40}
+  iterations: {value: 40}
+  eval_every: {value: 20}
   progress: {value: "off"}
   wandb: {value: disabled}
 """)

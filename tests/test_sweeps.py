@@ -2,6 +2,7 @@
 runner (idempotent, --jobs, --gpus), huge grids, and Slurm through submitit (tested with
 its local executor)."""
 import json
+import os
 import shlex
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, assert_usage_error, run_cli
+from conftest import REPO, assert_usage_error
 from resnet_ablate.bundled import folder, names
 from resnet_ablate.config import parse_train_words
 from resnet_ablate.sweep import (SweepRunner, expand_command, grid_size,
@@ -285,35 +286,36 @@ def test_each_job_gets_its_own_gpu(tmp_path):
     taken = [runner.slots.get() for _ in range(4)]
     assert sorted(taken) == ["0", "0", "1", "1"] and runner.slots.empty()
     env = runner.env(runs[0], gpu="1")
-    assert env["CUDA_VISIBLE_DEVICES"] == "1" and "OMP_NUM_THREADS" not in env
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert env.get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")  # not set for GPUs
     assert env["WANDB_RUN_ID"] == runs[0].run_id and env["RESNET_ABLATE_RESUME"] == "auto"
 
 
-def test_sweep_on_gpus_runs_every_job_with_one(tmp_path):
+def test_sweep_on_gpus_runs_every_job_with_one(tmp_path, cli_inproc):
     body = TINY.replace("batch_size: {values: [64, 5000]}", "batch_size: {value: 64}\n"
                         "  wandb: {value: disabled}")
     path = _write(tmp_path, body)
-    proc = run_cli("sweep", path, "--runs-dir", tmp_path / "r", "--gpus", "0,1")
+    proc = cli_inproc("sweep", path, "--runs-dir", tmp_path / "r", "--gpus", "0,1")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("on GPU 0") + proc.stdout.count("on GPU 1") == 2
     for config in (tmp_path / "r").glob("*/config.json"):
         assert json.loads(config.read_text())["env"]["CUDA_VISIBLE_DEVICES"] in ("0", "1")
 
 
-def test_slurm_launcher_through_submitits_local_executor(tmp_path):
+def test_slurm_launcher_through_submitits_local_executor(tmp_path, cli_inproc):
     """--launcher local: the submitit path a Slurm cluster takes, on this machine; the
     jobs' runs are the sweep's, idempotent as ever."""
     body = TINY.replace("batch_size: {values: [64, 5000]}", "batch_size: {value: 64}\n"
                         "  wandb: {value: disabled}")
     path = _write(tmp_path, body)
-    proc = run_cli("sweep", path, "--runs-dir", tmp_path / "r", "--launcher", "local",
+    proc = cli_inproc("sweep", path, "--runs-dir", tmp_path / "r", "--launcher", "local",
                    "--timeout-min", "10")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "as local jobs" in proc.stdout
     done = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("*/summary.json")]
     assert len(done) == 2 and {s["status"] for s in done} == {"finished"}
     assert list((tmp_path / "r" / ".sweeps" / "tiny" / "submitit").glob("*_result.pkl"))
-    again = run_cli("sweep", path, "--runs-dir", tmp_path / "r", "--launcher", "local")
+    again = cli_inproc("sweep", path, "--runs-dir", tmp_path / "r", "--launcher", "local")
     assert "2 runs, 0 to run" in again.stdout
 
 
@@ -334,7 +336,7 @@ def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):
 
     spec = load_sweep(_write(tmp_path, TINY.replace("batch_size: {values: [64, 5000]}",
                                                     "batch_size: {value: 64}").replace(
-        "iterations: {value: 20}", "iterations: {value: 120}").replace(
+        "iterations: {value: 20}", "iterations: {value: 60}").replace(
         "progress: {value: \"off\"}", "progress: {value: lines}\n  wandb: {value: disabled}\n"
         "  checkpoint_every: {value: 20}")))
     run = planned_runs(spec)[0]
@@ -345,7 +347,7 @@ def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):
     thread.start()
     log = tmp_path / "r" / run.run_id / "history.csv"
     for _ in range(600):  # until it has trained a while
-        if log.exists() and len(log.read_text().splitlines()) > 30:
+        if log.exists() and len(log.read_text().splitlines()) > 25:
             break
         time.sleep(0.5)
     requeued = job.checkpoint()
@@ -357,4 +359,4 @@ def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):
     assert code == 0, out
     assert "resuming at iteration" in out
     s = json.loads((tmp_path / "r" / run.run_id / "summary.json").read_text())
-    assert s["status"] == "finished" and s["iterations"] == 120
+    assert s["status"] == "finished" and s["iterations"] == 60

@@ -44,7 +44,7 @@ def _start(runs: Path, run_id: str, *extra, words=SMALL) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_iteration(proc: subprocess.Popen, at_least: int, total: int = 160) -> list[str]:
+def _wait_for_iteration(proc: subprocess.Popen, at_least: int, total: int = 80) -> list[str]:
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -65,9 +65,11 @@ def reference(tmp_path_factory):
     return runs / "ref"
 
 
-def test_demo_command_with_offline_wandb(tmp_path):
-    """`train model=resnet20-A dataset=digits protocol=demo`, W&B offline for real."""
+def test_demo_protocol_run_with_offline_wandb(tmp_path):
+    """`train model=resnet20-A dataset=digits protocol=demo`, W&B offline for real; the
+    demo's 1,200 iterations cut to 300 with its milestones at the same 1/2 and 3/4."""
     proc = run_cli("train", "model=resnet20-A", "dataset=digits", "protocol=demo",
+                   "iterations=300", "milestones=[150,225]", "eval_every=25",
                    f"runs_dir={tmp_path}", "run_id=demo", "wandb=offline", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "demo"
@@ -76,24 +78,24 @@ def test_demo_command_with_offline_wandb(tmp_path):
                 "protocol", "seed", "status", "iterations", "final_train_err", "final_val_err",
                 "final_test_err", "params", "macs", "condition", "plugins", "deterministic"):
         assert key in s, key
-    assert (s["status"], s["iterations"], s["protocol"], s["depth"]) == ("finished", 1200,
+    assert (s["status"], s["iterations"], s["protocol"], s["depth"]) == ("finished", 300,
                                                                         "demo", 20)
-    assert s["final_test_err"] < 10 and s["final_train_err"] < 5  # it learned the digits
+    assert s["final_test_err"] < 15 and s["final_train_err"] < 15  # it learned the digits
     assert s["params"] == 269_434 and s["split_sizes"] == {"train": 1258, "val": 180,
                                                            "test": 359}
     assert [r["index"] for r in s["layer_responses"]] == list(range(1, 20))
     rows = (run / "history.csv").read_text().splitlines()
-    assert len(rows) == 1 + 1200 and rows[0].startswith("iteration,lr,train_loss,train_err")
-    assert sum(1 for r in rows[1:] if r.split(",")[-1]) == 12  # test error every 100
+    assert len(rows) == 1 + 300 and rows[0].startswith("iteration,lr,train_loss,train_err")
+    assert sum(1 for r in rows[1:] if r.split(",")[-1]) == 12  # test error every 25
     lr = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
-    assert lr[1] == lr[600] == pytest.approx(0.1)  # milestones at 1/2 and 3/4 of 1,200
-    assert lr[601] == lr[900] == pytest.approx(0.01)
-    assert lr[901] == lr[1200] == pytest.approx(0.001)
-    # the paper's training error: the mean mini-batch error of the last interval (1101-1200)
-    errs = [float(r.split(",")[3]) for r in rows[1:] if int(r.split(",")[0]) > 1100]
+    assert lr[1] == lr[150] == pytest.approx(0.1)
+    assert lr[151] == lr[225] == pytest.approx(0.01)
+    assert lr[226] == lr[300] == pytest.approx(0.001)
+    # the paper's training error: the mean mini-batch error of the last interval (276-300)
+    errs = [float(r.split(",")[3]) for r in rows[1:] if int(r.split(",")[0]) > 275]
     assert s["final_train_err"] == s["final_train_err_running"] == pytest.approx(
         sum(errs) / len(errs))
-    assert 0 <= s["final_train_err_eval"] < 5 and "train-mode" in s["train_err_definition"]
+    assert 0 <= s["final_train_err_eval"] < 15 and "train-mode" in s["train_err_definition"]
     assert s["warmup_end"] is None and s["warmup_capped"] is False  # 20 layers: no warm-up
 
     # The offline W&B run, read back with W&B's own reader.
@@ -111,7 +113,7 @@ def test_demo_command_with_offline_wandb(tmp_path):
     assert config["protocol"] == "demo" and "name" not in config  # one key, one meaning
     assert not {"data_dir", "runs_dir", "run_config", "overrides"} & set(config)  # no paths
     assert w["summary"]["final_test_err"] == pytest.approx(s["final_test_err"])
-    assert w["summary"]["iteration"] == 1200
+    assert w["summary"]["iteration"] == 300
     records = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(offline[0])],
                              capture_output=True, text=True, timeout=120).stdout
     run_record = next(json.loads(line) for line in records.splitlines()
@@ -124,7 +126,7 @@ def test_demo_command_with_offline_wandb(tmp_path):
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path, reference):
     proc = _start(tmp_path, "killed")
-    _wait_for_iteration(proc, 97)  # past the checkpoint at 80, short of the next
+    _wait_for_iteration(proc, 50)  # past the checkpoint at 40, short of the next
     proc.kill()
     proc.wait()
     assert not (tmp_path / "killed" / "summary.json").exists()
@@ -136,7 +138,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path, reference):
 
 def test_sigterm_checkpoints_where_it_stops(tmp_path, reference):
     proc = _start(tmp_path, "term")
-    _wait_for_iteration(proc, 50)
+    _wait_for_iteration(proc, 25)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out
@@ -145,7 +147,7 @@ def test_sigterm_checkpoints_where_it_stops(tmp_path, reference):
     assert not (run / "summary.json").exists()
     stopped = int(out.split("stopped at iteration ")[1].split(";")[0])
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert 50 <= stopped < 160 and ckpts[-1] == f"ckpt-{stopped:08d}.pt"
+    assert 25 <= stopped < 80 and ckpts[-1] == f"ckpt-{stopped:08d}.pt"
     (run / "checkpoints" / f".ckpt-{stopped + 1:08d}.pt.x.tmp").write_bytes(b"half")
     resumed = run_cli("train", *SMALL, f"runs_dir={tmp_path}", "run_id=term", "resume=true")
     assert resumed.returncode == 0, resumed.stderr
@@ -154,7 +156,7 @@ def test_sigterm_checkpoints_where_it_stops(tmp_path, reference):
     _assert_same_run(reference, run)
 
 
-LOADER = ["model=resnet18-A", "dataset=imagefolder", "scale_range=[80,96]", "crop=64",
+LOADER = ["model=resnet18-A", "dataset=imagefolder", "scale_range=[36,44]", "crop=32",
           "batch_size=16", "iterations=24", "eval_every=12", "checkpoint_every=8",
           "log_every=2", "num_workers=2", "val_size=20", "responses=false", "progress=lines",
           "wandb=disabled"]
@@ -204,7 +206,7 @@ def interrupted(tmp_path_factory):
     newest one falls back to it)."""
     runs = tmp_path_factory.mktemp("interrupted")
     proc = _start(runs, "r")
-    _wait_for_iteration(proc, 45)
+    _wait_for_iteration(proc, 25)
     proc.kill()
     proc.wait()
     return runs
@@ -213,24 +215,24 @@ def interrupted(tmp_path_factory):
 def test_checkpoint_loads_without_unpickling_code(reference):
     ckpt = sorted((reference / "checkpoints").glob("ckpt-*.pt"))[-1]
     state = torch.load(ckpt, weights_only=True)  # raises if anything but data is inside
-    assert state["iteration"] == 160 and not any(k.startswith("module.") for k in state["model"])
+    assert state["iteration"] == 80 and not any(k.startswith("module.") for k in state["model"])
     assert {"model", "optimizer", "scheduler", "data", "rng", "history"} <= set(state)
 
 
 def test_corrupt_newest_checkpoint_falls_back(tmp_path, reference, cli_inproc):
     proc = _start(tmp_path, "corrupt")
-    _wait_for_iteration(proc, 125)  # checkpoints at 80 and 120
+    _wait_for_iteration(proc, 65)  # checkpoints at 40 and 60
     proc.kill()
     proc.wait()
     ckpts = sorted((tmp_path / "corrupt" / "checkpoints").glob("ckpt-*.pt"))
-    assert [p.name for p in ckpts] == ["ckpt-00000080.pt", "ckpt-00000120.pt"]
+    assert [p.name for p in ckpts] == ["ckpt-00000040.pt", "ckpt-00000060.pt"]
     data = ckpts[-1].read_bytes()
     ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
     resumed = cli_inproc("train", *SMALL, f"runs_dir={tmp_path}", "run_id=corrupt",
                          "resume=true")
     assert resumed.returncode == 0, resumed.stderr
-    assert "ckpt-00000120.pt is unreadable" in resumed.stderr
-    assert "resuming at iteration 80" in resumed.stderr
+    assert "ckpt-00000060.pt is unreadable" in resumed.stderr
+    assert "resuming at iteration 40" in resumed.stderr
     _assert_same_run(reference, tmp_path / "corrupt")
 
 
@@ -323,14 +325,14 @@ def _children(pid: int) -> list[int]:
 
 
 def test_wandb_dying_mid_run_does_not_stop_training(tmp_path):
-    proc = subprocess.Popen(_cmd("model=resnet20-A", "iterations=300", "eval_every=100",
+    proc = subprocess.Popen(_cmd("model=resnet20-A", "iterations=120", "eval_every=60",
                                  "log_every=10", "progress=lines", "wandb=offline",
                                  f"runs_dir={tmp_path}", "run_id=wd"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if "iter 30/300" in line:
+        if "iter 20/120" in line:
             break
     cores = [p for p in _children(proc.pid)
              if "wandb-core" in Path(f"/proc/{p}/cmdline").read_text()]
@@ -342,8 +344,8 @@ def test_wandb_dying_mid_run_does_not_stop_training(tmp_path):
     assert out.count("resnet-ablate: warning: W&B") == 1, out
     assert "Traceback" not in out
     s = _summary(tmp_path / "wd")
-    assert s["status"] == "finished" and s["iterations"] == 300
-    assert len((tmp_path / "wd" / "history.csv").read_text().splitlines()) == 301
+    assert s["status"] == "finished" and s["iterations"] == 120
+    assert len((tmp_path / "wd" / "history.csv").read_text().splitlines()) == 121
 
 
 def test_divergence_ends_the_run_with_status_diverged(tmp_path, cli_inproc):
@@ -388,8 +390,8 @@ def test_bf16_autocast_contiguous_deterministic_and_progress_bar(tmp_path, cli_i
 
 
 def test_torch_compile(tmp_path, cli_inproc):
-    proc = cli_inproc("train", "model=resnet20-A", "iterations=10", "eval_every=10",
-                      "compile=true", "responses=false", f"runs_dir={tmp_path}", "run_id=c",
+    proc = cli_inproc("train", "model=resnet20-A", "model.layers=[1,1,1]", "iterations=4",
+                      "eval_every=4", "compile=true", "responses=false", f"runs_dir={tmp_path}", "run_id=c",
                       "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
     s = _summary(tmp_path / "c")
