@@ -39,6 +39,7 @@ class RunConfig:
     channels_last: bool = True
     deterministic: bool = False
     compile: bool = False
+    compile_backend: str = "inductor"
     wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
     wandb_project: str = "resnet-ablate"
     wandb_group: str = ""
@@ -92,6 +93,7 @@ RUN_HELP = {
     "channels_last": "NHWC memory format (measured faster on CPU and GPU)",
     "deterministic": "deterministic algorithms only (cuDNN included): reproducible on GPUs",
     "compile": "torch.compile the network (slow first step)",
+    "compile_backend": "torch.compile's backend: inductor, or aot_eager (no C++ toolchain)",
     "wandb": "auto (online if logged in, else offline), online, offline, disabled",
     "wandb_project": "W&B project",
     "wandb_group": "W&B group (sweeps set it to the sweep's name)",

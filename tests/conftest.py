@@ -41,9 +41,16 @@ def pytest_collection_modifyitems(config, items):
     if not DURATIONS.exists():
         return
     measured = json.loads(DURATIONS.read_text())
+    per_file: dict[str, float] = {}
     for item in items:
-        if measured.get(item.nodeid, 0.0) > SLOW_SECONDS:
+        took = measured.get(item.nodeid, 0.0)
+        per_file[item.nodeid.split("::")[0]] = per_file.get(item.nodeid.split("::")[0], 0) + took
+        if took > SLOW_SECONDS:
             item.add_marker(pytest.mark.slow)
+    # The longest files first: xdist (--dist loadfile) hands out files in this order, so
+    # the workers end together instead of one finishing the longest file alone.
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (-per_file[it.nodeid.split("::")[0]], order[id(it)]))
 
 
 _times: dict[str, float] = {}

@@ -67,9 +67,9 @@ def reference(tmp_path_factory):
 
 def test_demo_protocol_run_with_offline_wandb(tmp_path):
     """`train model=resnet20-A dataset=digits protocol=demo`, W&B offline for real; the
-    demo's 1,200 iterations cut to 300 with its milestones at the same 1/2 and 3/4."""
+    demo's 1,200 iterations cut to 200 with its milestones at the same 1/2 and 3/4."""
     proc = run_cli("train", "model=resnet20-A", "dataset=digits", "protocol=demo",
-                   "iterations=300", "milestones=[150,225]", "eval_every=25",
+                   "iterations=200", "milestones=[100,150]", "eval_every=25",
                    f"runs_dir={tmp_path}", "run_id=demo", "wandb=offline", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "demo"
@@ -78,24 +78,24 @@ def test_demo_protocol_run_with_offline_wandb(tmp_path):
                 "protocol", "seed", "status", "iterations", "final_train_err", "final_val_err",
                 "final_test_err", "params", "macs", "condition", "plugins", "deterministic"):
         assert key in s, key
-    assert (s["status"], s["iterations"], s["protocol"], s["depth"]) == ("finished", 300,
+    assert (s["status"], s["iterations"], s["protocol"], s["depth"]) == ("finished", 200,
                                                                         "demo", 20)
-    assert s["final_test_err"] < 15 and s["final_train_err"] < 15  # it learned the digits
+    assert s["final_test_err"] < 25 and s["final_train_err"] < 25  # it learned (chance: 90)
     assert s["params"] == 269_434 and s["split_sizes"] == {"train": 1258, "val": 180,
                                                            "test": 359}
     assert [r["index"] for r in s["layer_responses"]] == list(range(1, 20))
     rows = (run / "history.csv").read_text().splitlines()
-    assert len(rows) == 1 + 300 and rows[0].startswith("iteration,lr,train_loss,train_err")
-    assert sum(1 for r in rows[1:] if r.split(",")[-1]) == 12  # test error every 25
+    assert len(rows) == 1 + 200 and rows[0].startswith("iteration,lr,train_loss,train_err")
+    assert sum(1 for r in rows[1:] if r.split(",")[-1]) == 8  # test error every 25
     lr = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
-    assert lr[1] == lr[150] == pytest.approx(0.1)
-    assert lr[151] == lr[225] == pytest.approx(0.01)
-    assert lr[226] == lr[300] == pytest.approx(0.001)
-    # the paper's training error: the mean mini-batch error of the last interval (276-300)
-    errs = [float(r.split(",")[3]) for r in rows[1:] if int(r.split(",")[0]) > 275]
+    assert lr[1] == lr[100] == pytest.approx(0.1)
+    assert lr[101] == lr[150] == pytest.approx(0.01)
+    assert lr[151] == lr[200] == pytest.approx(0.001)
+    # the paper's training error: the mean mini-batch error of the last interval (176-200)
+    errs = [float(r.split(",")[3]) for r in rows[1:] if int(r.split(",")[0]) > 175]
     assert s["final_train_err"] == s["final_train_err_running"] == pytest.approx(
         sum(errs) / len(errs))
-    assert 0 <= s["final_train_err_eval"] < 15 and "train-mode" in s["train_err_definition"]
+    assert 0 <= s["final_train_err_eval"] < 25 and "train-mode" in s["train_err_definition"]
     assert s["warmup_end"] is None and s["warmup_capped"] is False  # 20 layers: no warm-up
 
     # The offline W&B run, read back with W&B's own reader.
@@ -113,7 +113,7 @@ def test_demo_protocol_run_with_offline_wandb(tmp_path):
     assert config["protocol"] == "demo" and "name" not in config  # one key, one meaning
     assert not {"data_dir", "runs_dir", "run_config", "overrides"} & set(config)  # no paths
     assert w["summary"]["final_test_err"] == pytest.approx(s["final_test_err"])
-    assert w["summary"]["iteration"] == 300
+    assert w["summary"]["iteration"] == 200
     records = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(offline[0])],
                              capture_output=True, text=True, timeout=120).stdout
     run_record = next(json.loads(line) for line in records.splitlines()
@@ -390,10 +390,18 @@ def test_bf16_autocast_contiguous_deterministic_and_progress_bar(tmp_path, cli_i
 
 
 def test_torch_compile(tmp_path, cli_inproc):
+    """The harness around torch.compile (wrapped module, weights saved without its
+    prefix); aot_eager traces and compiles the graphs without inductor's C++ build (~30 s
+    of a cold cache), which is torch's to test."""
+    assert_usage_error(cli_inproc("train", "compile=true", "compile_backend=nope",
+                                  f"runs_dir={tmp_path}"), "compile_backend='nope'",
+                       "aot_eager", "inductor")
     proc = cli_inproc("train", "model=resnet20-A", "model.layers=[1,1,1]", "iterations=4",
-                      "eval_every=4", "compile=true", "responses=false", f"runs_dir={tmp_path}", "run_id=c",
+                      "eval_every=4", "compile=true", "compile_backend=aot_eager", "responses=false", f"runs_dir={tmp_path}", "run_id=c",
                       "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
     s = _summary(tmp_path / "c")
     assert s["compile"] is True and s["status"] == "finished"
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["compile_backend"] == \
+        "aot_eager"
     assert not any(k.startswith("_orig_mod.") for k in _weights(tmp_path / "c"))

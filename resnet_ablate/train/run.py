@@ -141,6 +141,15 @@ def _claim(rundir: RunDir, resume: str, dist: Dist) -> tuple[bool, bool]:
     return tuple(value)
 
 
+def _check_backend(name: str) -> None:
+    from torch._dynamo import list_backends
+
+    known = list_backends(exclude_tags=())
+    if name not in known:
+        raise InputError(f"compile_backend={name!r} is not a torch.compile backend; "
+                         f"choose from {', '.join(sorted(known))}")
+
+
 def _check_fits(spec: VariantSpec, data) -> None:
     if spec.num_classes < data.num_classes:
         raise InputError(f"model.num_classes={spec.num_classes} is below the data's "
@@ -169,6 +178,8 @@ def prepare(request: TrainRequest) -> Prepared:
     # Refused at once when absurd: the size is known from the spec, before any data loads.
     early = base.with_overrides(**overrides)
     check_size(early, protocol.crop, cfg.max_params, cfg.max_activations)
+    if cfg.compile:
+        _check_backend(cfg.compile_backend)
     device = resolve_device(cfg.device)
     set_deterministic(cfg.deterministic)
     dist = from_env(device.type)
@@ -220,7 +231,8 @@ def prepare(request: TrainRequest) -> Prepared:
                if dist.is_main else NullTracker("rank > 0"))
     progress = Progress(cfg.progress, protocol.iterations, rundir.run_id, enabled=dist.is_main)
     options = TrainOptions(amp=cfg.amp == "bf16", channels_last=cfg.channels_last,
-                           compile=cfg.compile, checkpoint_every=cfg.checkpoint_every,
+                           compile=cfg.compile, compile_backend=cfg.compile_backend,
+                           checkpoint_every=cfg.checkpoint_every,
                            keep_checkpoints=cfg.keep_checkpoints, log_every=cfg.log_every,
                            responses=cfg.responses)
     trainer = Trainer(model, protocol, data, dist, options,
@@ -260,6 +272,7 @@ def config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts:
         "channels_last": cfg.channels_last,
         "deterministic": cfg.deterministic,
         "compile": cfg.compile,
+        "compile_backend": cfg.compile_backend if cfg.compile else None,
         "plugins": loaded_plugins(),
         "run_config": dataclasses.asdict(cfg),
         "versions": {"resnet_ablate": __version__, "torch": torch.__version__,

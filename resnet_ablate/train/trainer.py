@@ -46,6 +46,7 @@ class TrainOptions:
     amp: bool = False  # bf16 autocast
     channels_last: bool = True  # the memory format of activations and weights
     compile: bool = False
+    compile_backend: str = "inductor"
     checkpoint_every: int = 1000  # iterations; 0: only at the end and on a signal
     keep_checkpoints: int = 2
     log_every: int = 100
@@ -93,7 +94,8 @@ class Trainer:
         if dist.enabled:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.net = torch.compile(net) if options.compile else net
+        self.net = (torch.compile(net, backend=options.compile_backend) if options.compile
+                    else net)
 
         self.iteration = 0
         self.history = History()
