@@ -41,16 +41,19 @@ def pytest_collection_modifyitems(config, items):
     if not DURATIONS.exists():
         return
     measured = json.loads(DURATIONS.read_text())
+    fast_only = "not slow" in (config.getoption("markexpr", default="") or "")
     per_file: dict[str, float] = {}
     for item in items:
         took = measured.get(item.nodeid, 0.0)
-        per_file[item.nodeid.split("::")[0]] = per_file.get(item.nodeid.split("::")[0], 0) + took
         if took > SLOW_SECONDS:
             item.add_marker(pytest.mark.slow)
+        if not (fast_only and took > SLOW_SECONDS):  # what this session will run
+            name = item.nodeid.split("::")[0]
+            per_file[name] = per_file.get(name, 0.0) + took
     # The longest files first: xdist (--dist loadfile) hands out files in this order, so
     # the workers end together instead of one finishing the longest file alone.
     order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda it: (-per_file[it.nodeid.split("::")[0]], order[id(it)]))
+    items.sort(key=lambda it: (-per_file.get(it.nodeid.split("::")[0], 0.0), order[id(it)]))
 
 
 _times: dict[str, float] = {}

@@ -85,8 +85,10 @@ def test_model_backward(model_name):
 
 
 @pytest.mark.parametrize("model_name", MODELS)
+@torch.no_grad()
 def test_model_default_cfgs(model_name):
-    model = timm.create_model(model_name, pretrained=False).eval()
+    """At the default input size (the pool size does not depend on depth: short models)."""
+    model = _short(model_name).eval()
     state_dict = model.state_dict()
     cfg = model.pretrained_cfg
     pool_size, input_size = cfg["pool_size"], cfg["input_size"]
@@ -99,11 +101,11 @@ def test_model_default_cfgs(model_name):
     model.reset_classifier(0, "")
     out = model(x)
     assert out.dim() == 4 and out.shape[-2:] == pool_size
-    model = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool="").eval()
+    model = _short(model_name, num_classes=0, global_pool="").eval()
     assert model(x).shape[-2:] == pool_size
     assert cfg["classifier"] + ".weight" in state_dict
     assert cfg["first_conv"] + ".weight" in state_dict
-    pre = timm.create_model(model_name).eval()
+    pre = _short(model_name).eval()
     assert pre.forward_head(pre.forward_features(x), pre_logits=True).shape == (1, pre.num_features)
 
 
