@@ -74,10 +74,11 @@ def test_overridden_variants_get_no_paper_number():
 
 
 @pytest.mark.parametrize("name", ["resnet20-A", "resnet20-C", "resnet18-B", "resnet50-B",
-                                  "preresnet20"])
+                                  "preresnet20", "resnet110-gate-excl"])
 def test_fvcore_agrees(name):
     """Our MACs are fvcore's conv + linear counts; its total adds BN and pooling; our
-    activations are fvcore's activation count."""
+    activations are fvcore's activation count. fvcore_flops (traced with two blocks per
+    stage, the later ones counted from the second) equals a trace of the whole net."""
     c = ra.complexity(name)
     model = ra.create_model(name).eval()
     import torch
@@ -92,6 +93,9 @@ def test_fvcore_agrees(name):
         assert c["activations"] == acts.total()
     assert c["macs"] == by_op["conv"] + by_op["linear"]
     assert c["fvcore_flops"] == flops.total() > c["macs"]
+    whole = flops.by_module()
+    for i, row in enumerate(r for r in c["stages"] if r["stage"].startswith("stage")):
+        assert row["fvcore_flops"] == whole[f"stages.{i}"], row["stage"]
 
 
 def test_stages_sum_to_totals_and_have_paper_shapes():
