@@ -7,7 +7,8 @@ In:  every VariantSpec field but the name (family, depth, block, shortcut, stem,
      field, overrides included; amp, channels_last, deterministic; world_size (each
      process's batch statistics differ with it).
 Out: the seed (runs of one condition differ by seed: they are its samples) and
-     bookkeeping: run_id, runs_dir, data_dir, device, compile, progress, logging, W&B.
+     bookkeeping: run_id, runs_dir, data_dir, device, compile (and its backend), progress,
+     logging, W&B.
 
 Analysis groups runs by condition and counts one sample per seed; sweeps and experiments
 name a run by its planned condition and seed, so two sweeps that list the same run share
