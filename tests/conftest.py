@@ -48,12 +48,11 @@ def pytest_collection_modifyitems(config, items):
         if took > SLOW_SECONDS:
             item.add_marker(pytest.mark.slow)
         if not (fast_only and took > SLOW_SECONDS):  # what this session will run
-            name = item.nodeid.split("::")[0]
-            per_file[name] = per_file.get(name, 0.0) + took
+            per_file[item.location[0]] = per_file.get(item.location[0], 0.0) + took
     # The longest files first: xdist (--dist loadfile) hands out files in this order, so
-    # the workers end together instead of one finishing the longest file alone.
-    order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda it: (-per_file.get(it.nodeid.split("::")[0], 0.0), order[id(it)]))
+    # the workers end together instead of one finishing the longest file alone. The sort
+    # is stable: a file's tests keep their order.
+    items.sort(key=lambda it: -per_file.get(it.location[0], 0.0))
 
 
 _times: dict[str, float] = {}

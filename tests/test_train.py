@@ -394,7 +394,7 @@ def test_torch_compile(tmp_path, cli_inproc):
     prefix); aot_eager traces and compiles the graphs without inductor's C++ build (~30 s
     of a cold cache), which is torch's to test."""
     assert_usage_error(cli_inproc("train", "compile=true", "compile_backend=nope",
-                                  f"runs_dir={tmp_path}"), "compile_backend='nope'",
+                                  f"runs_dir={tmp_path}"), "unknown compile_backend 'nope'",
                        "aot_eager", "inductor")
     proc = cli_inproc("train", "model=resnet20-A", "model.layers=[1,1,1]", "iterations=4",
                       "eval_every=4", "compile=true", "compile_backend=aot_eager", "responses=false", f"runs_dir={tmp_path}", "run_id=c",

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import assert_usage_error, run_cli
+from resnet_ablate.errors import InputError
 
 
 @pytest.mark.parametrize("words, fragments", [
@@ -62,6 +63,21 @@ def test_too_many_activations_are_refused(tmp_path, cli_inproc):
     proc = cli_inproc("train", f"runs_dir={tmp_path}", "wandb=disabled", "model=resnet110-A",
                       "max_activations=1000")
     assert_usage_error(proc, "activations per image at 8 px exceed max_activations=1,000")
+
+
+@pytest.mark.parametrize("name, side", [("resnet110-A", 32), ("preresnet164", 32),
+                                        ("resnet50-B", 224)])
+def test_the_size_check_counts_activations_exactly(name, side):
+    """The cap admits exactly the activations the full model has (counted by an independent
+    forward of it) and refuses one fewer, however far the cheap bound overshoots."""
+    import resnet_ablate as ra
+    from resnet_ablate.models.size import check
+
+    exact = ra.complexity(name, input_size=side, with_fvcore=False)["activations"]
+    spec = ra.get_spec(name)
+    check(spec, side, 10 ** 12, exact)
+    with pytest.raises(InputError, match=f"{exact:,} activations per image"):
+        check(spec, side, 10 ** 12, exact - 1)
 
 
 def test_runs_dir_under_a_regular_file(tmp_path, cli_inproc):

@@ -128,7 +128,7 @@ class ResNet(nn.Module):
 
     def _init_weights(self) -> None:
         if any(p.is_meta for p in self.parameters()):
-            return  # a size count (models/size.py): no values, and meta init imports dynamo
+            return  # a size count on the meta device (models/size.py): no values to set
         for name, m in self.named_modules():
             if isinstance(m, nn.Conv2d):
                 # He et al. (2015b) "MSRA" init; fan_out as torchvision and fb.resnet.torch.

@@ -2,13 +2,11 @@
 
 The stage builder makes every block after the first of a stage the same shape, so one
 first block and one later block per stage, built on the meta device (no memory, no
-compute) and run once on a meta tensor, give exact counts for any registered variant in
-milliseconds, however many blocks it has. `model.layers=[100000000,1,1]` is refused at
+compute), give exact counts for any registered variant in milliseconds, however many
+blocks it has: parameters from the modules, activations from one run on a meta tensor. `model.layers=[100000000,1,1]` is refused at
 once instead of after minutes of building and gigabytes of memory.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,12 +18,6 @@ from ..errors import InputError
 # parameters; activations (conv and fc outputs per image) of 4 GB in float32.
 MAX_PARAMS = 3_000_000_000
 MAX_ACTIVATIONS = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class Size:
-    params: int
-    activations: int  # conv and linear output elements for one image at the input size
 
 
 def _count(modules: list[nn.Module], x: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -54,7 +46,7 @@ def _short_model(spec: VariantSpec) -> nn.Module:
 
     short = spec.with_overrides(layers=tuple(min(n, 2) for n in spec.layers))
     with torch.device("meta"):
-        return ResNet(short).eval()  # train-mode BN on meta decomposes (imports dynamo)
+        return ResNet(short).eval()  # a count needs no batch statistics
 
 
 def _per_stage(model: nn.Module, spec: VariantSpec, of) -> int:
@@ -70,7 +62,7 @@ def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def activation_bound(model: nn.Module, spec: VariantSpec, side: int) -> int:
+def _activation_bound(model: nn.Module, spec: VariantSpec, side: int) -> int:
     """An upper bound of the activations without running anything: no conv or linear
     output has more channels than the widest or more pixels than the input."""
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -81,11 +73,8 @@ def activation_bound(model: nn.Module, spec: VariantSpec, side: int) -> int:
     return n * widest * side * side
 
 
-def measure(spec: VariantSpec, input_size: int | None = None) -> Size:
-    """Exact parameter and activation counts of `spec` at batch 1, built stage by stage on
-    the meta device, two blocks per stage, and run once on a meta tensor."""
-    side = input_size or spec.input_size
-    model = _short_model(spec)
+def _activations(model: nn.Module, spec: VariantSpec, side: int) -> int:
+    """Exact activations of `spec` at batch 1: its short model run once on a meta tensor."""
     x = torch.zeros(1, spec.in_chans, side, side, device="meta")
     acts, x = _count([model.stem], x)
     for stage, count in zip(model.stages, spec.layers):
@@ -97,12 +86,13 @@ def measure(spec: VariantSpec, input_size: int | None = None) -> Size:
             acts += a_later * (count - 1)
     x = model.final_norm(x)
     head_acts, _ = _count([model.fc], model.forward_head(x, pre_logits=True))
-    return Size(params=_per_stage(model, spec, _params), activations=acts + head_acts)
+    return acts + head_acts
 
 
-def check(spec: VariantSpec, input_size: int, max_params: int, max_activations: int) -> Size:
-    """The size of `spec`, or a one-line ValueError when it passes a cap. The meta forward
-    (a second) runs only when the cheap upper bound of the activations reaches the cap."""
+def check(spec: VariantSpec, input_size: int, max_params: int, max_activations: int) -> None:
+    """A one-line InputError when `spec` passes a cap: its exact parameters, then its
+    activations (conv and linear outputs per image at the input size). The meta forward
+    that counts them exactly (a second) runs only when a cheap upper bound reaches the cap."""
     cheap = sum(spec.layers) * max(spec.widths) ** 2
     if cheap > 1e18:  # even meta tensors have int64 sizes
         raise InputError(f"{spec.name}: layers {list(spec.layers)} x widths "
@@ -112,12 +102,10 @@ def check(spec: VariantSpec, input_size: int, max_params: int, max_activations: 
     if params > max_params:
         raise InputError(f"{spec.name}: {params:,} parameters exceed max_params="
                          f"{max_params:,} (raise it with max_params=N if you mean it)")
-    bound = activation_bound(model, spec, input_size)
-    if bound <= max_activations:
-        return Size(params=params, activations=bound)
-    size = measure(spec, input_size)
-    if size.activations > max_activations:
-        raise InputError(f"{spec.name}: {size.activations:,} activations per image at "
+    if _activation_bound(model, spec, input_size) <= max_activations:
+        return
+    activations = _activations(model, spec, input_size)
+    if activations > max_activations:
+        raise InputError(f"{spec.name}: {activations:,} activations per image at "
                          f"{input_size} px exceed max_activations={max_activations:,} (raise "
                          "it with max_activations=N if you mean it)")
-    return size

@@ -34,6 +34,7 @@ from .distributed import Dist, from_env
 from .progress import Progress
 from .trainer import Sinks, TrainOptions, Trainer
 from ..errors import InputError, MissingInput
+from ..overrides import unknown_key_error
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another process is training this run; try again later
 
@@ -54,8 +55,7 @@ def set_deterministic(on: bool) -> None:
     """Deterministic algorithms only, cuDNN included (reproducible on GPUs, slower)."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if on or torch.are_deterministic_algorithms_enabled():  # the call imports inductor (1 s)
-        torch.use_deterministic_algorithms(on)
+    torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
 
@@ -146,8 +146,7 @@ def _check_backend(name: str) -> None:
 
     known = list_backends(exclude_tags=())
     if name not in known:
-        raise InputError(f"compile_backend={name!r} is not a torch.compile backend; "
-                         f"choose from {', '.join(sorted(known))}")
+        raise unknown_key_error(name, known, "compile_backend")
 
 
 def _check_fits(spec: VariantSpec, data) -> None:
