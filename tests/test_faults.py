@@ -68,6 +68,32 @@ def test_two_sweep_runners_on_one_runs_dir_train_each_run_once(tmp_path):
         assert trained + skipped >= 1
 
 
+def test_a_run_another_runner_ended_is_skipped_and_said_so(tmp_path):
+    """A race between runners made certain: the run ends (by the runner's own command, in
+    another process) after this runner planned it and before it launches: trained once,
+    one line that says another process ended it, no failure. (The later window, the run
+    ending while this runner's train starts, is the two-runner test's.)"""
+    from resnet_ablate.sweep import SweepRunner, load_sweep, planned_runs
+
+    path = tmp_path / "race.yaml"
+    path.write_text(SWEEP.replace("seed: {values: [0, 1]}", "seed: {value: 0}").replace(
+        "model: {values: [plain20, resnet20-A]}", "model: {value: resnet20-A}"))
+    run = planned_runs(load_sweep(path))[0]
+    said: list[str] = []
+    runner = SweepRunner([run], tmp_path / "runs", "race", log=said.append)
+    assert run.state == "pending"
+    other = subprocess.run(run.command, env=runner.env(run), capture_output=True, text=True,
+                           timeout=300)  # another runner's process trains it meanwhile
+    assert other.returncode == 0, other.stderr
+    summary = tmp_path / "runs" / run.run_id / "summary.json"
+    stamp = summary.stat().st_mtime_ns
+    runner.run()
+    assert any(f"skip {run.run_id}: another process ended it (finished)" in line
+               for line in said), said
+    assert not any("] start " in line or "] failed " in line for line in said), said
+    assert summary.stat().st_mtime_ns == stamp and run.state == "finished"
+
+
 def _limit(size: int):
     def apply():
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))

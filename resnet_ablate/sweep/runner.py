@@ -171,9 +171,17 @@ class SweepRunner:
             if run.state == "pending" and isinstance(rec, dict) and rec.get("state") == "failed":
                 run.state, run.detail = "failed", str(rec.get("detail", ""))
 
+    def _wanted(self) -> set[str]:
+        """The states of a run this runner trains."""
+        return {"pending", "interrupted"} | ({"failed"} if self.retry_failed else set())
+
     def todo(self) -> list[PlannedRun]:
-        wanted = {"pending", "interrupted"} | ({"failed"} if self.retry_failed else set())
-        return [r for r in self.runs if r.state in wanted]
+        return [r for r in self.runs if r.state in self._wanted()]
+
+    def _skip(self, run: PlannedRun, index: int, total: int) -> None:
+        """Another process (a second runner on this runs dir) trains or has ended `run`."""
+        doing = "is training it" if run.state == "running" else f"ended it ({run.state})"
+        self.log(f"[{index}/{total}] skip {run.run_id}: another process {doing}")
 
     # -- running ------------------------------------------------------------------------
     def env(self, run: PlannedRun, gpu: str | None = None) -> dict[str, str]:
@@ -219,8 +227,8 @@ class SweepRunner:
         gpu = self.slots.get() if self.slots is not None else None
         try:
             self._read(run)
-            if run.state == "running":  # another runner got to it first
-                self.log(f"[{index}/{total}] skip {run.run_id}: another process is training it")
+            if run.state not in self._wanted():  # another runner got to it first
+                self._skip(run, index, total)
                 return
             self._prepare_retry(run)
             log_path = self.runs_dir / ".sweeps" / self.name / f"{run.run_id}.log"
@@ -240,6 +248,9 @@ class SweepRunner:
                 f.seek(offset)
                 self._outcome(run, code, f.read().decode(errors="replace"))
             self._save_state()
+            if code != 0 and run.state in ("finished", "diverged"):  # by another, meanwhile
+                self._skip(run, index, total)  # (this one's train refused an ended run)
+                return
             self._report(run, index, total)
         finally:
             if gpu is not None:
