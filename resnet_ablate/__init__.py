@@ -10,25 +10,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import _timm_hook
+from .variants import timm_hook
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS = {
-    "complexity": "resnet_ablate.counting",
-    "create_model": "resnet_ablate.registry",
-    "get_spec": "resnet_ablate.registry",
-    "list_models": "resnet_ablate.registry",
-    "register_variant": "resnet_ablate.registry",
-    "VariantSpec": "resnet_ablate.spec",
-    "register_block": "resnet_ablate.parts",
-    "register_shortcut": "resnet_ablate.parts",
-    "register_stem": "resnet_ablate.parts",
-    "load_plugins": ("resnet_ablate.plugins", "load"),
+    "complexity": "resnet_ablate.models.counting",
+    "create_model": "resnet_ablate.models.resnet",
+    "get_spec": "resnet_ablate.variants.registry",
+    "list_models": "resnet_ablate.variants.registry",
+    "register_variant": "resnet_ablate.variants.registry",
+    "register_block": "resnet_ablate.variants.registry",
+    "register_shortcut": "resnet_ablate.variants.registry",
+    "register_stem": "resnet_ablate.variants.registry",
+    "VariantSpec": "resnet_ablate.variants.spec",
+    "load_plugins": ("resnet_ablate.variants.plugins", "load"),
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-_timm_hook.install()
+timm_hook.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -5,14 +5,12 @@ CLI's `reproduce` and `demo` only call it and print."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from .analysis.names import FIGURES, TABLES
-from .bundled import find, names
+from .analysis.names import FIGURE_TITLES, TABLE_TITLES
+from .bundled import load_yaml, names
 from .errors import InputError
 
 
@@ -58,13 +56,7 @@ def _strings(where: str, key: str, value: Any, allowed: dict | None = None) -> t
 
 
 def load_experiment(name_or_path: str) -> Experiment:
-    where, text = find("experiments", name_or_path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"{where}: not valid YAML"
-                         + (f" at line {mark.line + 1}" if mark else "")) from None
+    where, raw = load_yaml("experiments", name_or_path)
     if not isinstance(raw, dict) or not isinstance(raw.get("sweeps"), list) or not raw["sweeps"]:
         raise InputError(f"{where}: an experiment is a mapping that names its sweeps "
                          "(sweeps: [{file: NAME, only: {model: [...]}}])")
@@ -85,8 +77,8 @@ def load_experiment(name_or_path: str) -> Experiment:
     return Experiment(
         name=raw.get("name", stem), title=raw.get("title", stem), paper=raw.get("paper", ""),
         protocol=raw.get("protocol", ""), sweeps=tuple(sweeps),
-        figures=_strings(where, "figures", raw.get("figures", list(FIGURES)), FIGURES),
-        tables=_strings(where, "tables", raw.get("tables", list(TABLES)), TABLES),
+        figures=_strings(where, "figures", raw.get("figures", list(FIGURE_TITLES)), FIGURE_TITLES),
+        tables=_strings(where, "tables", raw.get("tables", list(TABLE_TITLES)), TABLE_TITLES),
         notes=_strings(where, "notes", raw.get("notes", [])), where=where)
 
 
@@ -99,7 +91,6 @@ class ExperimentResult:
     failed: bool = False
     dry_run: bool = False
     out: Path | None = None
-    messages: list[str] = field(default_factory=list)
 
 
 def plan_experiment(exp: Experiment) -> list:

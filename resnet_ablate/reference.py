@@ -1,16 +1,14 @@
 """Published numbers the project reproduces and compares against, each with its source,
-and the one lookup of which of them applies to a run (`paper_number`)."""
+and the one function that decides whether one of them may be set beside a run
+(`paper_match`): only when the run's condition is the paper's."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 HE2015 = 'He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", arXiv:1512.03385'
-HE2016 = ('He, Zhang, Ren, Sun, "Identity Mappings in Deep Residual Networks", '
-          'arXiv:1603.05027')
-TORCHVISION = "torchvision.models resnet18..152 (option B, stride in the 3x3: v1.5)"
-MEASURED = "measured with torch on the variants of this package; pycls golden values agree"
 
 # Table 6 (CIFAR-10): params as printed, and test error %. The paper's ResNets use option A.
 CIFAR_TABLE6 = {
@@ -69,42 +67,13 @@ IMAGENET_ERRORS = {
     "resnet152-B": {"top1": 21.43, "top5": 5.71, "table": 3},
 }
 
-# Golden counts (batch 1; 32x32 CIFAR, 224x224 ImageNet): params and conv+fc MACs.
-# CIFAR: plain nets have the counts of option A.
-CIFAR_COUNTS = {
-    20: {"A": (269_722, 40_551_040), "B": (272_474, 40_813_184), "C": (283_962, 42_648_192)},
-    32: {"A": (464_154, 68_862_592), "B": (466_906, 69_124_736), "C": (489_594, 72_532_608)},
-    44: {"A": (658_586, 97_174_144), "B": (661_338, 97_436_288), "C": (695_226, 102_417_024)},
-    56: {"A": (853_018, 125_485_696), "B": (855_770, 125_747_840),
-         "C": (900_858, 132_301_440)},
-    110: {"A": (1_727_962, 252_887_680), "B": (1_730_714, 253_149_824),
-          "C": (1_826_202, 266_781_312)},
-    1202: {"A": (19_421_274, 2_829_238_912), "B": (19_424_026, 2_829_501_056),
-           "C": (20_538_714, 2_986_263_168)},
-}
-# torchvision's resnetD (= our resnetD-B with stride_in="3x3"): params, conv+fc MACs.
-TORCHVISION_COUNTS = {
-    18: (11_689_512, 1_814_073_344),
-    34: (21_797_672, 3_663_761_408),
-    50: (25_557_032, 4_089_184_256),
-    101: (44_549_160, 7_801_405_440),
-    152: (60_192_808, 11_513_626_624),
-}
-# Paper placement (stride in the first 1x1, "v1") conv+fc MACs; match Table 1's 3.8/7.6/11.3.
-IMAGENET_V1_MACS = {50: 3_857_973_248, 101: 7_570_194_432, 152: 11_282_415_616}
-IMAGENET_SHORTCUT_PARAMS = {
-    18: {"A": 11_515_688, "B": 11_689_512, "C": 12_043_816},
-    34: {"A": 21_623_848, "B": 21_797_672, "C": 22_716_840},
-}
-
-
 def paper_complexity(spec) -> dict:
     """The paper's published params / FLOPs for a spec's architecture, where it gives them.
 
     Table 6 lists the option-A ResNets (plain nets share their count); Table 1 gives FLOPs
     per ImageNet depth. Variants changed by overrides get nothing: the paper has no number.
     """
-    from .registry import get_spec
+    from .variants.registry import get_spec
 
     if not re.fullmatch(r"plain\d+|resnet\d+-[ABC]", spec.name):
         return {}  # not one of the 2015 paper's nets
@@ -145,42 +114,65 @@ class PaperNumber:
         return self.mean if self.mean is not None else self.reported
 
 
-def _factors_match(row: Mapping[str, Any], name: str) -> bool:
-    """The row's network is the registered variant `name`, unchanged (but for the number
-    of classes and input channels, which follow the data)."""
-    from .registry import get_spec
-
-    spec = get_spec(name).factors()
-    for key, value in spec.items():
-        if key in ("name", "num_classes", "in_chans"):
-            continue
-        col = f"model.{key}"
-        if col in row:
-            import json
-
-            got = row[col]
-            want = json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(
-                value, (list, dict)) else value
-            if got != want and not (got is None and value is None):
-                return False
-    return True
+@dataclass(frozen=True)
+class PaperCondition:
+    """What a paper's reported models ran under: a run's number is set beside the paper's
+    only when its condition equals this (the protocol at the paper's values, the real data
+    set, its class count, the training-set size of the reported models, full length)."""
+    protocol: str  # the preset at the paper's values
+    dataset: str
+    num_classes: int
+    train_images: int  # what the reported models trained on
+    test_images: int
 
 
-def paper_number(row: Mapping[str, Any]) -> PaperNumber | None:
-    """The paper's test error for a collected run row, where it has one: He et al. (2015)
-    Table 6 (CIFAR-10 option-A ResNets, the paper's protocol), Tables 2/3 (ImageNet top-1 and
-    top-5, 10-crop); He et al. (2016) Tables 1 and 2 (CIFAR-10 ablations)."""
-    model, dataset, protocol = row.get("model"), row.get("dataset"), row.get("protocol")
-    if not isinstance(model, str) or not _factors_match(row, model):
+# He et al. (2015), Section 4.2: "trained on the training set and evaluated on the test
+# set" (50k / 10k); (2016) the same, with its warm-up. Section 3.4: ImageNet's 1.28M
+# training images (1,281,167), 10,000 of them held out here for the plateau (the protocol's
+# val_size), evaluated on the 50k validation images.
+PAPER_CONDITIONS = {
+    "he2015-cifar": PaperCondition("he2015-cifar", "cifar10", 10, 50_000, 10_000),
+    "he2016-cifar": PaperCondition("he2016-cifar", "cifar10", 10, 50_000, 10_000),
+    "he2015-imagenet": PaperCondition("he2015-imagenet", "imagefolder", 1000,
+                                      1_281_167 - 10_000, 50_000),
+}
+
+
+@dataclass(frozen=True)
+class Match:
+    """A run (or condition) against the papers: the number to set beside it, or why not."""
+    paper: PaperNumber | None
+    why_not: str = ""  # "" when matched, else one line: "paper: n/a — ..."
+
+    def __bool__(self) -> bool:
+        return self.paper is not None
+
+
+def _value(row: Mapping[str, Any], column: str) -> Any:
+    """A row's value as the record has it (a table's JSON text parsed; a plain net's
+    shortcut "-" is None)."""
+    value = row.get(column)
+    if column == "shortcut" and value == "-":
         return None
-    if dataset == "cifar10" and protocol == "he2015-cifar":
-        if model in HE2016_TABLE1 and model != "resnet110-A":
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _number_for(model: str, protocol: str) -> PaperNumber | None:
+    """The paper's number for a registered variant under a paper protocol, if any."""
+    if protocol == "he2016-cifar":
+        if model in HE2016_TABLE1:
             case, err = HE2016_TABLE1[model]
             return PaperNumber("He et al. (2016), Table 1", reported=err, fail=err is None,
                                case=case)
         if model in HE2016_TABLE2:
             case, err = HE2016_TABLE2[model]
             return PaperNumber("He et al. (2016), Table 2", reported=err, case=case)
+    if protocol == "he2015-cifar":
         m = re.fullmatch(r"resnet(\d+)-A", model)
         if m and int(m.group(1)) in CIFAR_TABLE6:
             t = CIFAR_TABLE6[int(m.group(1))]
@@ -190,8 +182,62 @@ def paper_number(row: Mapping[str, Any]) -> PaperNumber | None:
                                    case=f"ResNet-{m.group(1)}")
             return PaperNumber("He et al. (2015), Table 6", reported=t["test_err"],
                                case=f"ResNet-{m.group(1)}")
-    if dataset == "imagefolder" and protocol == "he2015-imagenet" and model in IMAGENET_ERRORS:
+    if protocol == "he2015-imagenet" and model in IMAGENET_ERRORS:
         e = IMAGENET_ERRORS[model]
         return PaperNumber(f"He et al. (2015), Table {e['table']} (10-crop)",
                            reported=e["top1"], top5=e["top5"], case=model)
     return None
+
+
+def paper_match(row: Mapping[str, Any]) -> Match:
+    """Whether the paper has a number for this run's condition (a collected run row: the
+    record's columns), and which; else why not, in one line. The network must be the
+    registered variant unchanged (but for classes and channels, which follow the data), and
+    every factor of the rest must be the paper's."""
+    from .run.protocol import get_protocol
+    from .variants.registry import VARIANTS
+
+    model = row.get("model")
+    if not isinstance(model, str) or model not in VARIANTS:
+        return Match(None, "paper: n/a — not a registered variant")
+    spec = VARIANTS.get(model).factors()
+    changed = [k for k, v in spec.items() if k not in ("name", "num_classes", "in_chans")
+               and k in row and _value(row, k) != v]
+    if changed:
+        return Match(None, f"paper: n/a — {', '.join(changed)} changed from {model}")
+    candidates = []  # the papers' protocols under which they report this model
+    for name in PAPER_CONDITIONS:
+        number = _number_for(model, name)
+        if number is not None:
+            fields = get_protocol(name).fields()
+            differ = [f"{k}={_value(row, f'protocol_fields.{k}')}" for k, v in fields.items()
+                      if f"protocol_fields.{k}" in row
+                      and _value(row, f"protocol_fields.{k}") != v]
+            candidates.append((len(differ), name, number, differ))
+    if not candidates:
+        return Match(None, f"paper: n/a — the papers report no number for {model}")
+    _, name, number, differ = min(candidates, key=lambda c: c[0])
+    want = PAPER_CONDITIONS[name]
+    if differ:
+        what = ", ".join(differ[:4]) + (" ..." if len(differ) > 4 else "")
+        return Match(None, f"paper: n/a — {what} differ{'s' if len(differ) == 1 else ''} "
+                           f"from {want.protocol}")
+    if row.get("dataset") != want.dataset:
+        return Match(None, f"paper: n/a — data set {row.get('dataset')}, not "
+                           f"{want.dataset}")
+    sizes = _value(row, "data.split_sizes") or {}
+    facts = [(row.get("num_classes"), want.num_classes, "classes"),
+             (sizes.get("train") if isinstance(sizes, dict) else None, want.train_images,
+              "training images"),
+             (sizes.get("test") if isinstance(sizes, dict) else None, want.test_images,
+              "test images")]
+    for got, expected, what in facts:
+        if got is not None and got != expected:
+            return Match(None, f"paper: n/a — {got:,} {what}, the paper's "
+                               f"{expected:,}")
+    return Match(number)
+
+
+def paper_number(row: Mapping[str, Any]) -> PaperNumber | None:
+    """The paper's number for a run row when its condition is the paper's (paper_match)."""
+    return paper_match(row).paper

@@ -15,10 +15,29 @@ from pathlib import Path
 from typing import Any
 from .errors import InputError
 
+# Characters W&B refuses in project and entity names (its server answers with an error and
+# the run would have no W&B record).
+FORBIDDEN = '/\\#?%:'
+MAX_NAME = 128
+
 MODES = ("auto", "online", "offline", "disabled")
 # How long an online run may wait for the server before going offline (W&B's own default
 # is 90 s); WANDB_INIT_TIMEOUT, wandb's own variable, overrides it.
 INIT_TIMEOUT_S = 8.0
+
+
+def check_names(project: str, entity: str, group: str) -> None:
+    """What W&B would refuse, refused before training in one line."""
+    for key, value in (("wandb_project", project), ("wandb_entity", entity),
+                       ("wandb_group", group)):
+        if len(value) > MAX_NAME:
+            raise InputError(f"{key} must be at most {MAX_NAME} characters; got {len(value)}")
+        bad = sorted({c for c in value if c in FORBIDDEN or not c.isprintable()})
+        if bad and key != "wandb_group":
+            raise InputError(f"{key} {value!r}: W&B does not allow {' '.join(map(repr, bad))}"
+                             f" in names (allowed: letters, digits, '-', '_', '.')")
+    if not project:
+        raise InputError("wandb_project must name a project")
 
 
 def logged_in() -> bool:
@@ -45,11 +64,11 @@ def resolve_mode(mode: str) -> str:
     return "online" if logged_in() else "offline"
 
 
-def tags(factors: dict[str, Any], protocol: str) -> list[str]:
-    """Run tags to filter by in the W&B UI."""
-    return [f"family:{factors['family']}", f"depth:{factors['depth']}",
-            f"shortcut:{factors['shortcut'] or 'none'}", f"block:{factors['block']}",
-            f"protocol:{protocol}"]
+def tags(values: dict[str, Any]) -> list[str]:
+    """Run tags to filter by in the W&B UI, from a run's flat record."""
+    return [f"family:{values['family']}", f"depth:{values['depth']}",
+            f"shortcut:{values['shortcut'] or 'none'}", f"block:{values['block']}",
+            f"protocol:{values['protocol']}"]
 
 
 class Tracker:

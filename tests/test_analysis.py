@@ -117,7 +117,7 @@ def _copy(src, dst, **changes):
     s = json.loads((dst / "summary.json").read_text())
     s["run_id"] = dst.name
     for key, value in changes.items():
-        if key.startswith("protocol."):
+        if key.startswith("protocol_fields."):
             s["protocol_fields"][key.split(".", 1)[1]] = value
         else:
             s[key] = value
@@ -134,7 +134,7 @@ def test_one_condition_one_group_one_sample_per_seed(mini, tmp_path, cli_inproc)
     for src in r56:
         shutil.copytree(src, runs / src.name)
     for seed, src in enumerate(r56):  # the same net at lr=0.05: another condition
-        _copy(src, runs / f"lr005-s{seed}", **{"protocol.lr": 0.05,
+        _copy(src, runs / f"lr005-s{seed}", **{"protocol_fields.lr": 0.05,
                                                "final_test_err": 50.0 + seed})
     _copy(r56[0], runs / "rerun-s0")  # seed 0 again, under another name
     proc = cli_inproc("compare", "--runs", runs, "--format", "json")
@@ -155,11 +155,11 @@ def test_welch_with_no_variance_is_undefined_never_significant():
 
 def _runs(rows):
     base = {"dataset": "cifar10", "protocol": "he2015-cifar", "status": "finished",
-            "final_test_err": 10.0, "model.block": "basic", "model.stem": "cifar",
-            "protocol.lr": 0.1, "params": 1, "macs": 1, "trained_on": "45000"}
+            "final_test_err": 10.0, "block": "basic", "stem": "cifar",
+            "protocol_fields.lr": 0.1, "params": 1, "macs": 1, "trained_on": "50000"}
     frame = pd.DataFrame([{**base, **r} for r in rows])
     frame["condition"] = frame["family"] + frame["depth"].astype(str) + frame["shortcut"] \
-        + frame["protocol.lr"].astype(str)
+        + frame["protocol_fields.lr"].astype(str)
     frame["seed"] = frame.groupby("condition").cumcount()
     frame["run_id"] = frame["condition"] + "-" + frame["seed"].astype(str)
     frame["model"] = [f"plain{d}" if f == "plain" else f"resnet{d}-{s}"
@@ -220,13 +220,13 @@ def test_the_papers_resnet110_is_best_and_mean_both_compared():
     assert row["paper (mean ± std, or as reported)"] == "6.61 ± 0.16"
     assert row["paper best"] == "6.43"
     assert row["Δ mean"] == f"{6.7 - 6.61:+.2f}" and row["Δ best"] == f"{6.5 - 6.43:+.2f}"
-    assert row["protocol"] == "he2015-cifar" and row["trained on"] == "45000"
+    assert row["protocol"] == "he2015-cifar" and row["trained on"] == "50000"
     assert "6.43 (6.61 ± 0.16)" in caption
 
 
 def test_labels_say_how_conditions_that_share_a_name_differ():
     c = _runs(_rows("resnet", 56, [1.0], "A") + _rows("resnet", 56, [2.0], "A",
-                                                      **{"protocol.lr": 0.05}))
+                                                      **{"protocol_fields.lr": 0.05}))
     assert sorted(labels(c.runs)) == ["ResNet-56 (lr=0.05)", "ResNet-56 (lr=0.1)"]
     t = by_condition(c.runs)
     assert len(t) == 2 and list(t["n"]) == [1, 1]
@@ -251,7 +251,7 @@ def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
                                                             {"split_sizes": [1, 2]})):
         shutil.copytree(good[0], runs / name)
         s = json.loads((runs / name / "summary.json").read_text())
-        s.update(change)
+        (s["data"] if name == "not-a-map" else s).update(change)
         (runs / name / "summary.json").write_text(json.dumps(s))
     bad_history = runs / "bad-history"
     shutil.copytree(good[1], bad_history)
@@ -266,8 +266,8 @@ def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
     assert len(skipped) == 7, proc.stderr
     assert any("unfinished" in s for s in skipped) and any("not JSON" in s for s in skipped)
     assert any("lacks run_id" in s for s in skipped)
-    assert any("depth must be a number" in s for s in skipped)
-    assert any("split_sizes must be a mapping" in s for s in skipped)
+    assert any("depth must be an integer; got 'deep'" in s for s in skipped)
+    assert any("data.split_sizes must be a mapping" in s for s in skipped)
     assert any("history.csv ends at iteration 20, the summary says 30" in line
                for line in proc.stderr.splitlines())
     c = load_collected(tmp_path / "out")
@@ -343,8 +343,8 @@ def test_imagenet_tables_put_ours_beside_the_paper():
                  "protocol": "he2015-imagenet", "dataset": "imagefolder", "status": "finished",
                  "seed": 0, "lr": 0.1})
     frame = pd.DataFrame(rows)
-    frame["protocol.lr"] = frame.pop("lr")
-    frame["condition"] = frame["model"] + frame["protocol.lr"].astype(str)
+    frame["protocol_fields.lr"] = frame.pop("lr")
+    frame["condition"] = frame["model"] + frame["protocol_fields.lr"].astype(str)
     c = Collected(frame, pd.DataFrame(), pd.DataFrame())
     t3 = table3(c)[0].set_index("model")
     assert t3.loc["ResNet-34 (lr=0.1)", "n (seeds)"] == 2  # the lr=0.05 run is its own row
@@ -363,8 +363,8 @@ def test_he2016_tables_beside_the_paper():
     from resnet_ablate.analysis.tables import he2016_table1
 
     rows = [{"family": "resnet", "depth": 110, "shortcut": "A", "final_test_err": e,
-             "final_train_err": 0.1, "model.options": json.dumps(opts, sort_keys=True,
-                                                                  separators=(",", ":"))}
+             "final_train_err": 0.1, "options": json.dumps(opts, sort_keys=True,
+                                                            separators=(",", ":"))}
             for e, opts in ((9.0, {"gate": "exclusive", "gate_bias": -6.0}),
                             (9.4, {"gate": "exclusive", "gate_bias": -6.0}))]
     c = _runs(rows)

@@ -41,13 +41,13 @@ def test_commands_import_only_what_they_need(argv, allowed):
 def test_train_help_lists_every_setting_with_type_default_and_meaning(cli_inproc):
     proc = cli_inproc("train", "--help")
     assert proc.returncode == 0
-    from resnet_ablate.config import known_keys
+    from resnet_ablate.run.config import known_keys
 
     for key in known_keys():
         assert f"  {key} " in proc.stdout, key
     text = " ".join(proc.stdout.split())  # as wrapped for the terminal
-    assert "type: a number; default: he2015-cifar: 0.1; he2015-imagenet: 0.1; demo: 0.1" in \
-        text
+    assert ("type: a number; default: he2015-cifar: 0.1; he2016-cifar: 0.1; "
+            "he2015-imagenet: 0.1; demo: 0.1") in text
     assert "timm's habit works too" in proc.stdout
 
 
@@ -55,11 +55,13 @@ def test_train_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, c
     proc = cli_inproc("train", "--model", "resnet56-A", "--lr=0.05", "--amp", "bf16",
                       "dataset=digits", f"runs_dir={tmp_path / 'runs'}", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    resolved = json.loads(proc.stdout)
-    assert resolved["run"]["model"] == "resnet56-A" and resolved["run"]["amp"] == "bf16"
-    assert resolved["protocol"]["lr"] == 0.05 and resolved["protocol_overrides"] == {"lr": 0.05}
-    assert resolved["model"]["depth"] == 56 and resolved["protocol"]["name"] == "demo"
-    assert resolved["run_id_in_a_sweep"].startswith("resnet56-A-s0-")
+    planned = json.loads(proc.stdout)
+    rec = planned["record"]  # the run's record as known before any data is read
+    assert rec["model"] == "resnet56-A" and rec["run"]["amp"] == "bf16"
+    assert rec["protocol_fields"]["lr"] == 0.05 and rec["overrides"]["protocol"] == {"lr": 0.05}
+    assert rec["depth"] == 56 and rec["protocol"] == "demo"
+    assert rec["num_classes"] is None and rec["data"]["fingerprint"] is None  # the data's
+    assert planned["run_id_in_a_sweep"].startswith("resnet56-A-s0-")
     assert not (tmp_path / "runs").exists()
 
 
@@ -112,7 +114,9 @@ def test_version_and_help(cli_inproc, capsys):
         from resnet_ablate.cli import main
 
         main(["--version"])
-    assert "resnet-ablate 0.2.0" in capsys.readouterr().out
+    from resnet_ablate import __version__
+
+    assert f"resnet-ablate {__version__}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out

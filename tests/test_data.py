@@ -14,7 +14,7 @@ from resnet_ablate.data.catalog import get_dataset, image_mode
 from resnet_ablate.data.cifar import read_cifar_folder
 from resnet_ablate.data.tensor import (TensorBatches, TensorData, image_mean, normalise,
                                        random_crop_flip)
-from resnet_ablate.protocol import DEMO, HE2015_CIFAR
+from resnet_ablate.run.protocol import DEMO, HE2015_CIFAR
 
 CPU = torch.device("cpu")
 
@@ -158,7 +158,8 @@ def _cifar_folder(tmp_path, n=20):
 def test_reads_torchvision_cifar_format(tmp_path):
     """The standard cifar-10-batches-py pickles, as torchvision downloads them."""
     folder, test, names = _cifar_folder(tmp_path)
-    train, test_split, classes = read_cifar_folder("cifar10", folder)
+    train, test_split, classes, fingerprint = read_cifar_folder("cifar10", folder)
+    assert fingerprint.startswith("cifar10:")
     assert train.images.shape == (100, 3, 32, 32) and test_split.labels.tolist() == list(range(10))
     assert classes == names
     # channel-major rows: the first 1024 bytes are the red plane
@@ -229,7 +230,7 @@ def test_an_image_that_does_not_decode_is_named(tmp_path, monkeypatch, bad, why,
     import dataclasses
 
     from resnet_ablate.data.catalog import open_run_data
-    from resnet_ablate.protocol import HE2015_IMAGENET
+    from resnet_ablate.run.protocol import HE2015_IMAGENET
 
     protocol = dataclasses.replace(HE2015_IMAGENET, val_size=2, batch_size=4, crop=64,
                                    scale_range=(64, 72)) if mode == "loader" else \
@@ -256,7 +257,7 @@ def test_loader_augmentation_follows_seed_epoch_and_index_not_workers(tmp_path):
     import dataclasses
 
     from resnet_ablate.data.loader import LoaderData
-    from resnet_ablate.protocol import HE2015_IMAGENET
+    from resnet_ablate.run.protocol import HE2015_IMAGENET
 
     root = _image_folder(tmp_path / "l", 80)
     p = dataclasses.replace(HE2015_IMAGENET, val_size=2, batch_size=4, crop=64,
@@ -278,10 +279,14 @@ def test_loader_augmentation_follows_seed_epoch_and_index_not_workers(tmp_path):
 @pytest.mark.skipif(not CIFAR10_JPG.is_dir(), reason="../shared/data/cifar10-jpg not present")
 def test_cifar10_jpg_imagefolder_as_tensor(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_ABLATE_CACHE", str(tmp_path))
-    d = _tensor_data("imagefolder", str(CIFAR10_JPG), HE2015_CIFAR)
+    import dataclasses
+
+    split = dataclasses.replace(HE2015_CIFAR, val_size=5000)  # the paper's 45k/5k
+    d = _tensor_data("imagefolder", str(CIFAR10_JPG), split)
     assert d.sizes == {"train": 45_000, "val": 5000, "test": 10_000}
+    assert d.fingerprint.startswith("imagefolder:10c:test=10000,train=50000:")
     assert d.splits["train"].images.shape[1:] == (3, 32, 32) and d.num_classes == 10
     assert torch.bincount(d.splits["test"].labels).tolist() == [1000] * 10
     assert list(tmp_path.glob("imagefolder-*.pt"))  # decoded once, cached
-    again = _tensor_data("imagefolder", str(CIFAR10_JPG), HE2015_CIFAR)
+    again = _tensor_data("imagefolder", str(CIFAR10_JPG), split)
     assert torch.equal(again.splits["test"].images, d.splits["test"].images)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_usage_error, run_cli
 
 
 def _example() -> str:
@@ -61,9 +61,14 @@ def test_train_resume_sweep_collect_and_compare_a_plugin_variant(plugin_dir, tmp
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
-    # resume without naming the plugin: the run recorded it
-    resumed = run_cli("train", *[w for w in words if not w.startswith("plugins=")],
-                      "run_id=m0", "resume=true", cwd=plugin_dir)
+    # a record never makes code run: resuming without naming the plugin is refused, in
+    # one line that says how to name it
+    unnamed = [w for w in words if not w.startswith("plugins=")]
+    refused = run_cli("train", *unnamed, "run_id=m0", "resume=true", cwd=plugin_dir)
+    assert_usage_error(refused, "resume refused: run m0 was trained with plugin(s)",
+                       f"plugins={plugin_dir / 'my_blocks.py'}")
+    resumed = run_cli("train", *unnamed, f"plugins={plugin_dir / 'my_blocks.py'}", "run_id=m0",
+                      "resume=true", cwd=plugin_dir)
     assert resumed.returncode == 0, resumed.stderr
     s = json.loads((runs / "m0" / "summary.json").read_text())
     assert s["status"] == "finished" and s["block"] == "mish_basic"

@@ -5,8 +5,8 @@ import pytest
 
 import resnet_ablate as ra
 from torch import nn
-from resnet_ablate import registry
-from resnet_ablate.spec import VariantSpec
+from resnet_ablate.variants.registry import VARIANTS
+from resnet_ablate.variants.spec import VariantSpec
 
 ALL = ra.list_models()
 
@@ -73,7 +73,7 @@ def test_spec_is_frozen_and_overrides_validate():
 
 def test_duplicate_registration_refused():
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(ra.get_spec("resnet20-A"))
+        VARIANTS.add("resnet20-A", ra.get_spec("resnet20-A"))
 
 
 @pytest.mark.parametrize("call, exc, pattern", [
@@ -89,7 +89,7 @@ def test_duplicate_registration_refused():
     (lambda: ra.create_model("resnet20-A", layers=3), ValueError, "list of integers"),
     (lambda: ra.create_model("resnet20-A", layers=(3, 0, 3)), ValueError, "positive"),
     (lambda: ra.create_model("resnet20-A", shortcut="D"), ValueError,
-     r"unknown shortcut 'D'.*registered: A, B, C"),
+     r"unknown shortcut 'D' \(allowed: A, B, C"),
     (lambda: ra.create_model("resnet20-A", block="basik"), ValueError,
      r"unknown block 'basik'; closest: basic"),
     (lambda: ra.create_model("resnet20-A", stem="cifa"), ValueError,
@@ -100,6 +100,15 @@ def test_duplicate_registration_refused():
      r"order must be one of original, bn_after_add, relu_before_add"),
     (lambda: ra.create_model("resnet20-A", shortcut_options={"scale": float("nan")}),
      ValueError, "finite"),
+    (lambda: ra.create_model("resnet20-A", options={"branch_scale": "abc"}), ValueError,
+     r"option branch_scale must be a number like its default 1.0; got 'abc'"),
+    (lambda: ra.create_model("resnet110-gate-excl", options={"gate": "exclusive",
+                                                             "gate_bias": "low"}),
+     ValueError, "option gate_bias must be a number"),
+    (lambda: ra.create_model("resnet110-dropout-sc", shortcut_options={"p": "half"}),
+     ValueError, "shortcut 'dropout' option p must be a number"),
+    (lambda: ra.create_model("resnet20-A", options={"order": 3}), ValueError,
+     "option order must be a string"),
     (lambda: ra.create_model("resnet20-A", stride_in="3x3"), ValueError, "bottleneck"),
     (lambda: ra.create_model("resnet50-B", stride_in="2x2"), ValueError, "1x1, 3x3"),
     (lambda: ra.create_model("resnet20-A", num_classes=-1), ValueError, "positive integer"),
@@ -122,7 +131,10 @@ def test_register_variant_changes_any_factor():
     spec = ra.register_variant("test-resnet26-gated", base="resnet20-B", layers=(4, 4, 4),
                                options={"gate": "shortcut", "gate_bias": -2})
     assert (spec.depth, spec.layers, spec.shortcut, spec.family) == (26, (4, 4, 4), "B", "resnet")
-    assert spec.options.as_dict() == {"gate": "shortcut", "gate_bias": -2}
+    assert spec.options == {"gate": "shortcut", "gate_bias": -2}
+    assert hash(spec) == hash(ra.get_spec("test-resnet26-gated"))  # frozen: hashable
+    with pytest.raises(TypeError, match="frozen"):
+        spec.options["gate"] = "none"
     assert ra.get_spec("test-resnet26-gated") is spec
     model = ra.create_model("test-resnet26-gated")
     assert all(b.gate.bias.eq(-2).all() for b in model.blocks())

@@ -13,10 +13,10 @@ import yaml
 
 from conftest import REPO, assert_usage_error
 from resnet_ablate.bundled import folder, names
-from resnet_ablate.config import parse_train_words
+from resnet_ablate.run.config import parse_train_words
 from resnet_ablate.sweep import (SweepRunner, expand_command, grid_size,
                                  load_sweep, plan, planned_runs)
-from resnet_ablate.sweep.spec import schema_errors, wandb_schema
+from resnet_ablate.sweep.sweepfile import schema_errors, wandb_schema
 
 SWEEPS = names("sweeps")
 
@@ -90,7 +90,7 @@ def test_a_run_is_its_condition_and_seed_not_its_sweep():
     assert len(deg & deep) == 3  # resnet110-A x 3 seeds: shared
     a = parse_train_words(["model=resnet56-A", "dataset=cifar10", "lr=0.1"])
     b = parse_train_words(["model=resnet56-A", "dataset=cifar10", "lr=0.05"])
-    from resnet_ablate.condition import planned_run_id
+    from resnet_ablate.run.record import planned_run_id
 
     assert planned_run_id(a) != planned_run_id(b)
     assert planned_run_id(a) == planned_run_id(parse_train_words(

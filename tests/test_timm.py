@@ -20,7 +20,7 @@ timm = pytest.importorskip("timm")
 from timm.layers import set_layer_config  # noqa: E402
 from timm.layers._fx import create_feature_extractor, get_graph_node_names  # noqa: E402
 
-from resnet_ablate.timm_models import timm_name  # noqa: E402
+from resnet_ablate.models.timm_models import timm_name  # noqa: E402
 
 
 def _representatives() -> list[str]:
@@ -53,7 +53,7 @@ def _input_size(model, target):
 
 def test_representatives_cover_every_part():
     specs = [ra.get_spec(n[3:]) for n in MODELS]
-    from resnet_ablate.parts import BLOCKS, SHORTCUTS
+    from resnet_ablate.variants.registry import BLOCKS, SHORTCUTS
 
     assert {s.block for s in specs} == set(BLOCKS.names()) - {"test_block"}
     assert {s.shortcut for s in specs} - {None} >= set(SHORTCUTS.names()) - {"test_sc"}

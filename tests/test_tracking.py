@@ -76,7 +76,7 @@ def test_collect_through_the_wandb_api_from_a_recorded_fixture():
     assert sorted(c.runs["model"]) == ["plain20", "resnet20-A"]
     assert c.runs["condition"].nunique() == 2 and set(c.runs["status"]) == {"finished"}
     r = c.runs.set_index("model").loc["resnet20-A"]
-    assert r["depth"] == 20 and r["protocol.lr"] == 0.1 and r["dataset"] == "digits"
+    assert r["depth"] == 20 and r["protocol_fields.lr"] == 0.1 and r["dataset"] == "digits"
     assert r["final_train_err"] == r["final_train_err_running"]  # the paper's, by name
     # W&B's training numbers are means over log_every (10) iterations; evaluations exact
     gran = c.history.groupby("metric")["granularity"].first()

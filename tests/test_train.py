@@ -76,12 +76,13 @@ def test_demo_protocol_run_with_offline_wandb(tmp_path):
     s = _summary(run)
     for key in ("run_id", "model", "family", "depth", "shortcut", "block", "dataset",
                 "protocol", "seed", "status", "iterations", "final_train_err", "final_val_err",
-                "final_test_err", "params", "macs", "condition", "plugins", "deterministic"):
-        assert key in s, key
+                "final_test_err", "params", "macs", "condition", "plugins"):
+        assert key in s, key  # the public contract: top-level keys
+    assert s["run"]["deterministic"] is False and s["data"]["fingerprint"].startswith("digits:")
     assert (s["status"], s["iterations"], s["protocol"], s["depth"]) == ("finished", 200,
                                                                         "demo", 20)
     assert s["final_test_err"] < 25 and s["final_train_err"] < 25  # it learned (chance: 90)
-    assert s["params"] == 269_434 and s["split_sizes"] == {"train": 1258, "val": 180,
+    assert s["params"] == 269_434 and s["data"]["split_sizes"] == {"train": 1258, "val": 180,
                                                            "test": 359}
     assert [r["index"] for r in s["layer_responses"]] == list(range(1, 20))
     rows = (run / "history.csv").read_text().splitlines()
@@ -107,11 +108,15 @@ def test_demo_protocol_run_with_offline_wandb(tmp_path):
     assert back.returncode == 0, back.stderr
     w = json.loads(back.stdout)
     assert w["state"] == "finished" and w["run_id"] == "demo"
-    config = w["config"]
+    config = w["config"]  # the record's projection, nested as the record is
     assert config["model"] == "resnet20-A" and config["depth"] == 20
-    assert config["lr"] == 0.1 and config["params"] == 269_434
-    assert config["protocol"] == "demo" and "name" not in config  # one key, one meaning
-    assert not {"data_dir", "runs_dir", "run_config", "overrides"} & set(config)  # no paths
+    assert config["protocol_fields"]["lr"] == 0.1 and config["params"] == 269_434
+    assert config["protocol"] == "demo" and "name" not in config["protocol_fields"]
+    assert config["run"] == {**s["run"], "compile_backend": None} or config["run"] == s["run"]
+    assert config["data"]["data_dir"] == "data" and config["data"]["fingerprint"] == \
+        s["data"]["fingerprint"] and config["condition"] == s["condition"]
+    assert not {"runs_dir", "overrides", "versions", "env"} & set(config)  # bookkeeping stays
+    assert config["settings"] == {"log_every": 100}  # the window of W&B's training means
     assert w["summary"]["final_test_err"] == pytest.approx(s["final_test_err"])
     assert w["summary"]["iteration"] == 200
     records = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(offline[0])],
@@ -187,9 +192,9 @@ def test_loader_mode_resume_after_sigkill_is_bitwise(tmp_path, large_images):
     ref = run_cli("train", *words, f"runs_dir={tmp_path}", "run_id=ref")
     assert ref.returncode == 0, ref.stderr
     s = _summary(tmp_path / "ref")
-    assert (s["data_mode"], s["protocol"], s["final_test_view"]) == ("loader",
+    assert (s["data"]["mode"], s["protocol"], s["final_test_view"]) == ("loader",
                                                                     "he2015-imagenet", "10crop")
-    assert s["split_sizes"] == {"train": 130, "val": 20, "test": 50}
+    assert s["data"]["split_sizes"] == {"train": 130, "val": 20, "test": 50}
     proc = _start(tmp_path, "killed", words=words)
     _wait_for_iteration(proc, 12, total=24)  # past the checkpoint at 8
     proc.kill()
@@ -216,7 +221,7 @@ def test_checkpoint_loads_without_unpickling_code(reference):
     ckpt = sorted((reference / "checkpoints").glob("ckpt-*.pt"))[-1]
     state = torch.load(ckpt, weights_only=True)  # raises if anything but data is inside
     assert state["iteration"] == 80 and not any(k.startswith("module.") for k in state["model"])
-    assert {"model", "optimizer", "scheduler", "data", "rng", "history"} <= set(state)
+    assert {"model", "optimizer", "schedule", "data", "rng", "history", "identity"} <= set(state)
 
 
 def test_corrupt_newest_checkpoint_falls_back(tmp_path, reference, cli_inproc):
@@ -237,8 +242,8 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path, reference, cli_inproc):
 
 
 @pytest.mark.parametrize("change, message", [
-    ("model=resnet32-A", "model.depth: checkpoint 20, now 32"),
-    ("lr=0.05", "protocol.lr: checkpoint 0.1, now 0.05"),
+    ("model=resnet32-A", "depth: checkpoint 20, now 32"),
+    ("lr=0.05", "protocol_fields.lr: checkpoint 0.1, now 0.05"),
     ("seed=1", "seed: checkpoint 0, now 1"),
     ("amp=bf16", "run.amp: checkpoint 'off', now 'bf16'"),
     ("channels_last=false", "run.channels_last: checkpoint True, now False"),
@@ -270,7 +275,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "ddp"
     s = _summary(run)
-    assert (s["status"], s["world_size"], s["iterations"]) == ("finished", 2, 100)
+    assert (s["status"], s["run"]["world_size"], s["iterations"]) == ("finished", 2, 100)
     assert s["replicas_in_sync"] is True  # both ranks ended with the same weights
     assert s["images_seen"] == 100 * 128  # the global batch, shared by the two ranks
     assert s["final_test_err"] < 30  # it learned
@@ -383,7 +388,7 @@ def test_bf16_autocast_contiguous_deterministic_and_progress_bar(tmp_path, cli_i
     assert proc.returncode == 0, proc.stderr
     torch.use_deterministic_algorithms(False)
     s = _summary(tmp_path / "amp")
-    assert (s["status"], s["amp"], s["channels_last"], s["deterministic"]) == (
+    assert (s["status"], s["run"]["amp"], s["run"]["channels_last"], s["run"]["deterministic"]) == (
         "finished", "bf16", False, True)
     assert "20/20" in proc.stderr and "img/s" in proc.stderr  # tqdm's bar with our postfix
     assert "training split" in proc.stderr  # the final whole-split pass shows progress
@@ -401,7 +406,7 @@ def test_torch_compile(tmp_path, cli_inproc):
                       "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
     s = _summary(tmp_path / "c")
-    assert s["compile"] is True and s["status"] == "finished"
-    assert json.loads((tmp_path / "c" / "config.json").read_text())["compile_backend"] == \
+    assert s["run"]["compile"] is True and s["status"] == "finished"
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["run"]["compile_backend"] == \
         "aot_eager"
     assert not any(k.startswith("_orig_mod.") for k in _weights(tmp_path / "c"))

@@ -71,7 +71,7 @@ def test_the_size_check_counts_activations_exactly(name, side):
     """The cap admits exactly the activations the full model has (counted by an independent
     forward of it) and refuses one fewer, however far the cheap bound overshoots."""
     import resnet_ablate as ra
-    from resnet_ablate.models.size import check
+    from resnet_ablate.models.counting import check_size as check
 
     exact = ra.complexity(name, input_size=side, with_fvcore=False)["activations"]
     spec = ra.get_spec(name)

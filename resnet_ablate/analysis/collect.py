@@ -1,8 +1,9 @@
 """Runs into tidy pandas frames: local run directories and, when online, the W&B API.
 
-runs:      one row per (condition, seed): every factor of the run's condition as a column
-           (model.*, protocol.*, dataset, split_sizes, ...), its short `condition` id, and
-           every summary metric (errors in percent).
+runs:      one row per (condition, seed): every key of the run's record as a column, by its
+           dotted path (resnet_ablate.run.record: depth, protocol_fields.lr,
+           data.fingerprint, run.amp, final_test_err, ...; mappings and lists as canonical
+           JSON text), its `condition` id, and where it came from (`source`).
 history:   long: run_id, iteration, metric, value, granularity ("iteration" for local
            per-iteration rows, "window:N" for W&B's means over N iterations).
 responses: Fig. 7: run_id, index, layer, std.
@@ -13,6 +14,7 @@ run listed by two sweeps) counts once, with a warning naming both.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +22,11 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ..condition import condition_id, of_record
 from ..errors import InputError, MissingInput
-from ..rundir import METRICS, RunDir, check_summary
+from ..run import record
+from ..run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS, RunDir, paper_train_err
 
-RUN_COLUMNS = ("run_id", "model", "family", "depth", "shortcut", "block", "stem", "dataset",
-               "protocol", "seed", "status", "iterations", "params", "macs",
-               "final_train_err", "final_train_err_running", "final_train_err_eval",
-               "final_val_err", "final_test_err", "final_test_top5_err", "best_val_err",
-               "test_err_at_best_val", "diverged_at", "warmup_end", "warmup_capped",
-               "world_size", "images_per_sec", "trained_on", "finished_at", "plugins",
-               "source", "condition")
+METRIC_COLUMNS = HISTORY_COLUMNS[1:] + EVAL_COLUMNS  # the history's metrics, by their names
 
 
 @dataclass
@@ -59,16 +55,21 @@ class Collected:
                          list(self.skipped), list(self.warnings))
 
 
-def run_row(summary: dict[str, Any], source: str) -> dict[str, Any]:
-    row = {k: summary.get(k) for k in RUN_COLUMNS}
-    row["plugins"] = ",".join(summary.get("plugins") or [])
-    row["source"] = source
+def run_row(summary: dict[str, Any], source: str, warnings: list[str] | None = None
+            ) -> dict[str, Any]:
+    """One row of the runs table: the record flat, values as a table holds them. The
+    condition is the one its factors give; a stored id that disagrees (a record edited by
+    hand) is replaced, with a warning."""
+    values = record.flat(summary)
+    row = {c: record.canonical(values.get(c)) for c in record.columns()}
+    computed = record.condition_id(values)
+    if row["condition"] != computed:
+        if warnings is not None and row["condition"] is not None:
+            warnings.append(f"{source}: its stored condition {row['condition']} is not what "
+                            f"its factors give ({computed}); grouped by its factors")
+        row["condition"] = computed
     row["shortcut"] = row["shortcut"] or "-"  # plain nets: no shortcut
-    if "final_train_err_running" not in summary:  # before 0.2: only the eval-mode one
-        row["final_train_err_eval"], row["final_train_err"] = summary.get("final_train_err"), None
-    condition = of_record(summary)
-    row.update(condition)
-    row["condition"] = condition_id(condition)
+    row["source"] = source
     return row
 
 
@@ -93,9 +94,9 @@ def _running_train_err(records: list[dict[str, Any]], summary: dict[str, Any]) -
     last = summary.get("iterations")
     if not every or not last:
         return None
-    errs = [float(r["train_err"]) for r in records
-            if r.get("train_err") not in (None, "") and int(r["iteration"]) > last - every]
-    return sum(errs) / len(errs) if errs else None
+    rows = [(int(r["iteration"]), float(r["train_err"])) for r in records
+            if r.get("train_err") not in (None, "")]
+    return paper_train_err([i for i, _ in rows], [e for _, e in rows], last, every)
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:
@@ -128,11 +129,11 @@ def _scan_local(runs_dir: Path) -> tuple[list, list, list, list, list]:
         try:
             records = _read_history(rundir.history_path)
             rows = history_rows(summary["run_id"], records)
-            row = run_row(summary, str(run_dir))
+            row = run_row(summary, str(run_dir), warnings)
         except Exception as exc:  # noqa: BLE001  a broken run never stops a collection
             skipped.append((str(run_dir), f"{type(exc).__name__}: {str(exc)[:120]}"))
             continue
-        if row["final_train_err"] is None and row["status"] == "finished":
+        if row["final_train_err_running"] is None and row["status"] == "finished":
             row["final_train_err"] = row["final_train_err_running"] = _running_train_err(
                 records, summary)
         last = max((int(r["iteration"]) for r in records), default=0)
@@ -156,8 +157,9 @@ def _responses(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _scan_wandb(path: str, group: str | None, api=None) -> tuple[list, list, list, list, list]:
     """Runs of a W&B project ("entity/project"), optionally one group, with full history
-    (scan_history). Needs a login. Training numbers in W&B are means over log_every
-    iterations; their rows say so (granularity "window:N")."""
+    (scan_history): W&B's config and summary are projections of the record, read back into
+    it. Needs a login. Training numbers in W&B are means over log_every iterations; their
+    rows say so (granularity "window:N")."""
     if api is None:
         import wandb
 
@@ -176,30 +178,26 @@ def _scan_wandb(path: str, group: str | None, api=None) -> tuple[list, list, lis
         raise InputError(f"collect --wandb {path}: {type(exc).__name__}: "
                          f"{str(exc)[:160]}") from None
     runs, history, responses, skipped = [], [], [], []
-    names = {v: k for k, v in METRICS.items()}
+    train_keys, eval_keys = set(HISTORY_COLUMNS[1:]), set(EVAL_COLUMNS)
     for run in found:
         where = f"wandb:{path}/{run.id}"
         try:
             config = dict(run.config)
-            summary = {**config, **{k: v for k, v in dict(run.summary).items()
-                                    if not k.startswith("_")}}
+            results = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
+            summary = record.upgrade({**config, **results})
             summary.setdefault("run_id", run.name or run.id)
             summary.setdefault("status", "finished" if run.state == "finished" else "failed")
-            fields = {k: config[k] for k in config if k in _protocol_keys()}
-            summary.setdefault("protocol_fields", fields)
-            check_summary(summary)
-            window = int(config.get("log_every") or 1)
-            records = []
+            record.check(summary, where)
+            window = int(record.flat(summary).get("settings.log_every") or
+                         config.get("log_every") or 1)
+            train, evals = [], []
             for row in run.scan_history():
                 if row.get("iteration") is None:
                     continue
-                rec = {"iteration": row["iteration"]}
-                rec.update({names[k]: v for k, v in row.items() if k in names and v is not None})
-                records.append(rec)
-            train = [{k: r[k] for k in ("iteration", "train_loss", "train_err", "lr") if k in r}
-                     for r in records]
-            evals = [{k: r[k] for k in r if k == "iteration" or k.startswith(("val_", "test_"))}
-                     for r in records]
+                row = {record.LEGACY_METRICS.get(k, k): v for k, v in row.items()}
+                it = {"iteration": row["iteration"]}
+                train.append({**it, **{k: row[k] for k in train_keys if row.get(k) is not None}})
+                evals.append({**it, **{k: row[k] for k in eval_keys if row.get(k) is not None}})
             rows = (history_rows(summary["run_id"], train, f"window:{window}")
                     + history_rows(summary["run_id"], evals, "evaluation"))
             row = run_row(summary, where)
@@ -212,17 +210,9 @@ def _scan_wandb(path: str, group: str | None, api=None) -> tuple[list, list, lis
     return runs, history, responses, skipped, []
 
 
-def _protocol_keys() -> set[str]:
-    from ..protocol import protocol_keys
-
-    return set(protocol_keys())
-
-
 def _frames(runs, history, responses, skipped, warnings) -> Collected:
-    runs_df = pd.DataFrame(runs)
-    for col in RUN_COLUMNS:
-        if col not in runs_df:
-            runs_df[col] = pd.Series(dtype=object)
+    columns = [*record.columns(), "source"]
+    runs_df = pd.DataFrame(runs, columns=columns)
     hist_df = pd.DataFrame(history, columns=["run_id", "iteration", "metric", "value",
                                              "granularity"])
     resp_df = pd.DataFrame(responses, columns=["run_id", "index", "layer", "std"])
@@ -232,7 +222,7 @@ def _frames(runs, history, responses, skipped, warnings) -> Collected:
             skipped.append((rid, "duplicate run_id (kept the first)"))
         runs_df = runs_df.loc[~dupes]
         runs_df, dropped = one_per_seed(runs_df)
-        warnings += dropped
+        warnings += dropped + network_versions(runs_df)
         runs_df = runs_df.reset_index(drop=True)
         kept = set(runs_df["run_id"])
         hist_df = hist_df[hist_df["run_id"].isin(kept)]
@@ -265,23 +255,34 @@ def one_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return order.loc[~dup].drop(columns=["_rank", "_when"]).sort_values("run_id"), warnings
 
 
+def network_versions(runs: pd.DataFrame) -> list[str]:
+    """A warning for each condition whose runs were built by harness versions that define
+    its network differently (resnet_ablate.variants.paper.NETWORK_CHANGES)."""
+    def network(text: Any) -> str:
+        try:
+            return str(json.loads(text).get("network", "?")) if isinstance(text, str) else "?"
+        except (ValueError, AttributeError):
+            return "?"
+    out = []
+    versions = runs["versions"].map(network)
+    for cond, group in versions.groupby(runs["condition"]):
+        if group.nunique() > 1:
+            ids = runs.loc[group.index, "run_id"]
+            out.append(f"runs of condition {cond} were built by harness versions that define "
+                       f"the network differently ({', '.join(sorted(set(group)))}: "
+                       f"{', '.join(ids.head(4))}); pooled as one condition, check "
+                       "NETWORK_CHANGES")
+    return out
+
+
 def collect(runs_dirs: list[Path], wandb_path: str | None = None,
             group: str | None = None, api=None) -> Collected:
-    """Every local runs directory and, if given, a W&B project, as one set of frames."""
-    from ..plugins import load as load_plugins
-
+    """Every local runs directory and, if given, a W&B project, as one set of frames. It
+    reads data only: no plugin a record names is imported."""
     scans = [_scan_local(d) for d in runs_dirs]
     if wandb_path:
         scans.append(_scan_wandb(wandb_path, group, api=api))
-    c = _frames(*([item for scan in scans for item in scan[i]] for i in range(5)))
-    plugins = sorted({p for text in c.runs["plugins"].dropna() for p in str(text).split(",")
-                      if p})
-    for plugin in plugins:  # the runs' own plugins, so their variants are known here
-        try:
-            load_plugins([plugin])
-        except InputError as exc:
-            c.warnings.append(f"plugin of the collected runs not loaded: {exc}")
-    return c
+    return _frames(*([item for scan in scans for item in scan[i]] for i in range(5)))
 
 
 def load_collected(path: Path) -> Collected:

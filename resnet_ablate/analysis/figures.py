@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..reference import paper_number  # noqa: E402
+from ..reference import paper_number  # noqa: E402  (None unless the condition is the paper's)
 from . import names  # noqa: E402
 from .collect import Collected  # noqa: E402
 from .vocab import (TRAIN_ERR_NOTE, describe, finished, is_paper_net, labels,  # noqa: E402
@@ -299,9 +299,9 @@ def ablation(c: Collected) -> Figure:
                  f"{describe(at)}")
 
 
-FIGURES: dict[str, Callable[[Collected], Figure]] = {
+FIGURE_BUILDERS: dict[str, Callable[[Collected], Figure]] = {
     "fig1": fig1, "fig4": fig4, "fig6": fig6, "fig7": fig7,
     "error_vs_depth": error_vs_depth, "error_vs_macs": error_vs_macs,
     "error_vs_params": error_vs_params, "ablation": ablation,
 }
-assert list(FIGURES) == list(names.FIGURES), "analysis.names lists every figure"
+assert list(FIGURE_BUILDERS) == list(names.FIGURE_TITLES), "analysis.names lists every figure"

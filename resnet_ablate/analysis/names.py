@@ -1,7 +1,7 @@
 """The figures and tables a report can hold, by name, known without importing matplotlib
 (argument parsing and experiment files check names against these)."""
 
-FIGURES = {
+FIGURE_TITLES = {
     "fig1": "Fig. 1: training and test error of plain-20 and plain-56",
     "fig4": "Fig. 4 analog: plain vs residual nets at two depths, training and validation",
     "fig6": "Fig. 6: training and test error of plain nets and ResNets by depth",
@@ -11,7 +11,7 @@ FIGURES = {
     "error_vs_params": "Test error against parameters",
     "ablation": "Test error by variant at one depth, beside the paper (He et al. 2016)",
 }
-TABLES = {
+TABLE_TITLES = {
     "table1": "Table 1: ImageNet architectures, our MACs beside the paper's FLOPs",
     "table2": "Table 2 analog: ImageNet, plain vs ResNet at 18 and 34 layers",
     "table3": "Table 3 analog: ImageNet, shortcut options and bottleneck depths",

@@ -20,10 +20,10 @@ from ..formatting import render
 from ..io import atomic_write_bytes, atomic_write_text
 from . import names
 from .collect import Collected
-from .figures import FIGURES, MissingRuns, plt  # pyplot on the Agg backend
+from .figures import FIGURE_BUILDERS, MissingRuns, plt  # pyplot on the Agg backend
 from .stats import ALPHA, TEST_NAME, by_condition, format_compare, welch
-from .tables import TABLES
-from .vocab import METRICS, describe, finished, plain_residual_pairs, pm, scope_key
+from .tables import TABLE_BUILDERS
+from .vocab import ERROR_METRICS, describe, finished, plain_residual_pairs, pm, scope_key
 
 TABLE_FORMATS = {"md": "markdown", "csv": "csv", "tex": "latex"}
 
@@ -108,7 +108,7 @@ def degradation_findings(c: Collected, metric: str = "train") -> list[str]:
     plain net train worse than the shallower one, and does the residual net at that depth
     (one shortcut option at a time) train better than the plain one and no worse than its
     shallower twin? The paper's training error unless `metric` says otherwise."""
-    column, text = METRICS[metric]
+    column, text = ERROR_METRICS[metric]
     findings = []
     for plain, res, shortcut in plain_residual_pairs(c.runs):
         lo, hi = int(plain["depth"].min()), int(plain["depth"].max())
@@ -170,10 +170,10 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
     if report.findings:
         report.sections.append(Section("list", "What was measured", report.findings))
     for suffix, scope in _scopes(c):
-        for name in figures if figures is not None else list(FIGURES):
+        for name in figures if figures is not None else list(FIGURE_BUILDERS):
             fname = f"{name}{suffix}"
             try:
-                fig, caption = FIGURES[name](scope)
+                fig, caption = FIGURE_BUILDERS[name](scope)
             except MissingRuns as why:
                 report.skipped.append((fname, str(why)))
                 continue
@@ -183,20 +183,20 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
                 atomic_write_bytes(out / "figures" / f"{fname}.{ext}", buf.getvalue())
             plt.close(fig)
             report.figures.append(fname)
-            report.sections.append(Section("figure", f"{names.FIGURES[name]}{suffix}", fname,
+            report.sections.append(Section("figure", f"{names.FIGURE_TITLES[name]}{suffix}", fname,
                                            fname, caption))
             progress(f"figure {fname}")
-    for name in tables if tables is not None else list(TABLES):
+    for name in tables if tables is not None else list(TABLE_BUILDERS):
         try:
-            df, caption = TABLES[name](c)
+            df, caption = TABLE_BUILDERS[name](c)
         except MissingRuns as why:
             report.skipped.append((name, str(why)))
             continue
         _write_table(out, name, df)
         report.tables.append(name)
-        report.sections.append(Section("table", names.TABLES[name], df, name, caption))
+        report.sections.append(Section("table", names.TABLE_TITLES[name], df, name, caption))
         progress(f"table {name}")
-    column, text = METRICS["test"]
+    column, text = ERROR_METRICS["test"]
     compare = by_condition(c.runs, column)
     if not compare.empty:
         df = format_compare(compare, "test err %")

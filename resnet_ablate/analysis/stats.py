@@ -11,7 +11,7 @@ import warnings
 
 import pandas as pd
 
-from ..reference import paper_number
+from ..reference import paper_match
 from .vocab import finished, labels, num, pm, series, series_labels
 
 ALPHA = 0.05
@@ -47,7 +47,7 @@ def by_condition(runs: pd.DataFrame, column: str = "final_test_err") -> pd.DataF
     for cond, group in done.groupby("condition", sort=False):
         values = group[column].astype(float).tolist()
         first = group.iloc[0]
-        paper = paper_number(first)
+        match = paper_match(first)
         mean = sum(values) / len(values)
         rows.append({
             "condition": cond, "label": first["_label"], "series": first["_series"],
@@ -57,7 +57,8 @@ def by_condition(runs: pd.DataFrame, column: str = "final_test_err") -> pd.DataF
             "n": group["seed"].nunique(), "mean": mean,
             "std": pd.Series(values).std() if len(values) > 1 else math.nan,
             "best": min(values), "params": first["params"], "macs": first["macs"],
-            "trained_on": first.get("trained_on"), "paper": paper, "_values": values})
+            "trained_on": first.get("trained_on"), "paper": match.paper,
+            "paper_why_not": match.why_not, "_values": values})
     table = pd.DataFrame(rows).sort_values(["dataset", "protocol", "series_label", "depth"])
     table = table.reset_index(drop=True)
     for col in ("vs_shallower", "from_depth", "p_value"):
@@ -76,23 +77,41 @@ def by_condition(runs: pd.DataFrame, column: str = "final_test_err") -> pd.DataF
     return table.drop(columns=["_values"])
 
 
-def format_compare(table: pd.DataFrame, metric_label: str) -> pd.DataFrame:
-    """The `compare` view: readable strings, one row per condition, the paper's mean and
-    best beside ours (a mean is compared with a mean, a best with a best)."""
-    def paper_mean(p):
-        return "" if p is None else "fail (> 20%)" if p.fail else pm(p.headline, p.std)
+def beside_paper(t: pd.DataFrame, metric: str = "test err %") -> pd.DataFrame:
+    """Ours (mean ± std, best) beside the paper's (mean ± std or its single number, best),
+    or why the paper has no number for the condition: one row per condition of
+    by_condition. A mean is set beside a mean, a best beside a best."""
+    def paper_mean(p, why):
+        return why if p is None else "fail (> 20%)" if p.fail else pm(p.headline, p.std)
+
+    def delta(ours, theirs):
+        return "" if theirs is None else f"{ours - theirs:+.2f}"
+
     return pd.DataFrame({
+        "n (seeds)": t["n"].astype(int),
+        f"{metric} (mean ± std)": [pm(m, s) for m, s in zip(t["mean"], t["std"])],
+        "best": t["best"].map(num),
+        "paper (mean ± std, or as reported)": [paper_mean(p, w) for p, w in
+                                               zip(t["paper"], t["paper_why_not"])],
+        "paper best": t["paper"].map(lambda p: "" if p is None else num(p.best)),
+        "Δ mean": [delta(m, None if p is None else p.headline)
+                   for m, p in zip(t["mean"], t["paper"])],
+        "Δ best": [delta(b, None if p is None else p.best)
+                   for b, p in zip(t["best"], t["paper"])],
+    }, index=t.index)
+
+
+def format_compare(table: pd.DataFrame, metric_label: str) -> pd.DataFrame:
+    """The `compare` view: readable strings, one row per condition, ours beside the paper
+    (beside_paper), each depth step of a series against the next shallower."""
+    head = pd.DataFrame({
         "condition": table["label"], "dataset": table["dataset"],
-        "protocol": table["protocol"], "depth": table["depth"].astype(int),
-        "n (seeds)": table["n"],
-        f"{metric_label} (mean ± std)": [pm(m, s) for m, s in zip(table["mean"], table["std"])],
-        "best": table["best"].map(num),
-        "paper (mean ± std)": table["paper"].map(paper_mean),
-        "paper best": table["paper"].map(lambda p: "" if p is None else num(p.best)),
-        "vs paper": [("" if p is None or p.headline is None else f"{m - p.headline:+.2f}")
-                     for m, p in zip(table["mean"], table["paper"])],
+        "protocol": table["protocol"], "depth": table["depth"].astype(int)},
+        index=table.index)
+    steps = pd.DataFrame({
         "vs shallower": [("" if d is None or d != d else f"{d:+.2f} (vs {int(f)})")
                          for d, f in zip(table["vs_shallower"], table["from_depth"])],
         "p (Welch)": table["p_value"].map(lambda v: "" if v is None or v != v else f"{v:.3g}"),
         "significant?": table["significance"].fillna(""),
-    })
+    }, index=table.index)
+    return pd.concat([head, beside_paper(table, metric_label), steps], axis=1)

@@ -13,12 +13,12 @@ from typing import Callable
 import pandas as pd
 
 from ..reference import (CIFAR_TABLE6, HE2016_TABLE1, HE2016_TABLE2, IMAGENET_ERRORS,
-                         IMAGENET_TABLE1_FLOPS, paper_number)
-from ..registry import get_spec
+                         IMAGENET_TABLE1_FLOPS, paper_match)
+from ..variants.registry import get_spec
 from . import names
 from .collect import Collected
 from .figures import MissingRuns
-from .stats import by_condition
+from .stats import beside_paper, by_condition
 from .vocab import base_label, describe, finished, is_paper_net, labels, num, pm
 
 Table = tuple[pd.DataFrame, str]
@@ -26,7 +26,7 @@ Table = tuple[pd.DataFrame, str]
 
 def table1(_: Collected | None = None) -> Table:
     """Table 1: ImageNet architectures, our params and conv+fc MACs vs the paper's FLOPs."""
-    from ..counting import complexity
+    from ..models.counting import complexity
 
     rows = []
     for depth in IMAGENET_TABLE1_FLOPS:
@@ -40,29 +40,8 @@ def table1(_: Collected | None = None) -> Table:
                      "MACs (ours)": f"{c['macs'] / 1e9:.3f}e9",
                      "FLOPs (paper)": f"{paper / 1e9:.1f}e9",
                      "ours vs paper": f"{100 * (c['macs'] / paper - 1):+.1f}%"})
-    return pd.DataFrame(rows), names.TABLES["table1"] + (
+    return pd.DataFrame(rows), names.TABLE_TITLES["table1"] + (
         ": MACs are conv + fc multiply-accumulates at 224x224, what the paper calls FLOPs.")
-
-
-def _beside_paper(t: pd.DataFrame, metric: str = "test err %") -> pd.DataFrame:
-    """Ours (mean ± std, best) beside the paper's (mean ± std or its single number, best)."""
-    def paper_mean(p):
-        return "" if p is None else "fail (> 20%)" if p.fail else pm(p.headline, p.std)
-
-    def delta(ours, theirs):
-        return "" if theirs is None else f"{ours - theirs:+.2f}"
-
-    return pd.DataFrame({
-        "n (seeds)": t["n"].astype(int),
-        f"{metric} (mean ± std)": [pm(m, s) for m, s in zip(t["mean"], t["std"])],
-        "best": t["best"].map(num),
-        "paper (mean ± std, or as reported)": t["paper"].map(paper_mean),
-        "paper best": t["paper"].map(lambda p: "" if p is None else num(p.best)),
-        "Δ mean": [delta(m, None if p is None else p.headline)
-                   for m, p in zip(t["mean"], t["paper"])],
-        "Δ best": [delta(b, None if p is None else p.best)
-                   for b, p in zip(t["best"], t["paper"])],
-    })
 
 
 def table6(c: Collected) -> Table:
@@ -82,8 +61,8 @@ def table6(c: Collected) -> Table:
         "params (paper)": [CIFAR_TABLE6[d]["params_text"] if p is not None
                            and d in CIFAR_TABLE6 else "" for d, p in zip(t["depth"], t["paper"])],
     })
-    out = pd.concat([head, _beside_paper(t)], axis=1)
-    return out, (names.TABLES["table6"] + ". The paper's ResNet-110 row is 'best (mean ± "
+    out = pd.concat([head, beside_paper(t)], axis=1)
+    return out, (names.TABLE_TITLES["table6"] + ". The paper's ResNet-110 row is 'best (mean ± "
                  "std)' = 6.43 (6.61 ± 0.16): our mean is set beside its mean, our best "
                  "beside its best. The paper chose its schedule on a 45k/5k split; 'trained "
                  f"on' says which images ours saw. {describe(runs, 'test error')}")
@@ -99,11 +78,12 @@ def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
     for name in models:
         spec = get_spec(name)
         paper = IMAGENET_ERRORS[name]
-        mine = runs[runs.apply(lambda r: r.get("model") == name and paper_number(r) is not
-                               None, axis=1)] if not runs.empty else runs
+        mine = runs[runs["model"] == name] if not runs.empty else runs
         groups = list(mine.groupby("condition", sort=False)) if len(mine) else [(None, None)]
         for _, group in groups:
             has = group is not None
+            match = paper_match(group.iloc[0]) if has else None
+            why = match.why_not if has and not match else ""
             top1 = group["final_test_err"].astype(float) if has else pd.Series(dtype=float)
             top5 = pd.to_numeric(group["final_test_top5_err"], errors="coerce") if has \
                 else pd.Series(dtype=float)
@@ -112,9 +92,9 @@ def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
                               "shortcut": spec.shortcut or "-"}),
                          "n (seeds)": group["seed"].nunique() if has else 0,
                          "top-1 err % (mean ± std)": pm(top1.mean(), top1.std()) if has else "",
-                         "top-1 (paper)": num(paper["top1"]),
+                         "top-1 (paper)": why or num(paper["top1"]),
                          "top-5 err %": num(top5.mean()) if has else "",
-                         "top-5 (paper)": num(paper["top5"])})
+                         "top-5 (paper)": "" if why else num(paper["top5"])})
     df = pd.DataFrame(rows)
     if not (df["n (seeds)"] > 0).any():
         raise MissingRuns(f"needs ImageNet runs (protocol he2015-imagenet) of {what}")
@@ -129,7 +109,7 @@ def _imagenet_runs(c: Collected) -> pd.DataFrame:
 def table2(c: Collected) -> Table:
     models = ["plain18", "resnet18-A", "plain34", "resnet34-A"]
     return (_imagenet(c, models, "plain18/34 and resnet18-A/34-A"),
-            names.TABLES["table2"] + ": top-1 error, 10-crop testing on ImageNet val. "
+            names.TABLE_TITLES["table2"] + ": top-1 error, 10-crop testing on ImageNet val. "
             + describe(_imagenet_runs(c), "test error (top-1)"))
 
 
@@ -137,7 +117,7 @@ def table3(c: Collected) -> Table:
     models = ["plain34", "resnet34-A", "resnet34-B", "resnet34-C", "resnet50-B", "resnet101-B",
               "resnet152-B"]
     return (_imagenet(c, models, "resnet34-A/B/C or resnet50-152-B"),
-            names.TABLES["table3"] + ": top-1 and top-5 error, 10-crop testing. "
+            names.TABLE_TITLES["table3"] + ": top-1 and top-5 error, 10-crop testing. "
             + describe(_imagenet_runs(c), "test error (top-1, top-5)"))
 
 
@@ -154,8 +134,8 @@ def _he2016(c: Collected, rows: dict, which: str) -> Table:
     head = pd.DataFrame({"case (the paper's row)": [p.case for p in t["paper"]],
                          "model": t["label"], "layers": t["depth"],
                          "params": t["params"].map(lambda v: f"{int(v):,}")})
-    return pd.concat([head, _beside_paper(t)], axis=1), (
-        f"{names.TABLES[which]}; 'fail' = the paper's test error above 20%. "
+    return pd.concat([head, beside_paper(t)], axis=1), (
+        f"{names.TABLE_TITLES[which]}; 'fail' = the paper's test error above 20%. "
         f"{describe(runs, 'test error')}")
 
 
@@ -167,8 +147,8 @@ def he2016_table2(c: Collected) -> Table:
     return _he2016(c, HE2016_TABLE2, "he2016_table2")
 
 
-TABLES: dict[str, Callable[[Collected], Table]] = {
+TABLE_BUILDERS: dict[str, Callable[[Collected], Table]] = {
     "table1": table1, "table2": table2, "table3": table3, "table6": table6,
     "he2016_table1": he2016_table1, "he2016_table2": he2016_table2,
 }
-assert list(TABLES) == list(names.TABLES), "analysis.names lists every table"
+assert list(TABLE_BUILDERS) == list(names.TABLE_TITLES), "analysis.names lists every table"

@@ -12,10 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..condition import MODEL_PREFIX, PROTOCOL_PREFIX, RUN_FACTORS
+from ..run import record
+from ..run.config import FACTOR
 
 # --metric NAME -> (summary column, what it is, in words)
-METRICS = {
+ERROR_METRICS = {
     "train": ("final_train_err", "final training error, the paper's (train mode, augmented "
                                  "mini-batches, mean of the last evaluation interval)"),
     "train_eval": ("final_train_err_eval", "final training error in eval mode on the whole "
@@ -31,13 +32,14 @@ DEFAULT_SHORTCUT = {"resnet": "A", "preresnet": "B"}
 PAPER_BLOCKS = {"basic", "bottleneck", "preact_basic", "preact_bottleneck"}
 PAPER_STEMS = {"cifar", "imagenet"}
 # Columns that make the depth of a condition (a series is a condition without them).
-DEPTH_COLUMNS = (MODEL_PREFIX + "depth", MODEL_PREFIX + "layers")
+DEPTH_COLUMNS = ("depth", "layers")
+OPTION_COLUMNS = ("options", "shortcut_options", "stem_options")
 
 
 def metric(name: str) -> tuple[str, str]:
-    if name not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {name!r}")
-    return METRICS[name]
+    if name not in ERROR_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(ERROR_METRICS)}; got {name!r}")
+    return ERROR_METRICS[name]
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
@@ -45,8 +47,13 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def condition_columns(runs: pd.DataFrame) -> list[str]:
-    return [c for c in runs.columns if c.startswith((MODEL_PREFIX, PROTOCOL_PREFIX))
-            or c in RUN_FACTORS]
+    """The factor columns (resnet_ablate.run.record) the frame has."""
+    return [c for c in record.columns([FACTOR]) if c in runs.columns]
+
+
+def model_columns(runs: pd.DataFrame) -> list[str]:
+    """The network's factors (VariantSpec's fields: top-level keys of the record)."""
+    return [c for c in condition_columns(runs) if "." not in c and c != "dataset"]
 
 
 def pm(mean: float, std: float | None = None, digits: int = 2) -> str:
@@ -89,10 +96,8 @@ def _options(text: Any) -> dict[str, Any]:
 
 
 def _short(column: str) -> str:
-    for prefix in (MODEL_PREFIX, PROTOCOL_PREFIX):
-        if column.startswith(prefix):
-            return column[len(prefix):]
-    return column
+    """A column as a label shows it: its last part (lr, fingerprint, amp)."""
+    return column.rsplit(".", 1)[-1]
 
 
 def base_label(row: pd.Series | dict, with_depth: bool = True) -> str:
@@ -104,8 +109,7 @@ def base_label(row: pd.Series | dict, with_depth: bool = True) -> str:
     text = f"{name}-{int(depth)}" if with_depth and depth is not None and depth == depth \
         else name
     extras = []
-    block, stem = row.get(MODEL_PREFIX + "block", row.get("block")), row.get(
-        MODEL_PREFIX + "stem", row.get("stem"))
+    block, stem = row.get("block"), row.get("stem")
     if block and block not in PAPER_BLOCKS:
         extras.append(block)
     if stem and stem not in PAPER_STEMS:
@@ -113,8 +117,8 @@ def base_label(row: pd.Series | dict, with_depth: bool = True) -> str:
     shortcut = row.get("shortcut")
     if family in DEFAULT_SHORTCUT and shortcut not in (None, "-", DEFAULT_SHORTCUT[family]):
         extras.append(str(shortcut))
-    for key in ("options", "shortcut_options", "stem_options"):
-        extras += [f"{k}={v}" for k, v in _options(row.get(MODEL_PREFIX + key)).items()]
+    for key in OPTION_COLUMNS:
+        extras += [f"{k}={v}" for k, v in _options(row.get(key)).items()]
     return text + (f" ({', '.join(extras)})" if extras else "")
 
 
@@ -161,16 +165,14 @@ def series_labels(runs: pd.DataFrame) -> pd.Series:
 def scope_key(runs: pd.DataFrame) -> pd.Series:
     """What must be equal for two runs to share a plot or a finding: everything in the
     condition but the network (data set, splits, protocol fields, amp, ...)."""
-    cols = [c for c in condition_columns(runs) if not c.startswith(MODEL_PREFIX)]
-    return keys(runs, cols)
+    model = set(model_columns(runs))
+    return keys(runs, [c for c in condition_columns(runs) if c not in model])
 
 
 def is_paper_net(row: pd.Series) -> bool:
     """Built from the paper's parts only (no block options, paper stems and blocks)."""
-    return (row.get(MODEL_PREFIX + "block", row.get("block")) in PAPER_BLOCKS
-            and row.get(MODEL_PREFIX + "stem", row.get("stem")) in PAPER_STEMS
-            and not any(_options(row.get(MODEL_PREFIX + k)) for k in
-                        ("options", "shortcut_options", "stem_options")))
+    return (row.get("block") in PAPER_BLOCKS and row.get("stem") in PAPER_STEMS
+            and not any(_options(row.get(k)) for k in OPTION_COLUMNS))
 
 
 def plain_residual_pairs(runs: pd.DataFrame) -> list[tuple[pd.DataFrame, pd.DataFrame, str]]:

@@ -1,16 +1,21 @@
 """Files that ship inside the package: the paper's experiments, their W&B sweeps and the
 paper report's definition, found with importlib.resources (so a wheel install runs
-`resnet-ablate demo`, `reproduce EXP` and `sweep NAME` from any directory). The top-level
-experiments/, sweeps/ and analysis/ of a checkout are links to these folders."""
+`resnet-ablate demo`, `reproduce EXP` and `sweep NAME` from any directory), and the one
+YAML loader for them and for a user's own files. The top-level experiments/, sweeps/ and
+analysis/ of a checkout are links to these folders."""
 from __future__ import annotations
 
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 
-KINDS = ("experiments", "sweeps", "analysis")
+MAX_YAML_BYTES = 1 << 20
+# YAML aliases can make a small file stand for an exponentially large tree (a "billion
+# laughs"); a sweep, experiment or report is a few hundred nodes.
+MAX_YAML_NODES = 100_000
 
 
 def folder(kind: str) -> Traversable:
@@ -22,8 +27,8 @@ def names(kind: str) -> list[str]:
 
 
 def find(kind: str, name_or_path: str | Path) -> tuple[str, str]:
-    """(where, text) of a YAML file named by a path (as given, or relative to `base`) or by
-    a bundled name; a one-line error listing the bundled names otherwise."""
+    """(where, text) of a YAML file named by a path or by a bundled name; a one-line error
+    listing the bundled names otherwise."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return str(path), _read(path)
@@ -36,7 +41,48 @@ def find(kind: str, name_or_path: str | Path) -> tuple[str, str]:
 
 
 def _read(path: Path) -> str:
+    from ..io import read_bytes
+
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot be read ({type(exc).__name__})") from None
+        return read_bytes(path, MAX_YAML_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
+    """Nodes of the tree a YAML node graph stands for, aliases expanded (counted, not
+    built: each shared node once)."""
+    import yaml
+
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1  # a cycle counts once
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes)
+                       for k, v in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
+
+
+def load_yaml(kind: str, name_or_path: str | Path) -> tuple[str, Any]:
+    """(where, data) of a sweep, experiment or report file: yaml's safe loader only, a
+    syntax error named with its line, an alias bomb refused before it is built."""
+    import yaml
+
+    where, text = find(kind, name_or_path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise InputError(f"{where}: expands to over {MAX_YAML_NODES:,} values (YAML "
+                             "aliases); refused")
+        return where, yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"{where}: not valid YAML"
+                         + (f" at line {mark.line + 1}" if mark else "")) from None

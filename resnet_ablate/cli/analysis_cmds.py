@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..analysis.names import FIGURES, TABLES
+from ..analysis.names import FIGURE_TITLES, TABLE_TITLES
 from ..errors import InputError, MissingInput
 
 METRIC_CHOICES = ("train", "train_eval", "test", "val", "best_val")
@@ -71,9 +71,9 @@ def add_figures_args(p: argparse.ArgumentParser) -> None:
     _add_sources(p)
     p.add_argument("--out", type=Path, default=Path("reports/latest"),
                    help="report folder (default reports/latest)")
-    p.add_argument("--figures", nargs="+", choices=list(FIGURES), default=None,
+    p.add_argument("--figures", nargs="+", choices=list(FIGURE_TITLES), default=None,
                    help="only these figures (default all)")
-    p.add_argument("--tables", nargs="+", choices=list(TABLES), default=None,
+    p.add_argument("--tables", nargs="+", choices=list(TABLE_TITLES), default=None,
                    help="only these tables (default all)")
     p.add_argument("--report", default=None, metavar="NAME|FILE",
                    help="a report definition: the bundled 'paper' or a YAML file (title, "
@@ -102,19 +102,13 @@ def run_figures(args: argparse.Namespace) -> int:
 
 def load_report(name: str) -> dict:
     """A report definition (the paper's is bundled: analysis/paper.yaml)."""
-    import yaml
+    from ..bundled import load_yaml
 
-    from ..bundled import find
-
-    where, text = find("analysis", name)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise InputError(f"{where}: not valid YAML") from None
+    where, raw = load_yaml("analysis", name)
     if not isinstance(raw, dict):
         raise InputError(f"{where}: a report is a mapping of title, figures and tables")
     out = {"title": str(raw.get("title", "resnet-ablate report"))}
-    for key, known in (("figures", FIGURES), ("tables", TABLES)):
+    for key, known in (("figures", FIGURE_TITLES), ("tables", TABLE_TITLES)):
         value = raw.get(key, list(known))
         if not isinstance(value, list) or any(v not in known for v in value):
             raise InputError(f"{where}: {key} must list names among {', '.join(known)}")
@@ -143,11 +137,11 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
 
 def run_compare(args: argparse.Namespace) -> int:
     from ..analysis.stats import ALPHA, TEST_NAME, by_condition, format_compare
-    from ..analysis.vocab import METRICS, describe, finished
+    from ..analysis.vocab import ERROR_METRICS, describe, finished
     from ..formatting import render
 
     c = _collect(args)
-    column, text = METRICS[args.metric]
+    column, text = ERROR_METRICS[args.metric]
     table = by_condition(c.runs, column)
     if table.empty:
         raise InputError(f"no finished runs with {column} in "

@@ -15,7 +15,6 @@ import sys
 from ..errors import InputError
 
 EXIT_USAGE = 2
-EXIT_LOCKED = 75
 
 
 class UsageError(InputError):
@@ -57,7 +56,7 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..rundir import RunLocked
+    from ..run.rundir import EXIT_LOCKED, RunLocked
 
     debug = bool(os.environ.get("RESNET_ABLATE_DEBUG"))
     try:

@@ -9,12 +9,15 @@ from ..formatting import FORMATS, human, render
 
 
 def _names(pattern: str) -> list[str]:
-    from ..registry import closest_names, list_models
+    from ..errors import closest
+    from ..variants.registry import list_models, normalise
 
     names = list_models(pattern)
     if not names:
-        close = closest_names(pattern.replace("*", ""))
-        hint = f"; closest: {', '.join(close)}" if close else ""
+        close = closest(normalise(pattern.replace("*", "")),
+                        [normalise(n) for n in list_models()])
+        lookup = {normalise(n): n for n in list_models()}
+        hint = f"; closest: {', '.join(lookup[c] for c in close)}" if close else ""
         raise InputError(f"no variant matches {pattern!r}{hint} (patterns use * and ?)")
     return names
 
@@ -41,8 +44,8 @@ def _options(opts: dict) -> str:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from ..plugins import load, split
-    from ..registry import get_spec
+    from ..variants.plugins import load, split
+    from ..variants.registry import get_spec
 
     load(split(args.plugins))
     rows = []
@@ -72,8 +75,8 @@ def add_complexity_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_complexity(args: argparse.Namespace) -> int:
-    from ..counting import complexity_table, stage_table
-    from ..plugins import load, split
+    from ..models.counting import complexity_table, stage_table
+    from ..variants.plugins import load, split
 
     load(split(args.plugins))
     if args.input_size is not None and not 1 <= args.input_size <= 4096:

@@ -21,7 +21,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_help() -> str:
-    from ..config import settings_help
+    from ..run.config import settings_help
     from ..data.catalog import DATASETS
 
     lines = [f"usage: {TRAIN_USAGE}", "",
@@ -52,20 +52,16 @@ def run_train(args: argparse.Namespace) -> int:
 
 def dry_run_train(words: list[str]) -> int:
     """The resolved configuration, as `train` would run it; nothing is written."""
-    import dataclasses
-
-    from ..condition import digest, planned, planned_run_id
-    from ..config import parse_train_words
-    from ..registry import get_spec
+    from ..run import record
+    from ..run.config import parse_train_words
+    from ..variants.registry import get_spec
 
     request = parse_train_words(words)
     spec = get_spec(request.config.model).with_overrides(**request.model_overrides)
-    resolved = {"run": dataclasses.asdict(request.config),
-                "protocol": request.protocol.fields(),
-                "protocol_overrides": request.protocol_overrides,
-                "model": spec.factors(), "planned_condition": digest(planned(request)),
-                "run_id_in_a_sweep": planned_run_id(request)}
-    print(json.dumps(resolved, indent=2, default=str))
+    values = record.resolved(request, spec)  # what is known before any data is read
+    planned = {"record": record.nest(values), "planned_condition": values["condition"],
+               "run_id_in_a_sweep": record.planned_run_id(request)}
+    print(json.dumps(planned, indent=2, default=str))
     return 0
 
 

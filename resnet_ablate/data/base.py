@@ -8,7 +8,7 @@ from typing import Iterator, Protocol as TypingProtocol
 import torch
 from torch import Tensor
 
-from ..protocol import Protocol
+from ..run.protocol import Protocol
 from ..errors import InputError
 
 
@@ -49,6 +49,7 @@ class RunData(TypingProtocol):
     input_size: int
     sizes: dict[str, int]  # split name -> images
     val_source: str  # where the validation split came from, recorded with the run
+    fingerprint: str  # the data set's content: its part of the run's condition
     final_test_view: str  # single | center | 10crop
 
     def next(self) -> tuple[Tensor, Tensor]: ...  # the next training batch (this rank's)

@@ -22,23 +22,29 @@ def digits_arrays():
     gives them, read from the CSV scikit-learn bundles without importing scikit-learn (1 s
     of every run's start-up)."""
     import gzip
-    import importlib.util
 
     import numpy as np
+
+    with gzip.open(_digits_csv(), "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
+def _digits_csv() -> Path:
+    import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise InputError("dataset=digits needs scikit-learn (pip install scikit-learn), "
                          "which bundles the images")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
-    with gzip.open(path, "rt") as f:
-        data = np.loadtxt(f, delimiter=",")
-    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
 
 
 def _digits(data_dir: str, download: bool) -> Images:
     """scikit-learn's 8x8 digits (1,797 real images of 16 grey levels, bundled; no
     download). They come without a test split: a fixed 20% (seed 0) is held out as test."""
+    import hashlib
+
     import torch
 
     from .base import Split, hold_out
@@ -48,8 +54,9 @@ def _digits(data_dir: str, download: bool) -> Images:
     images = torch.from_numpy(pixels).mul(255 / 16).round().to(torch.uint8).unsqueeze(1)
     full = Split(images, torch.from_numpy(labels).long())
     fixed = hold_out(len(full), len(full) // 5, 0, own_val=False)
+    digest = hashlib.sha1(full.images.numpy().tobytes() + full.labels.numpy().tobytes())
     return Images(full.subset(fixed.train), full.subset(fixed.val), None,
-                  [str(i) for i in range(10)])
+                  [str(i) for i in range(10)], f"digits:{digest.hexdigest()[:16]}")
 
 
 def _cifar(name: str) -> Callable[[str, bool], Images]:
@@ -57,8 +64,8 @@ def _cifar(name: str) -> Callable[[str, bool], Images]:
         from .cifar import load_cifar
         from .tensor import Images
 
-        train, test, classes = load_cifar(name, data_dir, download)
-        return Images(train, test, None, classes)
+        train, test, classes, fingerprint = load_cifar(name, data_dir, download)
+        return Images(train, test, None, classes, fingerprint)
     return load
 
 
@@ -66,11 +73,30 @@ def _imagefolder(data_dir: str, download: bool) -> Images:
     from . import folders
     from .tensor import Images
 
-    found = folders.splits(Path(data_dir))
+    root = Path(data_dir)
+    found = folders.splits(root)
     classes = folders.classes_of(found["train"])
-    own_val = folders.decode(found["val"], classes) if {"val", "test"} <= set(found) else None
-    return Images(folders.decode(found["train"], classes),
-                  folders.decode(folders.test_dir(found), classes), own_val, classes)
+    listing = folders.listing(found, classes)
+    own_val = folders.decode(found["val"], listing["val"]) if "val" in listing else None
+    return Images(folders.decode(found["train"], listing["train"]),
+                  folders.decode(folders.test_dir(found), listing["test"]), own_val, classes,
+                  folders.fingerprint(root, listing, classes))
+
+
+@dataclass(frozen=True)
+class Described:
+    """What a data set tells before it is loaded: enough to resolve the model."""
+    num_classes: int
+    in_chans: int
+
+
+def _imagefolder_described(data_dir: str, mode: str) -> Described:
+    """Loader mode decodes RGB; tensor mode keeps grey images one channel."""
+    from . import folders
+
+    found = folders.splits(Path(data_dir))
+    chans = 3 if mode == "loader" else folders.channels(folders.first_image(data_dir))
+    return Described(len(folders.classes_of(found["train"])), chans)
 
 
 @dataclass(frozen=True)
@@ -79,26 +105,28 @@ class DataSet:
     load: Callable[[str, bool], "Images"]  # (data_dir, download) -> small images, as tensors
     default_protocol: str | None  # None: by image size (the CIFAR or the ImageNet protocol)
     facts: str
+    describe: Callable[[str, str], Described]  # (data_dir, mode) -> classes, channels; no load
 
 
 DATASETS: dict[str, DataSet] = {d.name: d for d in (
     DataSet("digits", _digits, "demo", "scikit-learn's 1,797 real 8x8 digits, bundled: no "
-            "download; a fixed 20% test split"),
+            "download; a fixed 20% test split", lambda *_: Described(10, 1)),
     DataSet("cifar10", _cifar("cifar10"), "he2015-cifar", "CIFAR-10 in torchvision's format "
-            "(DATA_DIR/cifar-10-batches-py/), downloaded where the network allows"),
+            "(DATA_DIR/cifar-10-batches-py/), downloaded where the network allows",
+            lambda *_: Described(10, 3)),
     DataSet("cifar100", _cifar("cifar100"), "he2015-cifar", "CIFAR-100 in torchvision's "
-            "format (DATA_DIR/cifar-100-python/)"),
+            "format (DATA_DIR/cifar-100-python/)", lambda *_: Described(100, 3)),
     DataSet("imagefolder", _imagefolder, None, "any DATA_DIR/train/<class>/ tree beside val/ "
             "and/or test/ (ImageNet; ../shared/data/cifar10-jpg); images over 64 px go "
-            "through DataLoader workers"),
+            "through DataLoader workers", _imagefolder_described),
 )}
 
 
 def get_dataset(name: str) -> DataSet:
     if name not in DATASETS:
-        from ..overrides import unknown_key_error
+        from ..errors import unknown
 
-        raise unknown_key_error(name, list(DATASETS), "dataset")
+        raise unknown("dataset", name, DATASETS)
     return DATASETS[name]
 
 

@@ -1,6 +1,6 @@
 """ImageFolder trees (`train/<class>/*.jpg` beside `val/` and/or `test/`): finding the
-splits, probing the image size, decoding small images once into a cached uint8 tensor. A
-file that does not decode is a one-line error naming it."""
+splits, probing the image size, the tree's fingerprint, decoding small images once into a
+cached uint8 tensor. A file that does not decode is a one-line error naming it."""
 from __future__ import annotations
 
 import hashlib
@@ -58,6 +58,16 @@ def list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     return out
 
 
+def listing(found: dict[str, Path], classes: list[str]) -> dict[str, list[tuple[Path, int]]]:
+    """Every split's (file, label) list: train, test (test/, else val/), and val when the
+    tree has both val/ and test/ (its own held-out split)."""
+    out = {"train": list_images(found["train"], classes),
+           "test": list_images(test_dir(found), classes)}
+    if {"val", "test"} <= set(found):
+        out["val"] = list_images(found["val"], classes)
+    return out
+
+
 def open_image(path: Path, mode: str | None = None):
     """A decoded PIL image, converted to `mode` (RGB by default; "keep": as stored); a
     one-line error naming the file if it does not decode."""
@@ -72,11 +82,40 @@ def open_image(path: Path, mode: str | None = None):
                          f"{str(exc)[:80]})") from None
 
 
+def first_image(data_dir: str):
+    """The first training image, as stored (its size says small or large data, its mode
+    how many channels)."""
+    found = splits(Path(data_dir))
+    for name in classes_of(found["train"]):  # the first file found: no full listing
+        for entry in sorted(os.scandir(found["train"] / name), key=lambda e: e.name):
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                return open_image(Path(entry.path), mode="keep")
+    raise MissingInput(f"no images under {found['train']}/<class>/")
+
+
 def probe(data_dir: str) -> int:
     """The larger side of the first training image: small (tensor) or large (loader) data."""
-    found = splits(Path(data_dir))
-    first, _ = list_images(found["train"], classes_of(found["train"]))[0]
-    return max(open_image(first).size)
+    return max(first_image(data_dir).size)
+
+
+def channels(image) -> int:
+    """Grey images stay one channel in tensor mode; everything else is decoded as RGB."""
+    return 1 if image.mode in ("L", "1", "I;16") else 3
+
+
+def fingerprint(root: Path, listing: dict[str, list[tuple[Path, int]]],
+                classes: list[str]) -> str:
+    """The tree's content, cheaply: its class names, the files per split, and a digest of
+    the sorted (relative path, size) list (no bytes read: a file rewritten in place with
+    the same size keeps the fingerprint). The same tree copied elsewhere keeps it; another
+    tree of the same size does not."""
+    h = hashlib.sha1("\n".join(classes).encode())
+    counts = []
+    for split in sorted(listing):
+        counts.append(f"{split}={len(listing[split])}")
+        for path, _ in listing[split]:
+            h.update(f"\n{path.relative_to(root)}:{path.stat().st_size}".encode())
+    return f"imagefolder:{len(classes)}c:{','.join(counts)}:{h.hexdigest()[:16]}"
 
 
 def _cache_dir() -> Path:
@@ -85,17 +124,19 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def decode(folder: Path, classes: list[str]) -> Split:
-    """Decode an ImageFolder split once into a uint8 tensor, cached by its file listing."""
+def decode(folder: Path, files: list[tuple[Path, int]]) -> Split:
+    """Decode an ImageFolder split once into a uint8 tensor, cached by each file's inode,
+    size, mtime and ctime: rewriting a file changes its ctime, which no one can set back
+    (utime sets mtime only), so a cached tensor never serves stale pixels."""
     import numpy as np
 
     from ..io import atomic_torch_save
 
-    files = list_images(folder, classes)
     h = hashlib.sha1(str(folder.resolve()).encode())
     for p, _ in files:
         st = p.stat()
-        h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f"{p.relative_to(folder)}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:"
+                 f"{st.st_ctime_ns}".encode())
     cache = _cache_dir() / f"imagefolder-{h.hexdigest()[:16]}.pt"
     if cache.exists():
         try:

@@ -136,18 +136,20 @@ class LoaderData:
                              "have no pixel grid for a per-pixel one); set "
                              "normalize=per_channel_mean")
         self.settings = settings
-        found = folders.splits(Path(data_dir))
+        root = Path(data_dir)
+        found = folders.splits(root)
         self.classes = folders.classes_of(found["train"])
-        train = folders.list_images(found["train"], self.classes)
-        items = {"train": train, "test": folders.list_images(folders.test_dir(found),
-                                                             self.classes)}
-        own_val = "val" in found and "test" in found
+        listed = folders.listing(found, self.classes)
+        self.fingerprint = folders.fingerprint(root, listed, self.classes)
+        train = listed["train"]
+        items = {"train": train, "test": listed["test"]}
+        own_val = "val" in listed
         held = hold_out(len(train), p.val_size, p.split_seed, own_val)
         if held.val is not None:
             items["val"] = [train[i] for i in held.val.tolist()]
             items["train"] = [train[i] for i in held.train.tolist()]
         elif own_val:
-            items["val"] = folders.list_images(found["val"], self.classes)
+            items["val"] = listed["val"]
         self.val_source = held.source
         self.items = items
         if p.batch_size > len(items["train"]):

@@ -23,6 +23,7 @@ class Images:
     test: Split
     own_val: Split | None  # the data set's own val/ split, if it has one besides test/
     classes: list[str]
+    fingerprint: str  # the data set's content (resnet_ablate.run.record: data.fingerprint)
 
 
 def image_mean(images: Tensor, per_pixel: bool) -> Tensor:
@@ -143,6 +144,7 @@ class TensorData:
         if val is not None:
             self.splits["val"] = val.to(settings.device)
         self.val_source = held.source
+        self.fingerprint = images.fingerprint
         self.num_classes = len(images.classes)
         self.in_chans = int(images.train.images.shape[1])
         self.input_size = p.crop

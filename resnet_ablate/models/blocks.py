@@ -12,21 +12,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..parts import register_block
 from ..errors import InputError
+from ..variants.registry import register_block
+from .layers import conv1x1, conv3x3
 
 POST_ORDERS = ("original", "bn_after_add", "relu_before_add")
 PRE_ORDERS = ("full", "relu_only")
 GATES = ("none", "exclusive", "shortcut")
 PREACT_INPUTS = ("both", "branch", "none")
-
-
-def conv3x3(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False)
-
-
-def conv1x1(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -117,7 +110,8 @@ class BasicBlock(_PostActivation):
         out = self.relu(self.bn1(self.conv1(x)))
         return self._merge(self.bn2(self.conv2(out)), x)
 
-    def last_norm(self) -> nn.Module:
+    def branch_end(self) -> nn.Module:
+        """The last layer of the residual branch (what zero_init_residual zeroes)."""
         return self.conv2 if self.order == "bn_after_add" else self.bn2
 
     def response_modules(self) -> list[str]:
@@ -155,7 +149,8 @@ class Bottleneck(_PostActivation):
         out = self.relu(self.bn2(self.conv2(out)))
         return self._merge(self.bn3(self.conv3(out)), x)
 
-    def last_norm(self) -> nn.Module:
+    def branch_end(self) -> nn.Module:
+        """The last layer of the residual branch (what zero_init_residual zeroes)."""
         return self.conv3 if self.order == "bn_after_add" else self.bn3
 
     def response_modules(self) -> list[str]:
@@ -226,7 +221,8 @@ class PreActBasicBlock(_PreActivation):
             out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(branch)))))
         return self._add(out, short)
 
-    def last_norm(self) -> nn.Module:
+    def branch_end(self) -> nn.Module:
+        """The last layer of the residual branch (what zero_init_residual zeroes)."""
         return self.conv2 if self.order == "full" else self.bn2
 
     def response_modules(self) -> list[str]:
@@ -269,7 +265,8 @@ class PreActBottleneck(_PreActivation):
             out = self.bn3(self.conv3(out))
         return self._add(out, short)
 
-    def last_norm(self) -> nn.Module:
+    def branch_end(self) -> nn.Module:
+        """The last layer of the residual branch (what zero_init_residual zeroes)."""
         return self.conv3 if self.order == "full" else self.bn3
 
     def response_modules(self) -> list[str]:

@@ -7,16 +7,15 @@ and traces (TorchScript, FX), so timm's own tools work on it.
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..parts import BLOCKS, SHORTCUTS, STEMS
-from ..spec import VariantSpec
 from ..errors import InputError
+from ..variants.registry import BLOCKS, SHORTCUTS, STEMS, Part
+from ..variants.spec import VariantSpec
 
 # What the builder hands to every part that accepts it (by parameter name).
 NORM_LAYER = nn.BatchNorm2d
@@ -24,23 +23,12 @@ ACT_LAYER = nn.ReLU
 GLOBAL_POOLS = ("avg", "")
 
 
-def call_part(make: Callable[..., Any], what: str, *args: Any, options: dict[str, Any],
-              context: dict[str, Any]) -> Any:
-    """make(*args, **options, **context); context keys only where `make` takes them, so a
-    user's part declares just what it needs. An option it does not take is an error."""
-    try:
-        params = inspect.signature(make).parameters
-    except (TypeError, ValueError):  # builtins without a signature: pass options only
-        params = {}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    given = {k: v for k, v in context.items() if takes_any or k in params}
-    unknown = [k for k in options if not takes_any and k not in params]
-    if unknown:
-        allowed = [k for k, p in params.items() if p.default is not inspect.Parameter.empty
-                   and k not in context]
-        raise InputError(f"{what} takes no option {unknown[0]!r} (its options: "
-                         f"{', '.join(allowed) or 'none'})")
-    return make(*args, **options, **given)
+def call_part(part: Part, *args: Any, options: dict[str, Any], context: dict[str, Any]) -> Any:
+    """make(*args, **options, **context): the context keys only where the part takes them
+    (read from its signature once, at registration), so a user's part declares just what
+    it needs. Its options were checked by the spec."""
+    given = {k: v for k, v in context.items() if part.takes(k)}
+    return part.make(*args, **options, **given)
 
 
 class NormAct(nn.Module):
@@ -77,17 +65,18 @@ class ResNet(nn.Module):
         self.num_classes = spec.num_classes
         self.drop_rate = float(drop_rate)
         self.grad_checkpointing = False
-        block = BLOCKS.get(spec.block).make
+        block_part = BLOCKS.get(spec.block)
+        block = block_part.make
         preact = bool(getattr(block, "preact", False))
         context = {"norm_layer": NORM_LAYER, "act_layer": ACT_LAYER}
         stem_part = STEMS.get(spec.stem)
-        self.stem = call_part(stem_part.make, f"stem {spec.stem!r}", spec.in_chans,
-                              spec.stem_width, options=dict(spec.stem_options), context=context)
+        self.stem = call_part(stem_part, spec.in_chans, spec.stem_width,
+                              options=spec.stem_options, context=context)
         in_chans = spec.stem_width
         reduction = stem_part.meta.get("reduction", 1)
         self.feature_info = [dict(num_chs=in_chans, reduction=reduction, module="stem")]
         stem_normalized = bool(getattr(self.stem, "normalized", False))
-        make_shortcut = SHORTCUTS.get(spec.shortcut).make if spec.shortcut else None
+        shortcut_part = SHORTCUTS.get(spec.shortcut) if spec.shortcut else None
         stages = []
         for i, (planes, count) in enumerate(zip(spec.widths, spec.layers)):
             units = []
@@ -95,19 +84,18 @@ class ResNet(nn.Module):
                 stride = 2 if (i > 0 and j == 0) else 1
                 out_chans = planes * block.expansion
                 shortcut = None
-                if make_shortcut is not None:
+                if shortcut_part is not None:
                     shortcut = call_part(
-                        make_shortcut, f"shortcut {spec.shortcut!r}", in_chans, out_chans,
-                        stride, options=dict(spec.shortcut_options),
+                        shortcut_part, in_chans, out_chans, stride,
+                        options=spec.shortcut_options,
                         context={"norm_layer": None if preact else NORM_LAYER}) or nn.Identity()
                 unit_context = dict(context, stride_in=spec.stride_in)
                 if preact:  # fb.resnet.torch preresnet.lua: both_preact / no_preact / branch
                     unit_context["preact_input"] = (
                         "branch" if j > 0 else "none" if (i == 0 and stem_normalized)
                         else "both")
-                units.append(call_part(block, f"block {spec.block!r}", in_chans, planes,
-                                       stride, shortcut, options=dict(spec.options),
-                                       context=unit_context))
+                units.append(call_part(block_part, in_chans, planes, stride, shortcut,
+                                       options=spec.options, context=unit_context))
                 in_chans = out_chans
             if i > 0:
                 reduction *= 2
@@ -128,7 +116,7 @@ class ResNet(nn.Module):
 
     def _init_weights(self) -> None:
         if any(p.is_meta for p in self.parameters()):
-            return  # a size count on the meta device (models/size.py): no values to set
+            return  # a size count on the meta device (models/counting.py): nothing to set
         for name, m in self.named_modules():
             if isinstance(m, nn.Conv2d):
                 # He et al. (2015b) "MSRA" init; fan_out as torchvision and fb.resnet.torch.
@@ -138,10 +126,10 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
         if self.spec.zero_init_residual:
             for b in self.blocks():
-                if not hasattr(b, "last_norm"):
+                if not hasattr(b, "branch_end"):
                     raise InputError(f"zero_init_residual: block {self.spec.block!r} has no "
-                                     "last_norm() to zero")
-                nn.init.zeros_(b.last_norm().weight)
+                                     "branch_end() to zero")
+                nn.init.zeros_(b.branch_end().weight)
 
     # ------------------------------------------------------------------ structure
     def blocks(self) -> list[nn.Module]:
@@ -268,3 +256,24 @@ def _take_indices(levels: int, indices: int | list[int] | None) -> list[int]:
     if not all(0 <= i < levels for i in take):
         raise InputError(f"indices must be in 0..{levels - 1}; got {list(indices)}")
     return take
+
+
+# Keyword arguments of create_model that build the module rather than change the spec.
+MODULE_KWARGS = ("global_pool", "drop_rate")
+
+
+def create_model(name: str | VariantSpec, **overrides: Any) -> ResNet:
+    """Build a variant by name (or from a spec), with validated overrides such as
+    num_classes (0: no classifier), in_chans, layers, widths, shortcut, stride_in,
+    zero_init_residual, and timm's global_pool and drop_rate."""
+    from ..variants.registry import get_spec
+
+    spec = name if isinstance(name, VariantSpec) else get_spec(name)
+    module_kwargs = {k: overrides.pop(k) for k in MODULE_KWARGS if k in overrides}
+    headless = overrides.get("num_classes") == 0  # timm's feature extractor: no classifier
+    if headless:
+        del overrides["num_classes"]
+    model = ResNet(spec.with_overrides(**overrides), **module_kwargs)
+    if headless:
+        model.reset_classifier(0)
+    return model

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..parts import register_shortcut
 from ..errors import InputError
+from ..variants.registry import register_shortcut
 
 
 def _reshapes(in_chans: int, out_chans: int, stride: int) -> bool:

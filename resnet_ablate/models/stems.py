@@ -6,11 +6,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..parts import register_stem
-
-
-def conv3x3(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False)
+from ..variants.registry import register_stem
+from .layers import conv3x3
 
 
 class Stem(nn.Module):

@@ -14,9 +14,6 @@ from typing import Any, Callable
 
 import submitit
 
-LAUNCHERS = ("slurm", "local")
-
-
 class RunJob(submitit.helpers.Checkpointable):
     """One training run as a submitit job: the sweep's command in its environment."""
 

@@ -25,11 +25,8 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from ..io import atomic_write_json
-from ..rundir import RunDir
-from .spec import SweepError, SweepSpec, plan, validate_values
-
-EXIT_LOCKED = 75  # train's answer when another process holds the run
-
+from ..run.rundir import EXIT_LOCKED, RunDir
+from .sweepfile import SweepError, SweepSpec, plan, validate_values
 
 @dataclass
 class PlannedRun:
@@ -71,8 +68,8 @@ def expand_command(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
 def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
                  only: dict[str, list[Any]] | None = None) -> list[PlannedRun]:
     """The runs of a sweep, validated, each named by its condition and seed."""
-    from ..condition import planned_run_id
-    from ..config import parse_train_words
+    from ..run.config import parse_train_words
+    from ..run.record import planned_run_id
 
     configs = plan(spec, count=count, seed=seed)
     if only:  # a subset of the sweep (an experiment's, or `sweep --only`)

@@ -13,7 +13,6 @@ import torch.distributed as dist
 class Dist:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -50,6 +49,24 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BN running statistics follow each rank's own batches) on every
+        rank, as DDP does at each training forward, so that all ranks evaluate one net."""
+        if self.enabled:
+            for buf in module.buffers():
+                dist.broadcast(buf, src=0)
+
+    def replicas_in_sync(self, module: torch.nn.Module) -> bool | None:
+        """With several processes: whether every rank holds the same weights (DDP's
+        invariant), checked on a float64 digest of all parameters and buffers."""
+        if not self.enabled:
+            return None
+        digest = torch.stack([t.detach().double().sum() for t in module.state_dict().values()
+                              if t.is_floating_point()]).sum().reshape(1)
+        gathered = [torch.zeros_like(digest) for _ in range(self.world_size)]
+        dist.all_gather(gathered, digest)
+        return all(torch.equal(g, gathered[0]) for g in gathered)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
@@ -65,7 +82,6 @@ def from_env(device_type: str) -> Dist:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return Dist(rank=rank, world_size=world_size, local_rank=local_rank)
+    return Dist(rank=int(os.environ["RANK"]), world_size=world_size)

@@ -6,7 +6,6 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
-from ..rundir import METRICS
 
 MODES = ("auto", "bar", "lines", "off")
 
@@ -30,7 +29,7 @@ class Progress:
             self.message(f"resuming at iteration {iteration}")
 
     def update(self, iteration: int, m: dict[str, Any]) -> None:
-        text = (f"loss {m[METRICS['train_loss']]:.3f} err {m[METRICS['train_err']]:.1f}% "
+        text = (f"loss {m['train_loss']:.3f} err {m['train_err']:.1f}% "
                 f"lr {m['lr']:.3g} {m['images_per_sec']:.0f} img/s")
         if self.bar is not None:
             # the text first, then the count, whose refresh shows it: never a window stale

@@ -1,14 +1,17 @@
-"""`resnet-ablate train key=value ...`: validate everything, then create the run, then train.
+"""`resnet-ablate train key=value ...`: resolve everything once, then create the run, then
+train, then write its record.
 
 Bad input (unknown key, model, data set or protocol; a value of the wrong type or out of
 range; a model too big to build; data that does not fit the model; missing or unreadable
-data; a resume with nothing to resume) raises before anything is written, or removes what
-it had just created, so it leaves nothing behind. Once training starts, a failure is
-recorded as status `failed`. A run another process is training is skipped (exit 75).
+data; a resume with nothing to resume, or of a run whose plugins are not loaded now) raises
+before anything is written, or removes what it had just created, so it leaves nothing
+behind. Once training starts, a failure is recorded as status `failed`. A run another
+process is training is skipped (exit 75). SIGTERM/SIGINT are deferred from the first
+iteration until the run's files are complete.
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 import os
 import platform
 import shutil
@@ -20,23 +23,27 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..condition import condition_id, of_record
-from ..config import RunConfig, TrainRequest, parse_train_words
-from ..counting import complexity
-from ..data import DataSettings, image_mode, open_run_data
-from ..models.size import check as check_size
-from ..plugins import load as load_plugins, loaded as loaded_plugins
-from ..registry import create_model, get_spec
-from ..rundir import RunDir, RunLocked
-from ..spec import VariantSpec
+from ..data import DataSettings, get_dataset, image_mode, open_run_data
+from ..errors import InputError, MissingInput, unknown
+from ..models import ResNet
+from ..models.counting import check_size
+from ..run import record
+from ..run.config import NUMERICS, RunConfig, TrainRequest, parse_train_words
+from ..run.rundir import History, RunDir, RunLocked, strip_module_prefix
 from ..tracking import NullTracker, Tracker, tags
+from ..variants import plugins
+from ..variants.paper import network_version
+from ..variants.registry import get_spec
+from ..variants.spec import VariantSpec
 from .distributed import Dist, from_env
 from .progress import Progress
+from .stop import DeferredSignals
 from .trainer import Sinks, TrainOptions, Trainer
-from ..errors import InputError, MissingInput
-from ..overrides import unknown_key_error
 
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another process is training this run; try again later
+TRAIN_ERR_DEFINITION = ("the paper's training error: train-mode error on the augmented "
+                        "mini-batches, mean over the last evaluation interval "
+                        "(final_train_err_running); final_train_err_eval is the eval-mode "
+                        "error on the whole training split")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,31 +67,8 @@ def set_deterministic(on: bool) -> None:
     torch.backends.cudnn.benchmark = not on
 
 
-def default_run_id(cfg: RunConfig) -> str:
-    return f"{get_spec(cfg.model).name}-{cfg.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def run_identity(spec: VariantSpec, request: TrainRequest, data_mode: str,
-                 world_size: int) -> dict[str, Any]:
-    """What a resumed run must share with its checkpoint for it to continue bit for bit."""
-    cfg = request.config
-    return {"model": spec.factors(), "dataset": cfg.dataset, "data_mode": data_mode,
-            "protocol": request.protocol.fields(), "seed": cfg.seed,
-            "run": {"amp": cfg.amp, "channels_last": cfg.channels_last,
-                    "deterministic": cfg.deterministic, "world_size": world_size}}
-
-
-def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    diffs = []
-    for key in ("model", "protocol", "run"):
-        a_all, b_all = old.get(key) or {}, new[key]
-        for f in sorted(set(a_all) | set(b_all)):
-            if a_all.get(f) != b_all.get(f):
-                diffs.append(f"{key}.{f}: checkpoint {a_all.get(f)!r}, now {b_all.get(f)!r}")
-    for key in ("dataset", "data_mode", "seed"):
-        if old.get(key) != new[key]:
-            diffs.append(f"{key}: checkpoint {old.get(key)!r}, now {new[key]!r}")
-    return diffs
+def default_run_id(cfg: RunConfig, spec: VariantSpec) -> str:
+    return f"{spec.name}-{cfg.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _resuming(rundir: RunDir, resume: str) -> bool:
@@ -146,78 +130,141 @@ def _check_backend(name: str) -> None:
 
     known = list_backends(exclude_tags=())
     if name not in known:
-        raise unknown_key_error(name, known, "compile_backend")
+        raise unknown("compile_backend", name, known)
 
 
-def _check_fits(spec: VariantSpec, data) -> None:
-    if spec.num_classes < data.num_classes:
+def _check_plugins(cfg: RunConfig) -> None:
+    """A run resumes only with the plugins it was trained with, loaded by the user now
+    (plugins=, RESNET_ABLATE_PLUGINS or an installed entry point): its record names them
+    but never makes them run."""
+    config = RunDir(cfg.runs_dir, cfg.run_id).read_config() or {}
+    named = config.get("plugins") or []
+    if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
+        raise InputError(f"{cfg.runs_dir}/{cfg.run_id}/config.json: plugins must be a list of "
+                         "names")
+    plugins.autoload()
+    missing = plugins.missing(named)
+    if missing:
+        raise InputError(f"resume refused: run {cfg.run_id} was trained with plugin(s) "
+                         f"{', '.join(missing)}, not loaded now; name them with plugins="
+                         f"{','.join(missing)} (or {plugins.ENV}) to resume it")
+
+
+def _resolve_spec(request: TrainRequest, mode: str) -> tuple[VariantSpec, Any]:
+    """The run's spec, once: the variant with the data's classes and channels (from the
+    data set's description: nothing is loaded yet) and the user's overrides, validated."""
+    cfg = request.config
+    described = get_dataset(cfg.dataset).describe(cfg.data_dir, mode)
+    spec = get_spec(cfg.model).with_overrides(**{
+        "num_classes": described.num_classes, "in_chans": described.in_chans,
+        **request.model_overrides})
+    if spec.num_classes < described.num_classes:
         raise InputError(f"model.num_classes={spec.num_classes} is below the data's "
-                         f"{data.num_classes} classes")
-    if spec.in_chans != data.in_chans:
+                         f"{described.num_classes} classes")
+    if spec.in_chans != described.in_chans:
         raise InputError(f"model.in_chans={spec.in_chans} but the data's images have "
-                         f"{data.in_chans} channel(s)")
+                         f"{described.in_chans} channel(s)")
+    return spec, described
+
+
+class RunFiles:
+    """The trainer's files on rank 0: checkpoints carry the run's identity, which a resume
+    compares with its own."""
+
+    def __init__(self, rundir: RunDir, identity: dict[str, Any], keep: int) -> None:
+        self.rundir, self.identity, self.keep = rundir, identity, keep
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        self.rundir.save_checkpoint({**state, "identity": self.identity}, self.keep)
+
+    def history(self, history: History) -> None:
+        self.rundir.write_history(history)
 
 
 @dataclass
 class Prepared:
     trainer: Trainer
     rundir: RunDir
-    config: dict[str, Any]
+    values: dict[str, Any]  # the run's record as known at the start, flat
     dist: Dist
     tracker: Any
+    notes: dict[str, list[str]]  # record results known before training (warnings)
 
 
 def prepare(request: TrainRequest) -> Prepared:
     cfg, protocol = request.config, request.protocol
-    overrides = dict(request.model_overrides)
-    if cfg.run_id and cfg.resume != "false":  # a run's own plugins: its variant is theirs
-        load_plugins((RunDir(cfg.runs_dir, cfg.run_id).read_config() or {}).get("plugins")
-                     or [])
-    base = get_spec(cfg.model)
-    # Refused at once when absurd: the size is known from the spec, before any data loads.
-    early = base.with_overrides(**overrides)
-    check_size(early, protocol.crop, cfg.max_params, cfg.max_activations)
+    if cfg.run_id and cfg.resume != "false":
+        _check_plugins(cfg)
     if cfg.compile:
         _check_backend(cfg.compile_backend)
+    mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
+    spec, _ = _resolve_spec(request, mode)
+    # Refused at once when absurd: counted on the meta device, before any data loads.
+    size = check_size(spec, protocol.crop, cfg.max_params, cfg.max_activations)
+    beyond = protocol.milestones_beyond_end()
+    notes = {"schedule_warnings": [
+        f"milestone{'s' if len(beyond) > 1 else ''} {', '.join(map(str, beyond))} "
+        f"{'are' if len(beyond) > 1 else 'is'} at or beyond the last iteration "
+        f"({protocol.iterations}): the step schedule never divides the lr there"] if beyond
+        else []}
     device = resolve_device(cfg.device)
     set_deterministic(cfg.deterministic)
     dist = from_env(device.type)
-    rundir = RunDir(cfg.runs_dir, dist.broadcast(cfg.run_id or default_run_id(cfg)))
+    rundir = RunDir(cfg.runs_dir, dist.broadcast(cfg.run_id or default_run_id(cfg, spec)))
     if dist.enabled and protocol.batch_size % dist.world_size:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
-    mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
     resuming, created = _claim(rundir, cfg.resume, dist)
     try:
         data = open_run_data(cfg.dataset, cfg.data_dir, cfg.download, mode, DataSettings(
             protocol=protocol, device=device, seed=cfg.seed, rank=dist.rank,
             world_size=dist.world_size, eval_batch_size=cfg.eval_batch_size,
             num_workers=cfg.num_workers))
-        spec = base.with_overrides(**{"num_classes": data.num_classes,
-                                      "in_chans": data.in_chans, **overrides})
-        _check_fits(spec, data)
+        if data.num_classes > spec.num_classes:  # the description and the data disagree
+            raise InputError(f"the data has {data.num_classes} classes; the model "
+                             f"{spec.num_classes}")
         if protocol.lr_schedule == "plateau" and not data.has("val"):
             raise InputError("lr_schedule=plateau reads a held-out split and this data has "
                              "none: set val_size > 0")
-        check_size(spec, data.input_size, cfg.max_params, cfg.max_activations)
-        identity = run_identity(spec, request, data.mode, dist.world_size)
+        values = record.resolved(
+            request, spec, run_id=rundir.run_id, params=size["params"], macs=size["macs"],
+            data={"data.mode": data.mode, "data.fingerprint": data.fingerprint,
+                  "data.split_sizes": data.sizes, "data.val_source": data.val_source,
+                  "data.input_size": data.input_size},
+            run={"run.world_size": dist.world_size, "run.device": device.type,
+                 "run.threads": torch.get_num_threads()},
+            plugins=plugins.loaded(),
+            versions={"resnet_ablate": __version__, "network": network_version(__version__),
+                      "torch": torch.__version__, "python": platform.python_version()},
+            env={k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+                                            "SLURM_JOB_ID") if k in os.environ})
+        identity = record.identity(values)
         state = None
         if resuming:
             rundir.clean_tmp()
             state = rundir.load_checkpoint(map_location=device)
-            diffs = _identity_diff(state["identity"], identity)
-            if diffs:
+            diffs = record.identity_diff(state["identity"], identity)
+            refused = [d for kind, d in diffs if kind != NUMERICS
+                       or cfg.resume_numerics == "same"]
+            if refused:
+                hint = (" (or resume_numerics=any to continue under other numerics, not "
+                        "bitwise)" if all(k == NUMERICS for k, _ in diffs) else "")
                 raise InputError(f"resume refused: {rundir.path} was trained with other "
-                                 f"settings ({'; '.join(diffs[:3])}); bitwise resume needs "
-                                 "the same ones")
+                                 f"settings ({'; '.join(refused[:3])}); bitwise resume needs "
+                                 f"the same ones{hint}")
+            notes["resumed_with"] = [d for _, d in diffs]
         if resuming and dist.is_main:  # a failed run (a full disk) resumes: not failed now
             rundir.summary_path.unlink(missing_ok=True)
         torch.manual_seed(cfg.seed)
-        model = create_model(spec).to(device)
-        counts = complexity(model, input_size=data.input_size, with_fvcore=False)
-        config = config_record(request, spec, rundir.run_id, counts, data, dist, device)
+        model = ResNet(spec).to(device)  # the one build
+        if values["macs"] is None:  # a part that cannot run on the meta device
+            from ..models.counting import complexity
+
+            values["macs"] = complexity(model, input_size=data.input_size,
+                                        with_fvcore=False)["macs"]
         if dist.is_main and not resuming:
-            rundir.write_config(config)
+            rundir.write_config(record.nest(values))
+            rundir.write_model(model.state_dict(), initial=True)
     except BaseException:
         rundir.release()
         if created and dist.is_main:  # bad input: leave nothing behind
@@ -225,95 +272,41 @@ def prepare(request: TrainRequest) -> Prepared:
         raise
     dist.barrier()
     tracker = (Tracker(cfg.wandb, cfg.wandb_project, cfg.wandb_group, cfg.wandb_entity,
-                       rundir.run_id, rundir.wandb_dir, wandb_config(config),
-                       tags(spec.factors(), protocol.name), resume=resuming)
+                       rundir.run_id, rundir.path, record.wandb_config(values),
+                       tags(values), resume=resuming)
                if dist.is_main else NullTracker("rank > 0"))
     progress = Progress(cfg.progress, protocol.iterations, rundir.run_id, enabled=dist.is_main)
+    for warning in notes["schedule_warnings"]:
+        progress.message(f"warning: {warning}")
     options = TrainOptions(amp=cfg.amp == "bf16", channels_last=cfg.channels_last,
                            compile=cfg.compile, compile_backend=cfg.compile_backend,
-                           checkpoint_every=cfg.checkpoint_every,
-                           keep_checkpoints=cfg.keep_checkpoints, log_every=cfg.log_every,
+                           checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
                            responses=cfg.responses)
-    trainer = Trainer(model, protocol, data, dist, options,
-                      Sinks(tracker, progress, rundir if dist.is_main else None), identity)
+    files = RunFiles(rundir, identity, cfg.keep_checkpoints) if dist.is_main else None
+    trainer = Trainer(model, protocol, data, dist, options, Sinks(tracker, progress, files))
     if state is not None:
         trainer.load_state_dict(state)
-    return Prepared(trainer, rundir, config, dist, tracker)
+    return Prepared(trainer, rundir, values, dist, tracker, notes)
 
 
-def config_record(request: TrainRequest, spec: VariantSpec, run_id: str, counts: dict,
-                  data, dist: Dist, device: torch.device) -> dict:
-    cfg = request.config
-    record = {
-        "run_id": run_id,
-        "model": spec.name,  # the registry's spelling, whatever case the user typed
-        **{k: v for k, v in spec.factors().items() if k != "name"},
-        "model_overrides": {k: v.as_dict() if hasattr(v, "as_dict") else v
-                            for k, v in request.model_overrides.items()},
-        "dataset": cfg.dataset,
-        "data_dir": str(cfg.data_dir),
-        "data_mode": data.mode,
-        "split_sizes": data.sizes,
-        "val_source": data.val_source,
-        "protocol": request.protocol.name,
-        "protocol_fields": request.protocol.fields(),
-        "protocol_overrides": request.protocol_overrides,
-        "overrides": list(request.words),
-        "seed": cfg.seed,
-        "params": counts["params"],
-        "macs": counts["macs"],
-        "input_size": list(counts["input_size"]),
-        "world_size": dist.world_size,
-        "device": str(device),
-        "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
-                                          "SLURM_JOB_ID") if k in os.environ},
-        "amp": cfg.amp,
-        "channels_last": cfg.channels_last,
-        "deterministic": cfg.deterministic,
-        "compile": cfg.compile,
-        "compile_backend": cfg.compile_backend if cfg.compile else None,
-        "plugins": loaded_plugins(),
-        "run_config": dataclasses.asdict(cfg),
-        "versions": {"resnet_ablate": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
-    }
-    record["condition"] = condition_id(of_record(record))
-    return record
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-# Config keys that are bookkeeping or local paths: not W&B config (the summary has them).
-_NOT_FOR_WANDB = ("protocol_fields", "run_config", "model_overrides", "data_dir", "overrides",
-                  "device", "env", "versions")
-
-
-def wandb_config(config: dict) -> dict:
-    """Flat keys whose values equal a sweep's parameters (model, seed, lr, ...); each key
-    once, no local paths."""
-    flat = {k: v for k, v in config.items() if k not in _NOT_FOR_WANDB}
-    flat.update({k: v for k, v in config["protocol_fields"].items() if k != "name"})
-    flat["log_every"] = config["run_config"]["log_every"]  # the window of W&B's train means
-    flat["plugins"] = [os.path.basename(p) for p in config["plugins"]]
-    return flat
-
-
-def summary_record(config: dict, status: str, metrics: dict, tracker) -> dict:
-    keys = ("run_id", "model", *[f.name for f in dataclasses.fields(VariantSpec)
-                                 if f.name != "name"],
-            "dataset", "data_mode", "split_sizes", "val_source", "protocol", "seed", "params",
-            "macs", "input_size", "world_size", "device", "amp", "channels_last",
-            "deterministic", "compile", "overrides", "protocol_overrides", "plugins",
-            "condition")
-    summary = {k: config[k] for k in keys}
-    summary["status"] = status
-    summary.update(metrics)
-    summary["trained_on"] = (f"{config['split_sizes'].get('train')} training images; "
-                             f"validation: {config['val_source']}")
-    summary["errors_in"] = "percent"
-    summary["wandb"] = tracker.info
-    summary["protocol_fields"] = config["protocol_fields"]
-    summary["versions"] = config["versions"]
-    summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return summary
+def summary_values(prep: Prepared, status: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The whole record, flat: the start's values and what the run measured."""
+    values = {**prep.values, **prep.notes, "status": status}
+    values.update({k: _finite(v) for k, v in metrics.items()})
+    sizes = values["data.split_sizes"] or {}
+    values.update({
+        "train_err_definition": TRAIN_ERR_DEFINITION,
+        "trained_on": f"{sizes.get('train')} training images; validation: "
+                      f"{values['data.val_source']}",
+        "errors_in": "percent", "wandb": prep.tracker.info,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    for key in ("layer_responses", "schedule_warnings", "resumed_with"):
+        values.setdefault(key, [])
+    return values
 
 
 def _finish(prep: Prepared, status: str, metrics: dict) -> tuple[str, dict]:
@@ -323,9 +316,7 @@ def _finish(prep: Prepared, status: str, metrics: dict) -> tuple[str, dict]:
     if status != "finished":
         return status, metrics
     try:
-        rundir.save_checkpoint(trainer.state_dict(), trainer.options.keep_checkpoints)
-        from ..rundir import strip_module_prefix
-
+        trainer.sinks.files.checkpoint(trainer.state_dict())
         rundir.write_model(strip_module_prefix(trainer.model.state_dict()))
         return status, metrics
     except OSError as exc:
@@ -338,41 +329,41 @@ def _finish(prep: Prepared, status: str, metrics: dict) -> tuple[str, dict]:
 def train(words: list[str]) -> int:
     request = parse_train_words(words)
     prep = prepare(request)  # bad input raises here, before any file exists
-    trainer, config, dist, tracker = prep.trainer, prep.config, prep.dist, prep.tracker
+    trainer, values, dist, tracker = prep.trainer, prep.values, prep.dist, prep.tracker
     try:
-        cfg = request.config
-        if dist.is_main:
-            print(f"run {config['run_id']}: {config['model']} on {cfg.dataset} "
-                  f"({config['split_sizes']}), protocol {request.protocol.name}, "
-                  f"{config['params']:,} params, {config['macs']:,} MACs/image, "
-                  f"{config['device']} x{dist.world_size}, W&B {tracker.info['mode']}",
-                  flush=True)
-        outcome = trainer.run()
-        if not dist.is_main:
-            return outcome.exit_code
-        if outcome.status == "interrupted":
-            tracker.finish(exit_code=1, preempted=True)
-            print(f"resnet-ablate: stopped at iteration {trainer.iteration}; continue with "
-                  f"resume=true run_id={prep.rundir.run_id}", file=sys.stderr, flush=True)
-            return outcome.exit_code
-        status, metrics = _finish(prep, outcome.status, outcome.metrics)
-        summary = summary_record(config, status, metrics, tracker)
-        try:
-            prep.rundir.write_history(trainer.history)
-            prep.rundir.write_summary(summary)
-        except OSError as exc:
-            print(f"resnet-ablate: error: could not write {prep.rundir.summary_path} "
-                  f"({exc.strerror or exc}); the run's checkpoints remain: resume=true "
-                  f"run_id={prep.rundir.run_id}", file=sys.stderr, flush=True)
-            tracker.finish(exit_code=1)
-            return 1
-        tracker.log_responses(summary.get("layer_responses") or [])
-        tracker.update_summary({k: v for k, v in summary.items()
-                                if (k.startswith(("final_", "best_", "warmup_", "diverged_at"))
-                                    and not isinstance(v, str)) or k == "status"})
-        tracker.finish(exit_code=0 if status != "failed" else 1)
-        _report(summary, prep.rundir)
-        return 1 if status == "failed" else 0
+        with DeferredSignals() as stop:
+            if dist.is_main:
+                print(f"run {prep.rundir.run_id}: {values['model']} on {values['dataset']} "
+                      f"({values['data.split_sizes']}), protocol {values['protocol']}, "
+                      f"{values['params']:,} params, {values['macs']:,} MACs/image, "
+                      f"{values['run.device']} x{dist.world_size}, W&B {tracker.info['mode']}",
+                      flush=True)
+            outcome = trainer.run(stop)
+            if not dist.is_main:
+                return outcome.exit_code
+            if outcome.status == "interrupted":
+                tracker.finish(exit_code=1, preempted=True)
+                print(f"resnet-ablate: stopped at iteration {trainer.iteration}; continue with "
+                      f"resume=true run_id={prep.rundir.run_id}", file=sys.stderr, flush=True)
+                return outcome.exit_code
+            stop.saving = True  # from here a signal waits for the run's files
+            status, metrics = _finish(prep, outcome.status, outcome.metrics)
+            summary = summary_values(prep, status, metrics)
+            try:
+                prep.rundir.write_history(trainer.history)
+                prep.rundir.write_summary(record.nest(summary))
+            except OSError as exc:
+                print(f"resnet-ablate: error: could not write {prep.rundir.summary_path} "
+                      f"({exc.strerror or exc}); the run's checkpoints remain: resume=true "
+                      f"run_id={prep.rundir.run_id}", file=sys.stderr, flush=True)
+                tracker.finish(exit_code=1)
+                return 1
+            tracker.log_responses(summary.get("layer_responses") or [])
+            tracker.update_summary({k: v for k, v in record.results(summary).items()
+                                    if isinstance(v, (int, float, str, bool))})
+            tracker.finish(exit_code=0 if status != "failed" else 1)
+            _report(summary, prep.rundir)
+            return 1 if status == "failed" else 0
     finally:
         prep.rundir.release()
         dist.close()

@@ -7,12 +7,12 @@ value of the wrong type is refused with the field's name and the type it needs.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import types
 import typing
 from typing import Any
-from .errors import InputError
+
+from ..errors import InputError
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -106,9 +106,3 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
 def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def unknown_key_error(key: str, known: list[str], what: str) -> ValueError:
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return InputError(f"unknown {what} {key!r}{hint} (allowed: {', '.join(sorted(known))})")

@@ -5,7 +5,7 @@ pretrained config from `generate_default_cfgs` (module-level `default_cfgs`, as 
 model modules), so `features_only`, `pretrained_cfg_overlay=dict(file=...)` (a run's
 model.pt), `resolve_model_data_config` and the rest behave as for timm's models. Entry
 points are generated from the registry, plugin variants included, not written by hand.
-Imported only when timm is (see resnet_ablate._timm_hook).
+Imported only when timm is (see resnet_ablate.variants.timm_hook).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .parts import STEMS
-from .registry import create_model, get_spec, list_models, on_register
-from .spec import VariantSpec
+from ..variants.registry import STEMS, VARIANTS, get_spec, list_models
+from ..variants.spec import VariantSpec
+from .resnet import create_model
 
 PREFIX = "ra_"
 # The protocols subtract the training set's mean (per pixel for CIFAR) and divide by
@@ -39,11 +39,11 @@ def _first_conv(spec: VariantSpec) -> str:
     import torch
     from torch import nn
 
-    from .models.resnet import ACT_LAYER, NORM_LAYER, call_part
+    from .resnet import ACT_LAYER, NORM_LAYER, call_part
 
     with torch.device("meta"):
-        stem = call_part(STEMS.get(spec.stem).make, "stem", spec.in_chans, spec.stem_width,
-                         options=dict(spec.stem_options),
+        stem = call_part(STEMS.get(spec.stem), spec.in_chans, spec.stem_width,
+                         options=spec.stem_options,
                          context={"norm_layer": NORM_LAYER, "act_layer": ACT_LAYER})
     first = next(n for n, m in stem.named_modules() if isinstance(m, nn.Conv2d))
     return f"stem.{first}"
@@ -96,4 +96,4 @@ def register(spec: VariantSpec) -> None:
 
 for _name in list_models():
     register(get_spec(_name))
-on_register(register)  # variants registered later (plugins) join too
+VARIANTS.on_add(register)  # variants registered later (plugins) join too

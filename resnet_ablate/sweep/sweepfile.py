@@ -16,11 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from ..errors import InputError
 
-LOCAL_METHODS = ("grid", "random")
 W_AND_B_METHODS = ("grid", "random", "bayes")
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform",
                  "log_uniform", "log_uniform_values", "q_log_uniform_values", "normal",
@@ -50,7 +47,7 @@ class SweepSpec:
 
 
 def _train_keys() -> set[str]:
-    from ..config import known_keys
+    from ..run.config import known_keys
 
     return set(known_keys())
 
@@ -72,15 +69,12 @@ def distribution(name: str, p: dict[str, Any]) -> str:
 
 def load_sweep(name_or_path: str | Path) -> SweepSpec:
     """A sweep by path, or by the name of a bundled one (`demo`, `cifar-degradation`)."""
-    from ..bundled import find
+    from ..bundled import load_yaml
 
-    where, text = find("sweeps", name_or_path)
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise SweepError(f"{where}: not valid YAML{line}") from None
+        where, raw = load_yaml("sweeps", name_or_path)
+    except InputError as exc:
+        raise SweepError(str(exc)) from None
     return parse_sweep(raw, where, Path(str(name_or_path)).stem)
 
 
@@ -103,9 +97,10 @@ def parse_sweep(raw: Any, where: str, default_name: str) -> SweepSpec:
             raise SweepError(f"{where}: parameters.{name}: the runner names runs and puts them "
                              "in --runs-dir; a sweep may not set it")
         if name not in allowed:
-            from ..overrides import unknown_key_error
+            from ..errors import unknown
+
             raise SweepError(f"{where}: parameters.{name}: "
-                             + str(unknown_key_error(str(name), sorted(allowed), "train key")))
+                             + str(unknown("train key", str(name), sorted(allowed))))
         if not isinstance(p, dict):
             raise SweepError(f"{where}: parameters.{name} must be a mapping such as "
                              "{value: X} or {values: [X, Y]}")
@@ -249,7 +244,7 @@ def plan(spec: SweepSpec, count: int | None = None, seed: int = 0) -> list[dict[
 def validate_values(spec: SweepSpec, configs: list[dict[str, Any]]) -> None:
     """Every distinct value of every parameter, checked once by the parser `train` uses
     (with the sweep's constants beside it), before anything is launched."""
-    from ..config import parse_train_words
+    from ..run.config import parse_train_words
 
     constants = {k: p["value"] for k, p in spec.parameters.items() if "value" in p}
     context = {k: v for k, v in constants.items() if k in ("plugins", "dataset", "data_dir",
@@ -264,7 +259,7 @@ def validate_values(spec: SweepSpec, configs: list[dict[str, Any]]) -> None:
             words = [f"{k}={v}" for k, v in {**context, key: value}.items()]
             try:
                 request = parse_train_words(words)
-                from ..registry import get_spec
+                from ..variants.registry import get_spec
 
                 get_spec(request.config.model)
             except (InputError, TypeError, FileNotFoundError) as exc:

@@ -2,8 +2,10 @@
 
 Loaded from the train key `plugins=mod1,mod2` (a module name, or a path to a .py file), the
 environment variable RESNET_ABLATE_PLUGINS (the same, comma-separated), and the entry-point
-group `resnet_ablate.plugins` of installed packages. A run records the plugins it loaded, so
-that `resume` and `collect` load them again, and sweeps pass them on to every run.
+group `resnet_ablate.plugins` of installed packages: only ever what the user names now. A
+run records the plugins it loaded; a record never makes code run by itself (`collect` reads
+data and needs no plugin; `resume` refuses a run whose plugins are not loaded now and says
+how to name them). Sweeps pass `plugins=` on to every run.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from .errors import InputError
+from ..errors import InputError
 
 ENV = "RESNET_ABLATE_PLUGINS"
 GROUP = "resnet_ablate.plugins"
@@ -80,23 +82,29 @@ def load(specs: list[str]) -> list[str]:
             continue
         try:
             recorded = _import(spec)
-        except ValueError:
+        except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001  its own error, named, in one line
-            raise InputError(f"plugin {spec!r} could not be loaded: {type(exc).__name__}: "
-                             f"{exc}") from None
+        except BaseException as exc:  # noqa: BLE001  whatever it raised: named, one line
+            detail = " ".join(str(exc).split())[:200]
+            raise InputError(f"plugin {spec!r} could not be loaded: {type(exc).__name__}"
+                             + (f": {detail}" if detail else "")) from None
         _remember(spec, recorded)
     return loaded()
 
 
 def autoload() -> None:
-    """Once per process: RESNET_ABLATE_PLUGINS, then installed entry points. A broken
-    installed plugin is a warning, so it cannot stop every command."""
+    """Once per process: RESNET_ABLATE_PLUGINS, then installed entry points. A broken one is
+    a warning naming it, so it cannot stop commands that do not need it (a train of its
+    variant then says the model is unknown)."""
     global _autoloaded
     if _autoloaded:
         return
     _autoloaded = True
-    load(split(os.environ.get(ENV)))
+    for spec in split(os.environ.get(ENV)):
+        try:
+            load([spec])
+        except InputError as exc:
+            print(f"resnet-ablate: warning: {exc} (from {ENV})", file=sys.stderr)
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=GROUP):
@@ -107,7 +115,9 @@ def autoload() -> None:
             if callable(obj):
                 obj()
             _remember(ep.value, ep.module)
-        except Exception as exc:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001
             print(f"resnet-ablate: warning: plugin {ep.name} ({ep.value}) failed to load: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
@@ -115,3 +125,9 @@ def autoload() -> None:
 def loaded() -> list[str]:
     """What this process loaded, as a run records it."""
     return list(_recorded)
+
+
+def missing(recorded: list[str]) -> list[str]:
+    """The plugins a run record names that this process has not loaded."""
+    have = set(_recorded) | _seen
+    return [p for p in recorded if p not in have]

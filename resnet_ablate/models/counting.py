@@ -1,23 +1,43 @@
-"""Parameters, MACs and activations of a variant, per stage and in total.
+"""Parameters, MACs and activations of a variant, per stage and in total, and its size known
+before it is built.
 
 "MACs" are the multiply-accumulates of conv and linear layers (bias adds ignored): what the
 paper and torchvision call FLOPs. They are counted from the shapes seen in one real forward
 pass. `fvcore_flops` is fvcore's FlopCountAnalysis total, which adds batch norm and pooling.
+
+The stage builder makes every block after the first of a stage the shape of the second, so
+two blocks per stage stand for any depth (`_per_stage`): fvcore traces a shortened view of a
+model, and the size check builds a shortened model on the meta device (no memory, no
+compute), so `model.layers=[100000000,1,1]` is refused in milliseconds, exactly.
 """
 from __future__ import annotations
 
 import copy
 import warnings
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .reference import paper_complexity
-from .registry import create_model
-from .spec import VariantSpec
-from .errors import InputError
+from ..errors import InputError
+from ..reference import paper_complexity
+from ..variants.spec import VariantSpec
+from .resnet import ResNet, create_model
+
+
+def _per_stage(model: nn.Module, layers: tuple[int, ...] | list[int],
+               of: Callable[[nn.Module], int]) -> dict[str, int]:
+    """of(module) per stage over the full depth of a model shortened to two blocks per
+    stage: the stem, each stage's first block + its second x (n - 1), the head (final norm
+    and classifier)."""
+    out = {"stem": of(model.stem)}
+    for i, (stage, count) in enumerate(zip(model.stages, layers)):
+        blocks = list(stage)
+        out[f"stage{i + 1}"] = of(blocks[0]) + (of(blocks[1]) * (count - 1) if count > 1
+                                                else 0)
+    out["head"] = of(model.final_norm) + of(model.fc)
+    return out
 
 
 def _stage_of(qualname: str) -> str:
@@ -44,8 +64,7 @@ def _input_shape(model: nn.Module, input_size: int | tuple | None) -> tuple[int,
 
 def _short_view(model: nn.Module) -> tuple[nn.Module, list[int]] | None:
     """The model with its first two blocks per stage (the same modules), and each stage's
-    block count; None when no stage is longer. The stage builder makes every later block
-    of a stage the shape of the second, so the second's count stands for the rest."""
+    block count; None when no stage is longer."""
     stages = getattr(model, "stages", None)
     if getattr(model, "spec", None) is None or not isinstance(stages, nn.Sequential):
         return None
@@ -63,7 +82,7 @@ def fvcore_flops(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]
     with two blocks per stage and its later blocks counted from the second: exact, and a
     1202-layer net costs what a 20-layer one does (a full trace took 5-8 s)."""
     view = _short_view(model)
-    traced = view[0] if view else model
+    traced, layers = view if view else (model, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit deprecation notices from fvcore's tracer
         from fvcore.nn import FlopCountAnalysis
@@ -72,20 +91,21 @@ def fvcore_flops(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         by_module = analysis.by_module()
-    per_stage: dict[str, int] = defaultdict(int)
-    for name, flops in by_module.items():
-        depth = name.count(".")
-        if name and (depth == 0 and name != "stages" or depth == 1 and name.startswith("stages.")):
-            per_stage[_stage_of(name)] += int(flops)
-    total = int(analysis.total())
+    names = {m: n for n, m in traced.named_modules()}
+
+    def of(module: nn.Module) -> int:
+        return int(by_module.get(names[module], 0))
+
+    if isinstance(traced, ResNet):
+        per_stage = _per_stage(traced, layers or [len(s) for s in traced.stages], of)
+    else:  # any other module: by its top-level children
+        per_stage = defaultdict(int)
+        for child_name, child in traced.named_children():
+            per_stage[_stage_of(child_name)] += of(child)
     # what the root module does itself (the functional global pooling) belongs to the head
-    per_stage["head"] += total - sum(per_stage.values())
-    for i, count in enumerate(view[1] if view else []):
-        if count > 2:
-            later = int(by_module[f"stages.{i}.1"]) * (count - 2)
-            per_stage[f"stage{i + 1}"] += later
-            total += later
-    return total, dict(per_stage)
+    own = int(by_module[""]) - sum(of(child) for child in traced.children())
+    per_stage["head"] = per_stage.get("head", 0) + own
+    return sum(per_stage.values()), dict(per_stage)
 
 
 def complexity(name_or_model: str | nn.Module, input_size: int | tuple | None = None,
@@ -156,7 +176,7 @@ def complexity_table(names: list[str], input_size: int | None = None,
     import pandas as pd
     from tqdm import tqdm
 
-    from .registry import get_spec
+    from ..variants.registry import get_spec
 
     rows = []
     for name in tqdm(names, desc="complexity", unit="model", disable=not progress or None,
@@ -197,3 +217,86 @@ def stage_table(names: list[str], input_size: int | None = None,
                          **({"fvcore_flops": s["fvcore_flops"]} if with_fvcore else {}),
                          "output": "x".join(map(str, shape)) if shape else ""})
     return rows
+
+
+# ---------------------------------------------------------------- size before building
+def _macs_of(module: nn.Module, output: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return output.numel() * (module.in_channels // module.groups * kh * kw)
+    return output.numel() * module.in_features
+
+
+def _run(modules: list[nn.Module], x: torch.Tensor
+         ) -> tuple[dict[nn.Module, tuple[int, int]], torch.Tensor]:
+    """Run x through `modules` in order; (activations, MACs) of each of them (its conv and
+    linear outputs), and the output."""
+    counts: dict[nn.Module, list[int]] = {m: [0, 0] for m in modules}
+    handles = []
+    for top in modules:
+        for m in top.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                def hook(mod, _i, out, top=top):
+                    counts[top][0] += out.numel()
+                    counts[top][1] += _macs_of(mod, out)
+                handles.append(m.register_forward_hook(hook))
+    try:
+        for mod in modules:
+            x = mod(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {m: tuple(c) for m, c in counts.items()}, x
+
+
+def _short_model(spec: VariantSpec) -> ResNet:
+    """Two blocks per stage, on the meta device."""
+    short = spec.with_overrides(layers=tuple(min(n, 2) for n in spec.layers))
+    with torch.device("meta"):
+        return ResNet(short).eval()  # a count needs no batch statistics
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _measure(model: ResNet, spec: VariantSpec, side: int) -> tuple[int, int]:
+    """(activations, MACs) of `spec` at batch 1: its short model run once on a meta tensor,
+    each later block counted from the second."""
+    x = torch.zeros(1, spec.in_chans, side, side, device="meta")
+    blocks = [b for stage in model.stages for b in stage]
+    counts, x = _run([model.stem, *blocks], x)
+    x = model.final_norm(x)
+    head, _ = _run([model.fc], model.forward_head(x, pre_logits=True))
+    counts.update(head)
+    zero = (0, 0)
+    acts = _per_stage(model, spec.layers, lambda m: counts.get(m, zero)[0])
+    macs = _per_stage(model, spec.layers, lambda m: counts.get(m, zero)[1])
+    return sum(acts.values()), sum(macs.values())
+
+
+def check_size(spec: VariantSpec, input_size: int, max_params: int,
+               max_activations: int) -> dict[str, int | None]:
+    """A spec's exact parameters, activations (conv and linear outputs per image) and MACs
+    at the input size, from its short model on the meta device, in milliseconds however
+    deep; a one-line InputError when it passes a cap. A part that cannot run on the meta
+    device (a plugin's data-dependent op) leaves activations and MACs to be counted on the
+    built model (None here)."""
+    cheap = sum(spec.layers) * max(spec.widths) ** 2
+    if cheap > 1e18:  # even meta tensors have int64 sizes
+        raise InputError(f"{spec.name}: layers {list(spec.layers)} x widths "
+                         f"{list(spec.widths)} is far beyond any cap (max_params={max_params:,})")
+    model = _short_model(spec)
+    params = sum(_per_stage(model, spec.layers, _params).values())
+    if params > max_params:
+        raise InputError(f"{spec.name}: {params:,} parameters exceed max_params="
+                         f"{max_params:,} (raise it with max_params=N if you mean it)")
+    try:
+        activations, macs = _measure(model, spec, input_size)
+    except (NotImplementedError, RuntimeError):
+        return {"params": params, "activations": None, "macs": None}
+    if activations > max_activations:
+        raise InputError(f"{spec.name}: {activations:,} activations per image at "
+                         f"{input_size} px exceed max_activations={max_activations:,} (raise "
+                         "it with max_activations=N if you mean it)")
+    return {"params": params, "activations": activations, "macs": macs}

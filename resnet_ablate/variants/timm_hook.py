@@ -2,7 +2,7 @@
 
 `import resnet_ablate` must stay cheap, yet `timm.create_model("ra_resnet56_a")` must work
 after it (the public contract). A meta-path finder waits for `timm`; once timm's own module
-has run, it registers our entry points (resnet_ablate.timm_models). If timm is already
+has run, it registers our entry points (resnet_ablate.models.timm_models). If timm is already
 imported, registration happens at once.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import warnings
 
 def _register() -> None:
     try:
-        import resnet_ablate.timm_models  # noqa: F401  registers ra_* with timm
+        import resnet_ablate.models.timm_models  # noqa: F401  registers ra_* with timm
     except Exception as exc:  # noqa: BLE001  never break `import timm` for its user
         warnings.warn(f"resnet-ablate could not register its models with timm: "
                       f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)

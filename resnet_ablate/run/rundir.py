@@ -1,14 +1,14 @@
 """The run directory, one owner: its paths and files (config.json, summary.json,
-history.csv, checkpoints/, model.pt, wandb/), the summary's schema, the metric names shared
-by W&B, the progress display and `collect`, what state a run is in, and the lock that keeps
-two processes from training one run at once.
+history.csv, checkpoints/, model.pt, model_init.pt, wandb/), the history's metric names,
+what state a run is in, and the lock that keeps two processes from training one run.
 
     runs/<run_id>/
-      config.json       the request as given and as resolved
-      summary.json      written once, when the run ends (SUMMARY below)
+      config.json       the record as known at the start (resnet_ablate.run.record)
+      summary.json      the whole record, written once, when the run ends
       history.csv       one row per iteration; validation/test columns at evaluations
       checkpoints/      ckpt-<iteration>.pt, the newest `keep` of them
       model.pt          the final weights (a state_dict)
+      model_init.pt     the initial weights (the loss landscape's linear path needs them)
       wandb/            the W&B run
       .lock             locked (POSIX lockf) by the process training the run
 
@@ -20,105 +20,42 @@ from __future__ import annotations
 import errno
 import fcntl
 import io
-import json
 import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text
-from .errors import InputError, MissingInput
+from ..errors import InputError, MissingInput
+from ..io import MAX_JSON_BYTES, atomic_torch_save, atomic_write_json, atomic_write_text, \
+    read_json
+from . import record
 
-STATUSES = ("finished", "diverged", "failed")
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _CKPT = re.compile(r"ckpt-(\d+)\.pt$")
+MAX_HISTORY_BYTES = 1 << 30  # 10x an ImageNet run's 600k rows
 
-# Per-iteration columns of history.csv, and their names in W&B and on the progress line.
+# history.csv's columns: one row per iteration, the evaluations where they happened. The
+# same names in W&B's history, on the progress line and in collect's history table; the
+# final values are summary.json's final_<name> (one vocabulary: README, "Metric names").
 HISTORY_COLUMNS = ("iteration", "lr", "train_loss", "train_err")
 EVAL_COLUMNS = ("val_loss", "val_err", "test_loss", "test_err")
-METRICS = {"train_loss": "train/loss", "train_err": "train/err", "lr": "lr",
-           "val_loss": "val/loss", "val_err": "val/err", "test_loss": "test/loss",
-           "test_err": "test/err"}
+# A checkpoint's fields and the type each must have to be resumed from.
+CHECKPOINT_FIELDS = {"iteration": int, "model": dict, "optimizer": dict, "schedule": dict,
+                     "data": dict, "rng": dict, "history": dict, "best": dict,
+                     "counters": dict, "identity": dict}
 
 
-class Summary(TypedDict, total=False):
-    """summary.json. Errors are percentages. The model's factors (VariantSpec fields) are
-    stored at the top level beside these keys."""
-    run_id: str
-    model: str
-    family: str
-    depth: int
-    shortcut: str | None
-    block: str
-    dataset: str
-    data_mode: str
-    split_sizes: dict
-    val_source: str
-    protocol: str
-    protocol_fields: dict
-    protocol_overrides: dict
-    seed: int
-    status: str  # finished | diverged | failed
-    iterations: int
-    iterations_planned: int
-    final_train_err: float | None  # the paper's: train mode, augmented mini-batches
-    final_train_err_running: float | None  # the same, by its explicit name
-    final_train_err_eval: float | None  # eval mode, the whole training split
-    train_err_definition: str
-    final_val_err: float | None
-    final_test_err: float | None
-    final_test_top5_err: float | None
-    best_val_err: float | None
-    best_val_iteration: int | None
-    test_err_at_best_val: float | None
-    diverged_at: int | None
-    warmup_end: int | None
-    warmup_capped: bool
-    params: int
-    macs: int
-    amp: str
-    channels_last: bool
-    deterministic: bool
-    world_size: int
-    plugins: list
-    condition: str
-    layer_responses: list
-    error: str | None
-    finished_at: str
-
-
-# The type a key must have for `collect` to trust a summary (numbers may also be None).
-_NUMBERS = {k for k, t in Summary.__annotations__.items() if "float" in str(t)} | {
-    "depth", "seed", "iterations", "params", "macs", "world_size"}
-_STRINGS = {"run_id", "model", "family", "block", "dataset", "protocol", "status"}
-_MAPPINGS = {"split_sizes", "protocol_fields"}
-
-
-def check_summary(summary: Any) -> None:
-    """A summary's shape, as collect trusts it: a one-line ValueError naming the first
-    field that is missing or of the wrong type."""
-    if not isinstance(summary, dict):
-        raise InputError("summary.json is not an object")
-    for key in ("run_id", "model", "family", "depth", "status"):
-        if key not in summary:
-            raise InputError(f"summary.json lacks {key}")
-    for key in _STRINGS:
-        if key in summary and not isinstance(summary[key], str):
-            raise InputError(f"summary.json: {key} must be a string")
-    for key in _NUMBERS:
-        v = summary.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise InputError(f"summary.json: {key} must be a number")
-    for key in _MAPPINGS:
-        if key in summary and not isinstance(summary[key], dict):
-            raise InputError(f"summary.json: {key} must be a mapping")
-    if summary["status"] not in STATUSES:
-        raise InputError(f"summary.json: status {summary['status']!r} is none of "
-                         f"{', '.join(STATUSES)}")
+def paper_train_err(iterations: list[int], train_errs: list[float], end: int,
+                    every: int) -> float | None:
+    """The paper's training error at `end` (Fig. 1, Fig. 6 thin lines): the mean train-mode
+    error of the mini-batches of the last evaluation interval (end - every, end]. One
+    definition for the trainer and for collect."""
+    window = [e for i, e in zip(iterations, train_errs) if end - every < i <= end]
+    return sum(window) / len(window) if window else None
 
 
 def check_run_id(run_id: str) -> str:
@@ -183,6 +120,9 @@ class RunLocked(Exception):
     """Another live process holds the run's lock."""
 
 
+EXIT_LOCKED = 75  # EX_TEMPFAIL: train's answer when another process trains the run
+
+
 class RunDir:
     def __init__(self, runs_dir: str | os.PathLike, run_id: str) -> None:
         self.run_id = check_run_id(run_id)
@@ -194,28 +134,27 @@ class RunDir:
     summary_path = property(lambda self: self.path / "summary.json")
     history_path = property(lambda self: self.path / "history.csv")
     model_path = property(lambda self: self.path / "model.pt")
+    init_model_path = property(lambda self: self.path / "model_init.pt")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
-    wandb_dir = property(lambda self: self.path)  # W&B makes wandb/ under it
     lock_path = property(lambda self: self.path / ".lock")
 
     # -- reading -------------------------------------------------------------------
     def read_summary(self) -> dict | None:
-        """The summary, or None if the run has not ended; ValueError if it is malformed."""
+        """The summary (this version's layout, older ones upgraded), or None if the run has
+        not ended; InputError if it is not a regular file inside the runs folder, too big,
+        not JSON, or of the wrong shape or types."""
         try:
-            text = self.summary_path.read_text()
+            summary = read_json(self.summary_path, MAX_JSON_BYTES, inside=self.path.parent)
         except FileNotFoundError:
             return None
-        try:
-            summary = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"summary.json is not JSON ({exc.msg})") from None
-        check_summary(summary)
-        return summary
+        record.check(summary)
+        return record.upgrade(summary)
 
     def read_config(self) -> dict | None:
+        """config.json, or None when it is absent or unusable."""
         try:
-            config = json.loads(self.config_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            config = read_json(self.config_path, MAX_JSON_BYTES, inside=self.path.parent)
+        except (FileNotFoundError, InputError):
             return None
         return config if isinstance(config, dict) else None
 
@@ -296,11 +235,13 @@ class RunDir:
         atomic_write_text(self.history_path, history.to_csv())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        check_summary(summary)
+        record.check(summary)
         atomic_write_json(self.summary_path, summary)
 
-    def write_model(self, state_dict: dict) -> None:
-        atomic_torch_save(state_dict, self.model_path)
+    def write_model(self, state_dict: dict, initial: bool = False) -> None:
+        """model.pt, the final weights; initial=True: model_init.pt, the weights at
+        iteration 0."""
+        atomic_torch_save(state_dict, self.init_model_path if initial else self.model_path)
 
     def save_checkpoint(self, state: dict[str, Any], keep: int) -> Path:
         path = self.checkpoint_dir / f"ckpt-{state['iteration']:08d}.pt"
@@ -310,8 +251,9 @@ class RunDir:
         return path
 
     def load_checkpoint(self, map_location="cpu") -> dict[str, Any]:
-        """The newest checkpoint that loads; a truncated or corrupt one is reported and
-        skipped. weights_only: a checkpoint is data; loading it can never run code."""
+        """The newest checkpoint that loads and has every field, of its type; a truncated,
+        corrupt or incomplete one is reported and skipped. weights_only: a checkpoint is
+        data; loading it can never run code."""
         import torch
 
         candidates = self.checkpoints()
@@ -320,15 +262,36 @@ class RunDir:
         for path in candidates:
             try:
                 state = torch.load(path, map_location=map_location, weights_only=True)
-                if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-                    raise InputError(f"format {getattr(state, 'get', dict().get)('format')!r},"
-                                     f" expected {CHECKPOINT_FORMAT}")
+                _check_checkpoint(state)
                 return state
             except Exception as exc:  # noqa: BLE001
                 print(f"resnet-ablate: warning: checkpoint {path} is unreadable "
                       f"({type(exc).__name__}: {str(exc)[:120]}); trying the previous one",
                       file=sys.stderr, flush=True)
         raise MissingInput(f"no readable checkpoint in {self.checkpoint_dir}")
+
+
+def _check_checkpoint(state: Any) -> None:
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise InputError(f"format {got!r}, expected {CHECKPOINT_FORMAT}")
+    import torch
+
+    for key, tp in CHECKPOINT_FIELDS.items():
+        value = state.get(key)
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            what = "missing" if value is None else f"a {type(value).__name__}"
+            raise InputError(f"field {key!r} is {what}, expected {tp.__name__}")
+    if state["iteration"] < 0:
+        raise InputError(f"iteration {state['iteration']} is negative")
+    tensors = [("rng.torch", state["rng"].get("torch"))]
+    tensors += [(f"history.{k}", state["history"].get(k)) for k in HISTORY_COLUMNS]
+    tensors += [(f"model.{k}", v) for k, v in state["model"].items()]
+    for name, value in tensors:
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"field {name!r} is not a tensor")
+    if not isinstance(state["history"].get("evals"), list):
+        raise InputError("field 'history.evals' is not a list")
 
 
 def strip_module_prefix(state_dict: dict) -> dict:

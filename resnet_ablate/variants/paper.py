@@ -1,0 +1,115 @@
+"""The papers' named variants, generated from their tables rather than written out: He et
+al. (2015)'s CIFAR and ImageNet nets, the pre-activation nets and the shortcut and
+activation ablations of He et al. (2016), and ResNet-D of He et al. (2019). Importing this
+module registers them (the variant registry does, before its first lookup).
+
+Names: plainD and resnetD-{A,B,C} for CIFAR depths 20-1202 (Section 4.2) and ImageNet depths
+18-152 (Table 1); preresnetD for the pre-activation units of He et al. (2016); the shortcut
+and activation ablations of He et al. (2016), Tables 1 and 2; resnetDd, the ResNet-D of He et
+al. (2019). `ra.register_variant(name, base=..., **changes)` adds one of your own.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import register_variant
+
+# CIFAR-10, Section 4.2: depth 6n+2, three stages of n basic blocks at 16/32/64 filters.
+CIFAR_N = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
+CIFAR_WIDTHS = (16, 32, 64)
+# ImageNet, Table 1: blocks per stage at 64/128/256/512 base widths; bottleneck from 50.
+IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
+                   152: (3, 8, 36, 3)}
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+# He et al. (2016), "Identity Mappings": CIFAR bottleneck nets of depth 9n+2 (164, 1001)
+# and ImageNet ResNet-200 (Table 5 there).
+CIFAR_BOTTLENECK_N = {164: 18, 1001: 111}
+PREACT_IMAGENET_LAYERS = {**IMAGENET_LAYERS, 200: (3, 24, 36, 3)}
+SHORTCUTS_2015 = ("A", "B", "C")
+# Pre-activation nets use projections where dimensions increase (He et al. 2016, Sec. 4;
+# preresnet.lua's shortcut type B); `model.shortcut=` picks another.
+PREACT_SHORTCUT = "B"
+
+
+def _paper(name: str, family: str, block: str, shortcut: str | None, stem: str,
+           layers: tuple[int, ...], **extra: Any) -> None:
+    register_variant(name, family=family, block=block, shortcut=shortcut, stem=stem,
+                     widths=CIFAR_WIDTHS if stem == "cifar" else IMAGENET_WIDTHS, layers=layers,
+                     num_classes=10 if stem == "cifar" else 1000, **extra)
+
+
+def _register_builtin_variants() -> None:
+    # He et al. (2015): Section 4.2 (CIFAR) and Table 1 (ImageNet).
+    tables = [("cifar", {d: (n, n, n) for d, n in CIFAR_N.items()}),
+              ("imagenet", IMAGENET_LAYERS)]
+    for stem, table in tables:
+        for depth, layers in table.items():
+            block = "bottleneck" if stem == "imagenet" and depth >= 50 else "basic"
+            _paper(f"plain{depth}", "plain", block, None, stem, layers)
+            for option in SHORTCUTS_2015:
+                _paper(f"resnet{depth}-{option}", "resnet", block, option, stem, layers)
+    # He et al. (2016): pre-activation nets. The CIFAR stem has no BN of its own there (the
+    # first unit normalises), as in preresnet.lua.
+    preact_cifar = {**{d: ("preact_basic", (n,) * 3) for d, n in CIFAR_N.items()},
+                    **{d: ("preact_bottleneck", (n,) * 3) for d, n in CIFAR_BOTTLENECK_N.items()}}
+    for depth, (block, layers) in preact_cifar.items():
+        _paper(f"preresnet{depth}", "preresnet", block, PREACT_SHORTCUT, "cifar", layers,
+               stem_options={"norm": False})
+    for depth, layers in PREACT_IMAGENET_LAYERS.items():
+        block = "preact_bottleneck" if depth >= 50 else "preact_basic"
+        _paper(f"preresnet{depth}", "preresnet", block, PREACT_SHORTCUT, "imagenet", layers)
+
+    # He et al. (2016), Table 1: shortcut ablations on ResNet-110 (option A, as He et al.
+    # 2015's ResNet-110, the table's "original" row). Where dimensions increase the ablated
+    # shortcut acts on option A's zero-padded identity. "1x1 conv shortcut" is resnet110-C.
+    base = "resnet110-A"
+    register_variant("resnet110-scale-sc", base, shortcut="scaled",
+                     shortcut_options={"scale": 0.5})
+    register_variant("resnet110-scale-both", base, shortcut="scaled",
+                     shortcut_options={"scale": 0.5}, options={"branch_scale": 0.5})
+    for gate, bias, suffix in (("exclusive", -6.0, "gate-excl"), ("exclusive", -7.0,
+                                                                    "gate-excl-b7"),
+                               ("shortcut", 0.0, "gate-sc"), ("shortcut", -6.0, "gate-sc-b6")):
+        register_variant(f"resnet110-{suffix}", base, options={"gate": gate, "gate_bias": bias})
+    register_variant("resnet110-dropout-sc", base, shortcut="dropout",
+                     shortcut_options={"p": 0.5})
+
+    # He et al. (2016), Table 2 / Fig. 4: where BN and ReLU sit, on ResNet-110 (basic) and
+    # ResNet-164 (bottleneck), all with projections where dimensions increase (option B).
+    _paper("resnet164-B", "resnet", "bottleneck", "B", "cifar", (18, 18, 18))
+    for depth in (110, 164):
+        register_variant(f"resnet{depth}-bn-after-add", f"resnet{depth}-B",
+                         options={"order": "bn_after_add"})
+        register_variant(f"resnet{depth}-relu-before-add", f"resnet{depth}-B",
+                         options={"order": "relu_before_add"})
+        register_variant(f"preresnet{depth}-relu-only", f"preresnet{depth}",
+                         options={"order": "relu_only"})
+
+    # He et al. (2019), "Bag of Tricks", Section 4.1: ResNet-D = ResNet-B (stride in the
+    # 3x3) + ResNet-C (deep stem) + average-pool downsampling in the projection shortcut;
+    # the same layers as timm's resnet18d ... resnet152d.
+    for depth in IMAGENET_LAYERS:
+        register_variant(f"resnet{depth}d", f"resnet{depth}-B", stem="deep", shortcut="avgdown",
+                         stride_in="3x3" if depth >= 50 else "1x1")
+
+
+# The harness versions whose changes alter what a network of a given spec computes (a
+# run's record keeps the one it was built under; collect warns before pooling runs built
+# under different ones). Add an entry whenever a block, shortcut, stem or the stage builder
+# changes a network's function.
+NETWORK_CHANGES = {
+    "0.1.0": "first release",
+    "0.2.0": "pre-activation units route their pre-activation as preresnet.lua; the CIFAR "
+             "pre-activation stem has no BN",
+}
+
+
+def network_version(version: str) -> str:
+    """The entry of NETWORK_CHANGES a harness `version` builds its networks by."""
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split(".")[:3] if p.isdigit())
+    older = [v for v in NETWORK_CHANGES if key(v) <= key(version)]
+    return max(older, key=key) if older else min(NETWORK_CHANGES, key=key)
+
+
+_register_builtin_variants()
