@@ -383,7 +383,9 @@ def test_paths_probe_numbers():
     gbl = r["gradient_by_length"]
     assert gbl["total"] == pytest.approx([mu * share[k] for mu, k in zip(gbl["mean"],
                                                                           gbl["length"])])
+    m.set_grad_checkpointing(True)  # its backward recomputation must not re-run the gates
     again = paths.run(m, batches, seed=0, samples=3, bn="eval", lengths=[0, 3, 6])
+    assert m.grad_checkpointing
     assert np.array_equal(again["arrays"]["path_grad"], r["arrays"]["path_grad"])
 
 

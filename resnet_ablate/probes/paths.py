@@ -131,9 +131,11 @@ class PathGates:
 
 @contextmanager
 def gated(model: nn.Module, units: Sequence[Unit]) -> Iterator[PathGates]:
-    """Install PathGates on `model` (hooks only; all removed on exit)."""
+    """Install PathGates on `model` (hooks only; all removed on exit). Gradient
+    checkpointing is off meanwhile: its recomputation in backward would re-run the hooks."""
     gates = PathGates(units)
     handles = []
+    checkpointing = getattr(model, "grad_checkpointing", None)
 
     def capture(first: bool):
         def hook(module, inputs):
@@ -149,6 +151,8 @@ def gated(model: nn.Module, units: Sequence[Unit]) -> Iterator[PathGates]:
         return lambda module, inputs, output: _GradGate.apply(output, gates, key)
 
     try:
+        if checkpointing is not None:
+            model.grad_checkpointing = False
         for u in units:
             handles.append(u.block.register_forward_pre_hook(capture(u.index == 0)))
             handles.append(branch_end(u.block).register_forward_hook(gate((u.index, BRANCH))))
@@ -159,6 +163,8 @@ def gated(model: nn.Module, units: Sequence[Unit]) -> Iterator[PathGates]:
     finally:
         for h in handles:
             h.remove()
+        if checkpointing is not None:
+            model.grad_checkpointing = checkpointing
 
 
 def _per_sample_norm_sum(grad: Tensor | None) -> float:
