@@ -63,7 +63,7 @@ def without_unit(m: nn.Module, stage: int, position: int) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------- lesion
-@pytest.mark.parametrize("name", ["resnet20-A", "preresnet20"])
+@pytest.mark.parametrize("name", ["resnet20-A", "preresnet20", "resnet164-B"])
 def test_deleting_identity_unit_equals_net_without_it(name):
     m = tiny(name)
     batches = data()
@@ -146,6 +146,14 @@ def test_random_deletions_and_swaps_are_seeded_and_measured():
     assert (row["loss"], row["error"]) == evaluate(other, batches)
     n = 6
     assert row["kendall_tau"] == pytest.approx(1 - 2 * (2 * abs(i - j) - 1) / (n * (n - 1) / 2))
+
+
+def test_swaps_skipped_where_no_stage_has_two_shape_preserving_units():
+    m = tiny("resnet164-B")  # bottlenecks, two units a stage: each stage's first reshapes
+    r = lesion.run(m, data(1), seed=0, draws=1, delete_ks=[1])
+    assert r["swap_k"] == [] and r["swap_k_skipped"].startswith("no stage has two")
+    assert [row["how"] for row in r["single"]][:2] == ["shortcut only (projection)",
+                                                       "shortcut only (identity)"]
 
 
 def test_kendall_tau():

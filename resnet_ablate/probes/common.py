@@ -58,16 +58,23 @@ class Unit:
 
     @property
     def shortcut_kind(self) -> str:
+        """identity | zero-pad (option A) | projection (B/C) | parts joined by " + " |
+        the module's class name; "none" in a plain unit."""
         s = getattr(self.block, "downsample", None)
-        if s is None:
-            return "none"
-        if isinstance(s, nn.Identity):
-            return "identity"
-        if type(s).__name__ == "ZeroPadShortcut":
-            return "zero-pad"
-        if isinstance(s, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in s):
-            return "projection"
-        return type(s).__name__
+        return "none" if s is None else _kind(s)
+
+
+def _kind(s: nn.Module) -> str:
+    if isinstance(s, nn.Identity):
+        return "identity"
+    if type(s).__name__ == "ZeroPadShortcut":
+        return "zero-pad"
+    if isinstance(s, nn.Conv2d) or (
+            isinstance(s, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in s)):
+        return "projection"
+    if isinstance(s, nn.Sequential):
+        return " + ".join(_kind(m) for m in s)
+    return type(s).__name__
 
 
 def network_units(model: nn.Module, x: Tensor, probe: str) -> list[Unit]:

@@ -142,6 +142,8 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
               not deletable) (Fig. 3)
       delete_k: [{k, draw, units, error, loss}]; delete_k_summary: {k, error_mean, error_std}
       swap_k: [{k, draw, pairs, kendall_tau, error, loss}]; swap_k_summary likewise (Fig. 5)
+              (empty, with swap_k_skipped saying why, where no stage has two
+              shape-preserving units)
       arrays: delete_k_error / swap_k_error / swap_k_tau, shape (len(ks), draws)
     """
     s = parse_settings(LesionSettings, PROBE, settings)
@@ -156,8 +158,6 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
     if "delete_k" in s.parts and max(delete_ks, default=0) > len(can_delete):
         raise InputError(f"{PROBE}: delete_ks go up to the {len(can_delete)} deletable units; "
                          f"got {max(delete_ks)}")
-    if "swap_k" in s.parts and not swap_pairs:
-        raise InputError(f"{PROBE}: swap_k needs two shape-preserving units in one stage")
 
     out: dict[str, Any] = {"units": len(units), "deletable": len(can_delete)}
     arrays: dict[str, np.ndarray] = {}
@@ -187,7 +187,10 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
             out["delete_k"] = rows
             arrays["delete_k_error"] = _grid(rows, "error", len(delete_ks), s.draws)
             out["delete_k_summary"] = _summary(delete_ks, arrays["delete_k_error"])
-        if "swap_k" in s.parts:
+        if "swap_k" in s.parts and not swap_pairs:
+            out["swap_k"] = []
+            out["swap_k_skipped"] = "no stage has two shape-preserving units to swap"
+        elif "swap_k" in s.parts:
             rows = []
             for k in swap_ks:
                 for d in range(s.draws):
