@@ -28,7 +28,7 @@ BN_MODES = ("eval", "batch")
 def branch_end(block: nn.Module) -> nn.Module:
     """The last module of a unit's residual branch F (its output is F(x), before the merge).
     The only place the probes name this block API, so its rename is one line here."""
-    return block.last_norm()
+    return block.branch_end()
 
 
 # ---------------------------------------------------------------------------- units
