@@ -15,20 +15,33 @@ from ..errors import InputError, MissingInput
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+# The held-out split's folder names: ours and torchvision's (val/), timm's (validation/).
+VAL_NAMES = ("val", "validation")
+
+
 def splits(root: Path) -> dict[str, Path]:
-    """train/ plus val/ and/or test/ under root (ImageNet has val/, cifar10-jpg has test/)."""
+    """train/ plus val/ (or timm's validation/) and/or test/ under root (ImageNet has val/,
+    cifar10-jpg has test/)."""
     if not root.is_dir():
         raise MissingInput(f"data_dir {str(root)!r} does not exist; imagefolder needs "
-                                f"DATA_DIR/train/<class>/*.jpg and DATA_DIR/val or test/<class>/")
-    found = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+                           f"DATA_DIR/train/<class>/*.jpg and DATA_DIR/val (or validation) "
+                           f"or test/<class>/")
+    found = {s: root / s for s in ("train", "test") if (root / s).is_dir()}
+    held_out = [root / s for s in VAL_NAMES if (root / s).is_dir()]
+    if len(held_out) > 1:
+        raise InputError(f"{root} has both val/ and validation/: one held-out split, one "
+                         "folder (rename or remove one)")
+    if held_out:
+        found["val"] = held_out[0]
     if "train" not in found or len(found) < 2:
-        raise MissingInput(f"imagefolder needs {root}/train/<class>/ and {root}/val/ or "
-                                f"{root}/test/<class>/; found {sorted(found) or 'neither'}")
+        raise MissingInput(f"imagefolder needs {root}/train/<class>/ and {root}/val/ (or "
+                           f"validation/) or {root}/test/<class>/; found "
+                           f"{sorted(p.name for p in found.values()) or 'neither'}")
     return found
 
 
 def test_dir(found: dict[str, Path]) -> Path:
-    """The reported split: test/ when there is one, else val/ (ImageNet's)."""
+    """The reported split: test/ when there is one, else val/ or validation/ (ImageNet's)."""
     return found.get("test", found.get("val"))
 
 

@@ -5,10 +5,10 @@ gating and scaling; Fig. 4 / Table 2: where BN and ReLU sit).
 Each block is called as `Block(in_chans, planes, stride, shortcut, **options)`. The stage
 builder makes the shortcut module (None in a plain net, so the block adds nothing) and
 passes the norm and activation layers. Attribute names follow torchvision (conv1, bn1, ...,
-downsample = the shortcut, whatever its option).
+downsample = the shortcut, whatever its option). timm's regularisers reach them as timm's
+resnet blocks take them: `drop_path` (a module applied to the residual branch before the
+addition: stochastic depth) and `drop_block` (a DropBlock factory, after the 3x3 conv's BN).
 """
-from __future__ import annotations
-
 import torch
 from torch import Tensor, nn
 
@@ -29,13 +29,21 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+class _DropBlock(nn.Module):
+    """timm's DropBlock where a rate asks for it (`drop_block`, set by the unit), else
+    nothing: the paper's nets keep their graphs."""
+
+    def _drop_block(self, x: Tensor) -> Tensor:
+        return x if self.drop_block is None else self.drop_block(x)
+
+
 def _strides(stride: int, stride_in: str) -> tuple[int, int]:
     """Where a bottleneck downsamples: the paper strides its first 1x1 ("v1"), torchvision
     its 3x3 ("v1.5", ResNet-B of He et al. 2019)."""
     return (stride, 1) if stride_in == "1x1" else (1, stride)
 
 
-class _PostActivation(nn.Module):
+class _PostActivation(_DropBlock):
     """The original unit (He et al. 2015, Fig. 2): BN after each conv, the shortcut added to
     the last BN's output, then ReLU; with He et al. (2016)'s ablations as options:
 
@@ -50,8 +58,10 @@ class _PostActivation(nn.Module):
 
     def _setup_merge(self, in_chans: int, out_chans: int, stride: int,
                      shortcut: nn.Module | None, order: str, gate: str, gate_bias: float,
-                     branch_scale: float, norm_layer, act_layer) -> None:
+                     branch_scale: float, norm_layer, act_layer,
+                     drop_path: nn.Module | None) -> None:
         self.order = _choice("order", order, POST_ORDERS)
+        self.drop_path = drop_path
         _choice("gate", gate, GATES)
         self.downsample = shortcut
         self.act = act_layer(inplace=True)
@@ -77,6 +87,8 @@ class _PostActivation(nn.Module):
                     out = out * g
             if self.branch_scale != 1.0:
                 out = out * self.branch_scale
+            if self.drop_path is not None:
+                out = self.drop_path(out)
             out = out + short
         if self.bn_post is not None:
             out = self.bn_post(out)
@@ -95,19 +107,20 @@ class BasicBlock(_PostActivation):
 
     def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
                  order: str = "original", gate: str = "none", gate_bias: float = 0.0,
-                 branch_scale: float = 1.0, norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU
-                 ) -> None:
+                 branch_scale: float = 1.0, norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU,
+                 drop_path: nn.Module | None = None, drop_block=None) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_chans, planes, stride)
         self.bn1 = norm_layer(planes)
+        self.drop_block = drop_block() if drop_block is not None else None
         self.relu = act_layer(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = norm_layer(planes) if order != "bn_after_add" else nn.Identity()
         self._setup_merge(in_chans, planes, stride, shortcut, order, gate, gate_bias,
-                          branch_scale, norm_layer, act_layer)
+                          branch_scale, norm_layer, act_layer, drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self._drop_block(self.bn1(self.conv1(x))))
         return self._merge(self.bn2(self.conv2(out)), x)
 
     def branch_end(self) -> nn.Module:
@@ -130,7 +143,8 @@ class Bottleneck(_PostActivation):
     def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
                  order: str = "original", gate: str = "none", gate_bias: float = 0.0,
                  branch_scale: float = 1.0, stride_in: str = "1x1", norm_layer=nn.BatchNorm2d,
-                 act_layer=nn.ReLU) -> None:
+                 act_layer=nn.ReLU, drop_path: nn.Module | None = None, drop_block=None
+                 ) -> None:
         super().__init__()
         out_chans = planes * self.expansion
         s1, s3 = _strides(stride, stride_in)
@@ -138,15 +152,16 @@ class Bottleneck(_PostActivation):
         self.bn1 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, s3)
         self.bn2 = norm_layer(planes)
+        self.drop_block = drop_block() if drop_block is not None else None
         self.conv3 = conv1x1(planes, out_chans)
         self.bn3 = norm_layer(out_chans) if order != "bn_after_add" else nn.Identity()
         self.relu = act_layer(inplace=True)
         self._setup_merge(in_chans, out_chans, stride, shortcut, order, gate, gate_bias,
-                          branch_scale, norm_layer, act_layer)
+                          branch_scale, norm_layer, act_layer, drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.relu(self._drop_block(self.bn2(self.conv2(out))))
         return self._merge(self.bn3(self.conv3(out)), x)
 
     def branch_end(self) -> nn.Module:
@@ -157,7 +172,7 @@ class Bottleneck(_PostActivation):
         return ["bn2"]
 
 
-class _PreActivation(nn.Module):
+class _PreActivation(_DropBlock):
     """He et al. (2016) pre-activation: nothing after the addition.
 
     order: "full" (Fig. 4e: BN-ReLU before each conv) | "relu_only" (Fig. 4d: ReLU before
@@ -170,8 +185,11 @@ class _PreActivation(nn.Module):
     """
 
     def _setup_preact(self, in_chans: int, shortcut: nn.Module | None, order: str,
-                      preact_input: str, norm_layer, act_layer) -> None:
+                      preact_input: str, norm_layer, act_layer, drop_path: nn.Module | None,
+                      drop_block) -> None:
         self.order = _choice("order", order, PRE_ORDERS)
+        self.drop_path = drop_path
+        self.drop_block = drop_block() if drop_block is not None else None
         self.preact_input = _choice("preact_input", preact_input, PREACT_INPUTS)
         self.downsample = shortcut
         if preact_input == "none":
@@ -190,6 +208,8 @@ class _PreActivation(nn.Module):
     def _add(self, out: Tensor, short_in: Tensor) -> Tensor:
         if self.downsample is None:
             return out
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         return out + self.downsample(short_in)
 
 
@@ -203,9 +223,11 @@ class PreActBasicBlock(_PreActivation):
 
     def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
                  order: str = "full", preact_input: str = "branch", norm_layer=nn.BatchNorm2d,
-                 act_layer=nn.ReLU) -> None:
+                 act_layer=nn.ReLU, drop_path: nn.Module | None = None, drop_block=None
+                 ) -> None:
         super().__init__()
-        self._setup_preact(in_chans, shortcut, order, preact_input, norm_layer, act_layer)
+        self._setup_preact(in_chans, shortcut, order, preact_input, norm_layer, act_layer,
+                           drop_path, drop_block)
         full = order == "full"
         self.conv1 = conv3x3(in_chans, planes, stride)
         self.bn1 = norm_layer(planes)
@@ -216,9 +238,9 @@ class PreActBasicBlock(_PreActivation):
     def forward(self, x: Tensor) -> Tensor:
         branch, short = self._split(x)
         if self.order == "full":  # BN-ReLU-conv, BN-ReLU-conv
-            out = self.conv2(self.relu(self.bn1(self.conv1(branch))))
+            out = self.conv2(self.relu(self._drop_block(self.bn1(self.conv1(branch)))))
         else:  # ReLU-conv-BN, ReLU-conv-BN
-            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(branch)))))
+            out = self.bn2(self.conv2(self.relu(self._drop_block(self.bn1(self.conv1(branch))))))
         return self._add(out, short)
 
     def branch_end(self) -> nn.Module:
@@ -241,9 +263,11 @@ class PreActBottleneck(_PreActivation):
 
     def __init__(self, in_chans: int, planes: int, stride: int, shortcut: nn.Module | None,
                  order: str = "full", preact_input: str = "branch", stride_in: str = "1x1",
-                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU) -> None:
+                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU,
+                 drop_path: nn.Module | None = None, drop_block=None) -> None:
         super().__init__()
-        self._setup_preact(in_chans, shortcut, order, preact_input, norm_layer, act_layer)
+        self._setup_preact(in_chans, shortcut, order, preact_input, norm_layer, act_layer,
+                           drop_path, drop_block)
         out_chans = planes * self.expansion
         s1, s3 = _strides(stride, stride_in)
         self.conv1 = conv1x1(in_chans, planes, s1)
@@ -258,10 +282,10 @@ class PreActBottleneck(_PreActivation):
         branch, short = self._split(x)
         if self.order == "full":
             out = self.conv2(self.relu(self.bn1(self.conv1(branch))))
-            out = self.conv3(self.relu(self.bn2(out)))
+            out = self.conv3(self.relu(self._drop_block(self.bn2(out))))
         else:
             out = self.relu(self.bn1(self.conv1(branch)))
-            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.relu(self._drop_block(self.bn2(self.conv2(out))))
             out = self.bn3(self.conv3(out))
         return self._add(out, short)
 

@@ -3,10 +3,16 @@ stage builder puts them together, as torchvision's and timm's stage builders do.
 
 The model speaks timm's model API (forward_features / forward_head / forward_intermediates,
 feature_info, reset_classifier, global_pool, drop_rate, set_grad_checkpointing) and scripts
-and traces (TorchScript, FX), so timm's own tools work on it.
-"""
-from __future__ import annotations
+and traces (TorchScript, FX), so timm's own tools work on it. It takes the flags timm's
+train.py passes to create_model: drop_rate, drop_path_rate (stochastic depth of the
+residual branch, timm's DropPath), drop_block_rate (timm's DropBlock2d), global_pool (timm's
+SelectAdaptivePool2d), bn_momentum and bn_eps. None of them is the paper's: they build the
+module (no parameters, no spec field), so a run's weights load into any of them.
 
+No postponed annotations here (`from __future__ import annotations`): FX copies forward()'s
+annotations into the code it generates, and TorchScript cannot resolve them as strings.
+"""
+import functools
 from typing import Any
 
 import torch
@@ -20,7 +26,12 @@ from ..variants.spec import VariantSpec
 # What the builder hands to every part that accepts it (by parameter name).
 NORM_LAYER = nn.BatchNorm2d
 ACT_LAYER = nn.ReLU
-GLOBAL_POOLS = ("avg", "")
+# timm's pool types (SelectAdaptivePool2d); "avg" is ours (the same function, no timm import),
+# "" leaves the features unpooled; the cat* types double the fc's input.
+GLOBAL_POOLS = ("avg", "", "max", "avgmax", "catavgmax", "fast", "fastavg", "fastmax",
+                "fastavgmax", "fastcatavgmax")
+# timm's resnet puts DropBlock in its last two stages: (block size, gamma scale) of each.
+DROP_BLOCK_STAGES = ((5, 0.25), (3, 1.0))
 
 
 def call_part(part: Part, *args: Any, options: dict[str, Any], context: dict[str, Any]) -> Any:
@@ -44,6 +55,34 @@ class NormAct(nn.Module):
         return self.act(self.bn(x))
 
 
+class GlobalAvgPool(nn.Module):
+    """Global average pooling, flattened (SelectAdaptivePool2d("avg", flatten=True))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+def _pool(global_pool: str) -> tuple[nn.Module, int]:
+    """The head's pooling module and how many times the features it outputs (2: cat)."""
+    if global_pool not in GLOBAL_POOLS:
+        raise InputError(f"global_pool must be one of {', '.join(map(repr, GLOBAL_POOLS))} "
+                         f"('' = no pooling); got {global_pool!r}")
+    if global_pool == "avg":
+        return GlobalAvgPool(), 1
+    if global_pool == "":
+        return nn.Identity(), 1
+    from timm.layers import SelectAdaptivePool2d
+
+    pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+    return pool, pool.feat_mult()
+
+
+def _rate(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise InputError(f"{name} must be in [0, 1); got {value!r}")
+    return float(value)
+
+
 class ResNet(nn.Module):
     """Plain, residual and pre-activation networks of He et al. (2015, 2016) and the
     ResNet-B/C/D tweaks of He et al. (2019).
@@ -52,23 +91,37 @@ class ResNet(nn.Module):
     block of stages 2..N strides 2), final_norm (BN-ReLU for pre-activation nets, whose
     units leave their output un-normalised; He et al. 2016, Fig. 4e), global average
     pooling (any input size works), dropout (drop_rate, 0 as the paper), fc to logits.
+
+    timm's regularisers, all off as in the paper: drop_path_rate is stochastic depth
+    (Huang et al. 2016): each unit's residual branch is dropped with a probability rising
+    linearly from 0 at the first unit to drop_path_rate at the last (timm's rule); a plain
+    net has no residual branch to drop, so it is refused. drop_block_rate: DropBlock in the
+    last two stages, as timm's resnet. bn_momentum/bn_eps: every BatchNorm's.
     """
 
-    def __init__(self, spec: VariantSpec, global_pool: str = "avg", drop_rate: float = 0.0
-                 ) -> None:
+    def __init__(self, spec: VariantSpec, global_pool: str = "avg", drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, drop_block_rate: float = 0.0,
+                 bn_momentum: float | None = None, bn_eps: float | None = None) -> None:
         super().__init__()
-        if global_pool not in GLOBAL_POOLS:
-            raise InputError(f"global_pool must be 'avg' or '' (no pooling); got {global_pool!r}")
-        if not 0.0 <= drop_rate < 1.0:
-            raise InputError(f"drop_rate must be in [0, 1); got {drop_rate}")
         self.spec = spec
         self.num_classes = spec.num_classes
-        self.drop_rate = float(drop_rate)
+        self.drop_rate = _rate("drop_rate", drop_rate)
+        drop_path_rate = _rate("drop_path_rate", drop_path_rate)
+        drop_block_rate = _rate("drop_block_rate", drop_block_rate)
         self.grad_checkpointing = False
         block_part = BLOCKS.get(spec.block)
         block = block_part.make
         preact = bool(getattr(block, "preact", False))
         context = {"norm_layer": NORM_LAYER, "act_layer": ACT_LAYER}
+        if drop_path_rate > 0 and spec.shortcut is None:
+            raise InputError(f"drop_path_rate: stochastic depth drops residual branches and "
+                             f"{spec.name} is a plain net (no shortcut, no branch to drop); "
+                             "use drop_path_rate=0 or a residual variant")
+        for rate, key in ((drop_path_rate, "drop_path"), (drop_block_rate, "drop_block")):
+            if rate > 0 and not block_part.takes(key):
+                raise InputError(f"{key}_rate: block {spec.block!r} takes no {key} argument "
+                                 f"(it would have to apply it itself); use {key}_rate=0")
+        total, index = sum(spec.layers), 0
         stem_part = STEMS.get(spec.stem)
         self.stem = call_part(stem_part, spec.in_chans, spec.stem_width,
                               options=spec.stem_options, context=context)
@@ -90,6 +143,9 @@ class ResNet(nn.Module):
                         options=spec.shortcut_options,
                         context={"norm_layer": None if preact else NORM_LAYER}) or nn.Identity()
                 unit_context = dict(context, stride_in=spec.stride_in)
+                unit_context.update(_regularisers(i, len(spec.layers), index, total,
+                                                  drop_path_rate, drop_block_rate))
+                index += 1
                 if preact:  # fb.resnet.torch preresnet.lua: both_preact / no_preact / branch
                     unit_context["preact_input"] = (
                         "branch" if j > 0 else "none" if (i == 0 and stem_normalized)
@@ -108,11 +164,14 @@ class ResNet(nn.Module):
         if preact:
             self.feature_info[-1]["module"] = "final_norm"
         self.global_pool = global_pool
+        self.head_pool, self.pool_mult = _pool(global_pool)
         self.fc = self._classifier(spec.num_classes)
         self._init_weights()
+        _set_batchnorm(self, bn_momentum, bn_eps)
 
     def _classifier(self, num_classes: int) -> nn.Module:
-        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        width = self.num_features * self.pool_mult
+        return nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
 
     def _init_weights(self) -> None:
         if any(p.is_meta for p in self.parameters()):
@@ -168,8 +227,7 @@ class ResNet(nn.Module):
         return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.global_pool == "avg":
-            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        x = self.head_pool(x)
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
@@ -226,8 +284,7 @@ class ResNet(nn.Module):
         """A new head: num_classes=0 makes the model a feature extractor; global_pool=''
         leaves the features unpooled."""
         if global_pool is not None:
-            if global_pool not in GLOBAL_POOLS:
-                raise InputError(f"global_pool must be 'avg' or ''; got {global_pool!r}")
+            self.head_pool, self.pool_mult = _pool(global_pool)
             self.global_pool = global_pool
         self.num_classes = num_classes
         import dataclasses
@@ -258,14 +315,52 @@ def _take_indices(levels: int, indices: int | list[int] | None) -> list[int]:
     return take
 
 
-# Keyword arguments of create_model that build the module rather than change the spec.
-MODULE_KWARGS = ("global_pool", "drop_rate")
+def _regularisers(stage: int, stages: int, index: int, total: int, drop_path_rate: float,
+                  drop_block_rate: float) -> dict[str, Any]:
+    """The unit's drop_path module (timm's linear rule over all units) and drop_block
+    factory (the last two stages), only where a rate asks for them."""
+    out: dict[str, Any] = {}
+    rate = drop_path_rate * index / max(total - 1, 1)
+    if rate > 0:
+        from timm.layers import DropPath
+
+        out["drop_path"] = DropPath(rate)
+    from_end = stages - 1 - stage
+    if drop_block_rate > 0 and from_end < len(DROP_BLOCK_STAGES):
+        from timm.layers import DropBlock2d
+
+        size, gamma = DROP_BLOCK_STAGES[::-1][from_end]
+        out["drop_block"] = functools.partial(DropBlock2d, drop_prob=drop_block_rate,
+                                              block_size=size, gamma_scale=gamma)
+    return out
+
+
+def _set_batchnorm(model: nn.Module, momentum: float | None, eps: float | None) -> None:
+    """timm's bn_momentum/bn_eps on every BatchNorm (the parts' own ones included)."""
+    if momentum is not None and not (isinstance(momentum, (int, float)) and 0 < momentum <= 1):
+        raise InputError(f"bn_momentum must be in (0, 1]; got {momentum!r}")
+    if eps is not None and not (isinstance(eps, (int, float)) and eps > 0):
+        raise InputError(f"bn_eps must be a positive number; got {eps!r}")
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if momentum is not None:
+                m.momentum = float(momentum)
+            if eps is not None:
+                m.eps = float(eps)
+
+
+# Keyword arguments of create_model that build the module rather than change the spec: timm's
+# train.py flags. Not spec fields (not factors of a run's condition): the harness trains the
+# paper's nets, which have none of them, and they add no parameters (a run's model.pt loads
+# into a model built with any of them).
+MODULE_KWARGS = ("global_pool", "drop_rate", "drop_path_rate", "drop_block_rate",
+                 "bn_momentum", "bn_eps")
 
 
 def create_model(name: str | VariantSpec, **overrides: Any) -> ResNet:
     """Build a variant by name (or from a spec), with validated overrides such as
     num_classes (0: no classifier), in_chans, layers, widths, shortcut, stride_in,
-    zero_init_residual, and timm's global_pool and drop_rate."""
+    zero_init_residual, and timm's module flags (MODULE_KWARGS)."""
     from ..variants.registry import get_spec
 
     spec = name if isinstance(name, VariantSpec) else get_spec(name)

@@ -6,8 +6,6 @@ Each is a registered factory `make(in_chans, out_chans, stride, **options)` retu
 shortcut module, or None for the identity. The stage builder passes `norm_layer` (None for
 pre-activation units, whose projections take an already normalised input).
 """
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

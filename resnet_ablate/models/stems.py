@@ -2,8 +2,6 @@
 **options) -> nn.Module`; a stem module may set `normalized = True` to say that its output
 is already batch-normalised and activated (the first pre-activation unit then does not do
 it again, as fb.resnet.torch's preresnet.lua)."""
-from __future__ import annotations
-
 from torch import Tensor, nn
 
 from ..variants.registry import register_stem

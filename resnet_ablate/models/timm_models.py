@@ -6,6 +6,11 @@ model modules), so `features_only`, `pretrained_cfg_overlay=dict(file=...)` (a r
 model.pt), `resolve_model_data_config` and the rest behave as for timm's models. Entry
 points are generated from the registry, plugin variants included, not written by hand.
 Imported only when timm is (see resnet_ablate.variants.timm_hook).
+
+A run's model.pt carries no metadata (a plain state_dict), but its run directory does:
+`pretrained=True, pretrained_cfg_overlay=dict(file=".../model.pt")` reads the run's
+config.json beside it and builds the network it trained (its classes, channels, input size
+and every model override), so a digits run (1 channel, 8 px) loads as a CIFAR one does.
 """
 from __future__ import annotations
 
@@ -49,26 +54,74 @@ def _first_conv(spec: VariantSpec) -> str:
     return f"stem.{first}"
 
 
-def pretrained_cfg(spec: VariantSpec) -> dict[str, Any]:
-    """What timm needs to feed the model: input size, pool size, mean/std as the protocol
-    normalises, first conv and classifier names, classes."""
-    size = spec.input_size
+def _mean(mean: tuple[float, ...], chans: int) -> tuple[float, ...]:
+    """The mean per channel for `chans` channels (grey images: the channels' average)."""
+    return mean if chans == len(mean) else (round(sum(mean) / len(mean), 4),) * chans
+
+
+def data_cfg(spec: VariantSpec, size: int | None = None) -> dict[str, Any]:
+    """The part of the pretrained config that follows the data: classes, input size (the
+    stem's design size unless given), pool size, crop, mean and std."""
+    size = size or spec.input_size
     stem = STEMS.get(spec.stem).meta
     reduction = stem.get("reduction", 1) * 2 ** (len(spec.layers) - 1)
     pool = math.ceil(size / reduction)
     small = size <= 64
+    return {"num_classes": spec.num_classes, "input_size": (spec.in_chans, size, size),
+            "pool_size": (pool, pool), "crop_pct": 1.0 if small else 0.875,
+            "mean": _mean(CIFAR10_MEAN if small else IMAGENET_MEAN, spec.in_chans),
+            "std": (1.0,) * spec.in_chans}
+
+
+def pretrained_cfg(spec: VariantSpec) -> dict[str, Any]:
+    """What timm needs to feed the model: input size, pool size, mean/std as the protocol
+    normalises, first conv and classifier names, classes."""
     return {
-        "url": "", "num_classes": spec.num_classes, "input_size": (spec.in_chans, size, size),
-        "pool_size": (pool, pool), "crop_pct": 1.0 if small else 0.875,
-        "interpolation": "bilinear", "mean": CIFAR10_MEAN if small else IMAGENET_MEAN,
-        "std": UNIT_STD, "first_conv": _first_conv(spec), "classifier": "fc",
+        "url": "", **data_cfg(spec), "interpolation": "bilinear",
+        "first_conv": _first_conv(spec), "classifier": "fc",
         "license": "mit", "paper_ids": "arXiv:1512.03385",
         "notes": ("untrained; train with `resnet-ablate train` and load its model.pt with "
                   "pretrained=True, pretrained_cfg_overlay=dict(file=...)",),
     }
 
 
+def from_run(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """kwargs for loading a run's model.pt (pretrained_cfg_overlay=dict(file=...)): the
+    run's model overrides as defaults, its classes, channels and input size in the overlay
+    (where timm's builder reads them), anything the caller gave first. A file outside a run
+    directory (no config.json beside it) is loaded as given."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..io import read_json
+    from ..run import record
+    from ..variants.spec import OVERRIDE_KEYS
+
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    file = overlay.get("file")
+    config = Path(str(file)).parent / "config.json" if file else None
+    if config is None or not config.is_file():
+        return kwargs
+    raw = read_json(config)
+    values = record.flat(record.upgrade(raw)) if isinstance(raw, dict) else {}
+    if values.get("model") != name:
+        raise InputError(f"{file} is the model.pt of a run of {values.get('model')!r}, not of "
+                         f"{name!r}; load it with {timm_name(str(values.get('model')))}")
+    base = get_spec(name).factors()
+    overrides = {k: values[k] for k in OVERRIDE_KEYS if values.get(k) is not None
+                 and values[k] != base[k]}
+    spec = get_spec(name).with_overrides(**overrides)
+    out = dict(kwargs)
+    for key, value in overrides.items():
+        if key not in ("num_classes", "in_chans"):  # these timm takes from the overlay
+            out.setdefault(key, value)
+    out["pretrained_cfg_overlay"] = {**data_cfg(spec, values.get("data.input_size")), **overlay}
+    return out
+
+
 def _build(name: str, pretrained: bool = False, **kwargs: Any):
+    if pretrained:
+        kwargs = from_run(name, kwargs)
     spec = get_spec(name)
     levels = len(spec.layers) + 1  # the stem and every stage
     return build_model_with_cfg(

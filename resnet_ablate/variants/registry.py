@@ -96,7 +96,8 @@ class Registry(Generic[T]):
 
 # ---------------------------------------------------------------------------- parts
 # What the stage builder hands to a part that takes it by name (never an option of it).
-CONTEXT = ("norm_layer", "act_layer", "stride_in", "preact_input")
+# drop_path/drop_block: timm's regularisers, only when create_model's rates ask for them.
+CONTEXT = ("norm_layer", "act_layer", "stride_in", "preact_input", "drop_path", "drop_block")
 
 
 @dataclass(frozen=True)
