@@ -19,13 +19,22 @@ class SweepRef:
     file: str  # a bundled sweep's name or a path
     only: dict[str, list[Any]] | None  # a subset of the sweep's configurations
 
-    def command(self, runs_dir: Path, jobs: int) -> str:
+    def command(self, runs_dir: Path, jobs: int, settings: dict[str, Any] | None = None) -> str:
         """The `resnet-ablate sweep` command that plans the same runs, as written."""
         words = ["resnet-ablate", "sweep", self.file, "--runs-dir", str(runs_dir),
                  "--jobs", str(jobs)]
         for key, values in (self.only or {}).items():
             words += ["--only", f"{key}={','.join(map(str, values))}"]
+        for key, value in (settings or {}).items():
+            words += ["--set", f"{key}={_yaml_text(value)}"]
         return shlex.join(words)
+
+
+def _yaml_text(value: Any) -> str:
+    """A --set value as typed (what parse_settings reads back to the same value)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass(frozen=True)
@@ -93,32 +102,38 @@ class ExperimentResult:
     out: Path | None = None
 
 
-def plan_experiment(exp: Experiment) -> list:
+def plan_experiment(exp: Experiment, settings: dict[str, Any] | None = None) -> list:
+    """Every run of the experiment's sweeps, each once; `settings` (--set) in every run."""
     from .sweep import load_sweep, merge, planned_runs
 
-    return merge(*[planned_runs(load_sweep(ref.file), only=ref.only) for ref in exp.sweeps])
+    return merge(*[planned_runs(load_sweep(ref.file), only=ref.only, settings=settings)
+                   for ref in exp.sweeps])
 
 
 def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | None = None,
                    jobs: int = 1, dry_run: bool = False, launcher=None,
                    gpus: list[str] | None = None, jobs_per_gpu: int = 1,
-                   invoked_as: str | None = None,
+                   settings: dict[str, Any] | None = None, invoked_as: str | None = None,
                    log: Callable[[str], None] = print) -> ExperimentResult:
     """Plan, run what is missing, collect, report. Every sweep is validated and every run
-    planned before any starts."""
+    planned before any starts. `settings` (--set KEY=VALUE) hold in every run (data_dir:
+    where the data is; its default is $RESNET_ABLATE_DATA, else data). Jobs submitted
+    without waiting (a launcher's --no-wait) leave the report to a rerun."""
     from .sweep import SweepRunner
 
     exp = load_experiment(name_or_path)
     runs_dir = runs_dir or Path("runs") / exp.name
     out = out or Path("reports") / exp.name
-    runs = plan_experiment(exp)
-    commands = [ref.command(runs_dir, jobs) for ref in exp.sweeps]
+    runs = plan_experiment(exp, settings)
+    commands = [ref.command(runs_dir, jobs, settings) for ref in exp.sweeps]
     runner = SweepRunner(runs, runs_dir, exp.name, jobs=jobs, gpus=gpus,
                          jobs_per_gpu=jobs_per_gpu, launcher=launcher, log=log)
     result = ExperimentResult(exp, runner.runs, commands, dry_run=dry_run, out=out)
     if dry_run:
         return result
     runner.run()
+    if runner.submitted:  # --no-wait: nothing to collect yet
+        return result
     result.failed = any(r.state == "failed" for r in runner.runs)
     from .analysis.collect import collect
     from .analysis.report import build

@@ -1,6 +1,7 @@
 """Sweep files (W&B's schema and semantics), run identity by condition and seed, the local
-runner (idempotent, --jobs, --gpus), huge grids, and Slurm through submitit (tested with
-its local executor)."""
+runner (idempotent, --jobs, --gpus, its time estimate), huge grids, --set and the data
+location, and Slurm through submitit (tested with its local executor; the submission
+itself as --dry-run shows it, and refused where Slurm's tools are missing)."""
 import json
 import os
 import shlex
@@ -320,11 +321,173 @@ def test_slurm_launcher_through_submitits_local_executor(tmp_path, cli_inproc):
     assert "2 runs, 0 to run" in again.stdout
 
 
-def test_launcher_flags_need_a_launcher(tmp_path, cli_inproc):
-    assert_usage_error(cli_inproc("sweep", "demo", "--partition", "gpu", "--dry-run"),
-                       "--partition needs --launcher slurm")
-    assert_usage_error(cli_inproc("sweep", "demo", "--gpus", "x", "--dry-run"),
-                       "--gpus takes device numbers")
+@pytest.mark.parametrize("command", [("sweep", "demo"), ("reproduce", "fig1"), ("demo",)])
+def test_launcher_flags_need_a_launcher(tmp_path, cli_inproc, command):
+    """Refused the same way by sweep, reproduce and demo, whatever the value (a default
+    value given explicitly included)."""
+    args = [*command, "--runs-dir", tmp_path / "r", "--dry-run"]
+    for flags, fragment in ((["--partition", "gpu"], "--partition needs --launcher slurm"),
+                            (["--timeout-min", "1440"], "--timeout-min needs --launcher"),
+                            (["--gpus-per-job", "1"], "--gpus-per-job needs --launcher"),
+                            (["--mem-gb", "8"], "--mem-gb needs --launcher"),
+                            (["--no-wait"], "--no-wait needs --launcher slurm"),
+                            (["--array-parallelism", "8"], "--array-parallelism needs"),
+                            (["--launcher", "local", "--partition", "gpu"],
+                             "--partition needs --launcher slurm"),
+                            (["--launcher", "local", "--no-wait"], "--no-wait needs --launcher "
+                                                                   "slurm"),
+                            (["--launcher", "slurm", "--array-parallelism", "0"],
+                             "--array-parallelism must be a positive integer"),
+                            (["--gpus", "x"], "--gpus takes device numbers")):
+        assert_usage_error(cli_inproc(*args, *flags), fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_slurm_dry_run_shows_what_would_be_submitted(tmp_path, cli_inproc):
+    """The array (size, parallelism), each job's resources, the logs, that it waits: in
+    words and as submitit's own #SBATCH lines. No Slurm is needed to see it."""
+    runs = tmp_path / "r"
+    proc = cli_inproc("sweep", "demo", "--runs-dir", runs, "--dry-run", "--launcher", "slurm",
+                      "--partition", "gpu", "--gpus-per-job", "2", "--cpus-per-job", "10",
+                      "--mem-gb", "32", "--timeout-min", "90", "--array-parallelism", "5",
+                      "--account", "lab")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    logs = runs / ".sweeps" / "demo" / "submitit"
+    assert "Slurm job array: 12 job(s), one per run to train, at most 5 running at once " \
+           "(--array-parallelism 5)" in out
+    assert "each job: partition gpu, 2 GPU(s), 10 CPUs, 32 GB memory, time limit 1:30:00, " \
+           "account lab" in out
+    assert f"logs: {logs}/<array id>_<index>_0_log.out and .err" in out
+    assert "then: waits until every job has ended" in out
+    sbatch = [line.strip() for line in out.splitlines() if line.strip().startswith("#SBATCH")]
+    for flag in ("--array=0-11%5", "--partition=gpu", "--gpus-per-node=2", "--cpus-per-task=10",
+                 "--mem=32GB", "--time=90", "--account=lab", "--signal=USR2@120",
+                 f"--output={logs}/%A_%a_0_log.out"):
+        assert f"#SBATCH {flag}" in sbatch, flag
+    assert not runs.exists()  # a dry run writes nothing
+    default = cli_inproc("sweep", "demo", "--runs-dir", runs, "--dry-run", "--launcher", "slurm",
+                         "--no-wait", "--only", "seed=0")
+    assert "4 job(s), one per run to train, at most 4 running at once (--array-parallelism " \
+           "64)" in default.stdout
+    assert "partition (the cluster default), 1 GPU(s), the partition's default CPUs" in \
+        default.stdout and "time limit 24:00:00" in default.stdout
+    assert "returns after submitting (--no-wait) and prints the job ids" in default.stdout
+    again = cli_inproc("reproduce", "fig1", "--runs-dir", runs, "--dry-run", "--launcher",
+                       "slurm")
+    assert "Slurm job array: 6 job(s)" in again.stdout and not runs.exists()
+
+
+def test_slurm_without_its_tools_is_one_line_before_anything_is_written(tmp_path, cli_inproc,
+                                                                        monkeypatch):
+    """This machine has no Slurm (and PATH is cut to this Python's folder, so no sbatch is
+    found wherever the tests run): one line, exit 2, no runs directory, no sweep record."""
+    import sys
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    for args in (("sweep", "demo", "--runs-dir", tmp_path / "r"),
+                 ("demo", "--runs-dir", tmp_path / "r", "--out", tmp_path / "rep"),
+                 ("reproduce", "fig1", "--runs-dir", tmp_path / "r", "--out", tmp_path / "rep")):
+        proc = cli_inproc(*args, "--launcher", "slurm", "--no-wait")
+        assert_usage_error(proc, "--launcher slurm needs Slurm's sbatch and srun on PATH")
+        assert not (tmp_path / "r").exists() and not (tmp_path / "rep").exists()
+
+
+def test_set_overrides_or_adds_a_setting_in_every_run(tmp_path, cli_inproc):
+    """--set KEY=VALUE: a parameter the sweep has takes that value in every run; a train key
+    it lacks joins as a constant; a key train does not know is refused. The runs are named
+    by what they train (another data_dir, another run)."""
+    base = planned_runs(load_sweep("demo"))
+    runs = planned_runs(load_sweep("demo"), settings={"seed": 7, "data_dir": "/data/x"})
+    assert len(runs) == 4 and {r.params["seed"] for r in runs} == {7}
+    assert all(r.params["data_dir"] == "/data/x" and "data_dir=/data/x" in r.shell
+               for r in runs)
+    assert not {r.run_id for r in runs} & {r.run_id for r in base}
+    proc = cli_inproc("reproduce", "fig1", "--runs-dir", tmp_path / "r", "--dry-run",
+                      "--set", "data_dir=/data/cifar", "--set", "milestones=[20,30]")
+    assert proc.returncode == 0, proc.stderr
+    commands = [li for li in proc.stdout.splitlines() if "resnet-ablate train" in li]
+    assert len(commands) == 6 and all("data_dir=/data/cifar" in c and "milestones=" in c
+                                      for c in commands)
+    replay = next(li.strip() for li in proc.stdout.splitlines()
+                  if li.strip().startswith("resnet-ablate sweep"))
+    assert replay.endswith("--set data_dir=/data/cifar --set 'milestones=[20, 30]'")
+    again = cli_inproc(*shlex.split(replay)[1:], "--dry-run")  # the same six runs
+    assert sorted(li.split()[0] for li in again.stdout.splitlines() if "pending" in li) == \
+        sorted(li.split()[0] for li in proc.stdout.splitlines() if "pending" in li)
+    for bad, fragment in ((["--set", "colour=red"], "--set colour: unknown train key 'colour'"),
+                          (["--set", "runs_dir=/x"], "--set runs_dir: the runner"),
+                          (["--set", "seed"], "--set needs KEY=VALUE"),
+                          (["--set", "lr=fast"], "lr: expected a number")):
+        assert_usage_error(cli_inproc("sweep", "demo", "--dry-run", *bad), fragment)
+
+
+def test_the_data_location_comes_from_the_user(tmp_path, cli_inproc, monkeypatch):
+    """RESNET_ABLATE_DATA is data_dir's default for every run, bundled sweeps included
+    (they name no data_dir of their own); data_dir= and --set data_dir= win over it."""
+    words = ["model=resnet20-A", "dataset=cifar10", "--dry-run"]
+    assert json.loads(cli_inproc("train", *words).stdout)["record"]["data"]["data_dir"] == "data"
+    before = {r.run_id for r in planned_runs(load_sweep("cifar-degradation"))}
+    monkeypatch.setenv("RESNET_ABLATE_DATA", str(tmp_path / "cifar"))
+    record = json.loads(cli_inproc("train", *words).stdout)["record"]
+    assert record["data"]["data_dir"] == str(tmp_path / "cifar")
+    explicit = json.loads(cli_inproc("train", *words, "data_dir=/elsewhere").stdout)
+    assert explicit["record"]["data"]["data_dir"] == "/elsewhere"
+    for name in ("cifar-degradation", "cifar-deep", "cifar-shortcuts", "he2016-table1",
+                 "he2016-table2"):
+        assert "data_dir" not in load_sweep(name).parameters, name
+    after = planned_runs(load_sweep("cifar-degradation"))
+    assert not {r.run_id for r in after} & before  # other data, other runs
+    runner = SweepRunner(after[:1], tmp_path / "r", "x")
+    assert runner.env(after[0])["RESNET_ABLATE_DATA"] == str(tmp_path / "cifar")  # the job's
+    overridden = planned_runs(load_sweep("cifar-degradation"), settings={"data_dir": "data"})
+    assert {r.run_id for r in overridden} == before
+
+
+def test_time_estimate_weighs_each_run_by_its_size(tmp_path):
+    """MACs x images per run (counted, not guessed): a 56-layer run is expected to take its
+    MACs' ratio to a 20-layer one; the estimate is the ended runs' seconds per unit of work
+    times the work still to do, over the jobs at once."""
+    import resnet_ablate as ra
+    from resnet_ablate.sweep.runner import planned_work
+
+    spec = load_sweep("demo")
+    runs = planned_runs(spec, only={"seed": [0]})
+    by_model = {r.params["model"]: r for r in runs}
+    work = {m: planned_work(r.params) for m, r in by_model.items()}
+    macs = {m: ra.complexity(ra.create_model(m, in_chans=3), input_size=8,
+                             with_fvcore=False)["macs"] for m in by_model}
+    protocol = parse_train_words(["protocol=demo"]).protocol
+    for m in by_model:
+        assert work[m] == macs[m] * protocol.iterations * protocol.batch_size, m
+    assert 3.0 < work["resnet56-A"] / work["resnet20-A"] < 3.2  # 27 units vs 9
+    runner = SweepRunner(runs, tmp_path / "r", "demo", jobs=2)
+    runner.todo_at_start = runs
+    runner._work = {r.run_id: work[m] for m, r in by_model.items()}
+    first = by_model["resnet20-A"]
+    first.state, first.seconds = "finished", 30.0
+    left = runner.seconds_left([first])
+    rest = sum(work[m] for m in by_model if m != "resnet20-A")
+    assert left == pytest.approx(30.0 / work["resnet20-A"] * rest / 2)
+    # unknown sizes (a plugin's part): the mean time of the ended runs, as before
+    runner._work = {}
+    assert runner.seconds_left([first]) == pytest.approx(30.0 * 3 / 2)
+
+
+def test_milestones_beyond_the_end_warn_in_one_line_and_the_summary_says_so(tmp_path, cli_inproc):
+    """iterations=40 under the demo protocol (milestones 600, 900): the step schedule never
+    divides the lr; one warning line, and summary.json's schedule_warnings."""
+    proc = cli_inproc("train", "model=plain20", "protocol=demo", "iterations=40",
+                      "eval_every=40", "progress=lines", "wandb=disabled", "responses=false",
+                      f"runs_dir={tmp_path}", "run_id=w")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [li for li in proc.stderr.splitlines() if "warning:" in li]
+    assert warnings == ["[w] warning: milestones 600, 900 are at or beyond the last iteration "
+                        "(40): the step schedule never divides the lr there"]
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert summary["schedule_warnings"] == [warnings[0].split("warning: ", 1)[1]]
+    rows = (tmp_path / "w" / "history.csv").read_text().splitlines()[1:]
+    assert {float(r.split(",")[1]) for r in rows} == {0.1}  # the lr never stepped
 
 
 def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):

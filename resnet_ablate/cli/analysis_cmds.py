@@ -156,19 +156,12 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser, jobs_default: int = 1) -> None:
+    from .run_cmds import add_launcher_args, add_set_arg
+
     p.add_argument("--jobs", type=int, default=jobs_default, help="runs at a time")
     p.add_argument("--dry-run", action="store_true", help="print the plan; launch nothing")
-    p.add_argument("--gpus", default=None, metavar="0,1,...",
-                   help="give each job one of these GPUs")
-    p.add_argument("--jobs-per-gpu", type=int, default=1)
-    p.add_argument("--launcher", choices=["slurm", "local"], default=None,
-                   help="run the sweeps' runs as submitit jobs (see `sweep --help`)")
-    p.add_argument("--partition", default=None)
-    p.add_argument("--account", default=None)
-    p.add_argument("--gpus-per-job", type=int, default=1)
-    p.add_argument("--cpus-per-job", type=int, default=None)
-    p.add_argument("--mem-gb", type=int, default=None)
-    p.add_argument("--timeout-min", type=int, default=24 * 60)
+    add_set_arg(p)
+    add_launcher_args(p)  # the same flags as `sweep`
 
 
 def add_reproduce_args(p: argparse.ArgumentParser) -> None:
@@ -184,13 +177,15 @@ def add_reproduce_args(p: argparse.ArgumentParser) -> None:
 
 def _run(name: str, args: argparse.Namespace) -> int:
     from ..pipeline import run_experiment
-    from .run_cmds import gpus_of, launcher_of, print_runs
+    from .run_cmds import gpus_of, launcher_of, parse_settings, print_runs, print_submission
 
     if args.jobs < 1:
         raise InputError(f"--jobs must be a positive integer; got {args.jobs}")
+    launcher = launcher_of(args)
     result = run_experiment(name, args.runs_dir, args.out, jobs=args.jobs,
-                            dry_run=args.dry_run, launcher=launcher_of(args),
+                            dry_run=args.dry_run, launcher=launcher,
                             gpus=gpus_of(args), jobs_per_gpu=args.jobs_per_gpu,
+                            settings=parse_settings(args.settings),
                             invoked_as=_command_line(), log=lambda m: print(m, flush=True))
     exp = result.experiment
     print(f"{exp.title} ({exp.paper}); protocol {exp.protocol}", flush=True)
@@ -199,7 +194,13 @@ def _run(name: str, args: argparse.Namespace) -> int:
         from ..sweep import SweepRunner
 
         runs_dir = args.runs_dir or Path("runs") / exp.name
-        print_runs(result.runs, SweepRunner(result.runs, runs_dir, exp.name), commands=True)
+        runner = SweepRunner(result.runs, runs_dir, exp.name, launcher=launcher)
+        print_runs(result.runs, runner, commands=True)
+        print_submission(runner)
+        return 0
+    if result.report is None:  # submitted without waiting: the report comes with a rerun
+        print("jobs submitted; run the same command again once they have ended: it skips "
+              "the finished runs and writes the report")
         return 0
     _print_report(result.report)
     return 1 if result.failed else 0

@@ -78,21 +78,65 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of random sweeps (default 0)")
     p.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
                    help="only the configurations whose KEY is one of these (repeatable)")
+    add_set_arg(p)
+    add_launcher_args(p)
+
+
+def add_set_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="KEY is VALUE in every run (repeatable): replaces the sweep's values "
+                        "of KEY, or adds it as a constant (e.g. --set data_dir=/data/cifar; "
+                        "$RESNET_ABLATE_DATA is data_dir's default)")
+
+
+# Launcher flags: (flag, default, help); None defaults so a flag given without --launcher is
+# seen (and refused), whatever its value.
+GPUS_PER_JOB, TIMEOUT_MIN = 1, 24 * 60
+SLURM_ONLY = ("partition", "account", "array_parallelism", "no_wait")
+
+
+def add_launcher_args(p: argparse.ArgumentParser) -> None:
+    """GPUs here, or submitit (Slurm/local): one definition for sweep, reproduce and demo."""
     g = p.add_argument_group("GPUs on this machine")
     g.add_argument("--gpus", default=None, metavar="0,1,...",
                    help="give each job one of these GPUs (CUDA_VISIBLE_DEVICES)")
     g.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing a GPU (default 1)")
-    s = p.add_argument_group("a cluster, through submitit")
+    s = p.add_argument_group("a cluster, through submitit (these need --launcher)")
     s.add_argument("--launcher", choices=["slurm", "local"], default=None,
                    help="submit one job per run (a job array); local: submitit's "
-                        "LocalExecutor on this machine")
+                        "LocalExecutor on this machine. With --dry-run: what would be "
+                        "submitted")
     s.add_argument("--partition", default=None, help="Slurm partition")
     s.add_argument("--account", default=None, help="Slurm account")
-    s.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per job (default 1)")
+    s.add_argument("--gpus-per-job", type=int, default=None,
+                   help=f"GPUs per job (default {GPUS_PER_JOB})")
     s.add_argument("--cpus-per-job", type=int, default=None, help="CPUs per job")
     s.add_argument("--mem-gb", type=int, default=None, help="memory per job")
-    s.add_argument("--timeout-min", type=int, default=24 * 60,
-                   help="job time limit; at it the run checkpoints and is requeued")
+    s.add_argument("--timeout-min", type=int, default=None,
+                   help=f"job time limit (default {TIMEOUT_MIN}); at it the run checkpoints "
+                        "and is requeued")
+    s.add_argument("--array-parallelism", type=int, default=None,
+                   help="jobs of the array running at once (default 64)")
+    s.add_argument("--no-wait", action="store_true", default=None,
+                   help="submit, print the job ids and return (default: wait for the jobs)")
+
+
+def parse_settings(items: list[str]) -> dict[str, object]:
+    """--set KEY=VALUE words; VALUE read as a sweep file's value (YAML: 2000 is a number,
+    [1000,1500] a list, /data/cifar a string)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set needs KEY=VALUE; got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        out[key.strip()] = text if isinstance(value, dict) else value
+    return out
 
 
 def parse_only(items: list[str]) -> dict[str, list]:
@@ -105,24 +149,46 @@ def parse_only(items: list[str]) -> dict[str, list]:
     return only
 
 
+LAUNCHER_FLAGS = ("partition", "account", "gpus_per_job", "cpus_per_job", "mem_gb",
+                  "timeout_min", "array_parallelism", "no_wait")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def launcher_of(args: argparse.Namespace):
+    """The submitit launcher the flags ask for, or None; a launcher flag without
+    --launcher (or a Slurm-only one with --launcher local) is refused, whatever its value."""
+    given = [f for f in LAUNCHER_FLAGS if getattr(args, f, None) is not None]
     if args.launcher is None:
-        for flag in ("partition", "account", "cpus_per_job", "mem_gb"):
-            if getattr(args, flag):
-                raise InputError(f"--{flag.replace('_', '-')} needs --launcher slurm")
+        if given:
+            raise InputError(f"{_flag(given[0])} needs --launcher slurm (or local)"
+                             if given[0] not in SLURM_ONLY else
+                             f"{_flag(given[0])} needs --launcher slurm")
         return None
+    if args.launcher == "local" and any(f in SLURM_ONLY for f in given):
+        flag = next(f for f in given if f in SLURM_ONLY)
+        raise InputError(f"{_flag(flag)} needs --launcher slurm (the local launcher runs "
+                         "every job at once on this machine, and waits)")
     if args.gpus:
         raise InputError("--gpus assigns GPUs on this machine; with --launcher the cluster "
                          "does (--gpus-per-job)")
-    for flag in ("gpus_per_job", "timeout_min"):
-        if getattr(args, flag) < 1 and not (flag == "gpus_per_job" and args.launcher == "local"):
-            raise InputError(f"--{flag.replace('_', '-')} must be a positive integer")
-    from ..sweep.launch import SubmititLauncher
+    for flag in ("timeout_min", "array_parallelism", "cpus_per_job", "mem_gb"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise InputError(f"{_flag(flag)} must be a positive integer; got "
+                             f"{getattr(args, flag)}")
+    gpus = GPUS_PER_JOB if args.gpus_per_job is None else args.gpus_per_job
+    if gpus < 0 or (gpus == 0 and args.launcher == "slurm"):
+        raise InputError(f"--gpus-per-job must be a positive integer; got {gpus}")
+    from ..sweep.launch import ARRAY_PARALLELISM, SubmititLauncher
 
-    return SubmititLauncher(args.launcher, partition=args.partition,
-                            gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
-                            mem_gb=args.mem_gb, timeout_min=args.timeout_min,
-                            account=args.account)
+    return SubmititLauncher(
+        args.launcher, partition=args.partition, gpus_per_job=gpus,
+        cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
+        timeout_min=TIMEOUT_MIN if args.timeout_min is None else args.timeout_min,
+        array_parallelism=args.array_parallelism or ARRAY_PARALLELISM, account=args.account,
+        wait=not args.no_wait)
 
 
 def gpus_of(args: argparse.Namespace) -> list[str] | None:
@@ -139,17 +205,30 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     if args.count is not None and args.count < 1:
         raise InputError(f"--count must be a positive integer; got {args.count}")
+    launcher = launcher_of(args)
     spec = load_sweep(args.file)
-    runs = planned_runs(spec, count=args.count, seed=args.seed, only=parse_only(args.only))
+    runs = planned_runs(spec, count=args.count, seed=args.seed, only=parse_only(args.only),
+                        settings=parse_settings(args.settings))
     runner = SweepRunner(runs, args.runs_dir, spec.name, jobs=args.jobs,
                          retry_failed=args.retry_failed, gpus=gpus_of(args),
-                         jobs_per_gpu=args.jobs_per_gpu, launcher=launcher_of(args))
+                         jobs_per_gpu=args.jobs_per_gpu, launcher=launcher)
     if args.dry_run:
         print_runs(runner.runs, runner, commands=True)
+        print_submission(runner)
         return 0
     runs = runner.run()
     print_runs(runs, runner)
     return 1 if any(r.state == "failed" for r in runs) else 0
+
+
+def print_submission(runner) -> None:
+    """What a launcher would submit for the runs still to train (dry runs)."""
+    if runner.launcher is None:
+        return
+    todo = runner.todo()
+    print(f"\n--launcher {runner.launcher.name} would submit:")
+    for line in runner.launcher.describe(len(todo), runner.runs_dir / ".sweeps" / runner.name):
+        print(f"  {line}")
 
 
 def print_runs(runs, runner, commands: bool = False) -> None:

@@ -45,7 +45,8 @@ class RunConfig:
     dataset: Literal["digits", "cifar10", "cifar100", "imagefolder"] = _s(
         "digits", "digits (bundled), cifar10, cifar100 (torchvision's format) or imagefolder",
         FACTOR, ("dataset",))
-    data_dir: str = _s("data", "where the data set is (or goes, for a CIFAR download)",
+    data_dir: str = _s("data", "where the data set is (or goes, for a CIFAR download); "
+                               "default: $RESNET_ABLATE_DATA when set, else data",
                        at=("data", "data_dir"))
     download: bool = _s(True, "fetch CIFAR into data_dir when absent and the network allows")
     data_mode: Literal["auto", "tensor", "loader"] = _s(
@@ -177,9 +178,10 @@ def normalise_words(argv: list[str]) -> list[str]:
     return words
 
 
-# W&B's agent and the local sweep runner name the run through the environment.
+# W&B's agent and the local sweep runner name the run through the environment; the user
+# names where the data is (for every run, bundled sweeps included) with RESNET_ABLATE_DATA.
 ENVIRONMENT = {"run_id": "WANDB_RUN_ID", "runs_dir": "RESNET_ABLATE_RUNS_DIR",
-               "resume": "RESNET_ABLATE_RESUME"}
+               "resume": "RESNET_ABLATE_RESUME", "data_dir": "RESNET_ABLATE_DATA"}
 
 
 def parse_train_words(words: list[str]) -> TrainRequest:

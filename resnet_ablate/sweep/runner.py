@@ -9,6 +9,7 @@ process is training (each run directory is locked by the process training it).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -65,12 +66,37 @@ def expand_command(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
     return out
 
 
+def with_settings(spec: SweepSpec, settings: dict[str, Any] | None) -> SweepSpec:
+    """`--set KEY=VALUE`: KEY is VALUE in every run. A parameter the sweep has takes that
+    one value instead of its own; a train key it does not have joins as a constant
+    (`--set data_dir=/data/cifar`, `--set wandb=offline`). A key train does not know, or one
+    the runner owns, is refused."""
+    if not settings:
+        return spec
+    from ..errors import unknown
+    from .sweepfile import RUNNER_KEYS, _train_keys
+
+    allowed = _train_keys()
+    for key in settings:
+        if key in RUNNER_KEYS:
+            raise SweepError(f"--set {key}: the runner names runs and puts them in "
+                             "--runs-dir; not a sweep setting")
+        if key not in allowed:
+            raise SweepError(f"--set {key}: " + str(unknown("train key", key, sorted(allowed))))
+    parameters = {**spec.parameters, **{k: {"value": v} for k, v in settings.items()}}
+    return dataclasses.replace(spec, parameters=parameters,
+                               raw={**spec.raw, "parameters": parameters})
+
+
 def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
-                 only: dict[str, list[Any]] | None = None) -> list[PlannedRun]:
-    """The runs of a sweep, validated, each named by its condition and seed."""
+                 only: dict[str, list[Any]] | None = None,
+                 settings: dict[str, Any] | None = None) -> list[PlannedRun]:
+    """The runs of a sweep (with `--set` settings), validated, each named by its
+    condition and seed."""
     from ..run.config import parse_train_words
     from ..run.record import planned_run_id
 
+    spec = with_settings(spec, settings)
     configs = plan(spec, count=count, seed=seed)
     if only:  # a subset of the sweep (an experiment's, or `sweep --only`)
         unknown = sorted(set(only) - set(spec.parameters))
@@ -92,6 +118,25 @@ def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
 
 def _matches(value: Any, allowed: list[Any]) -> bool:
     return value in allowed or str(value) in {str(a) for a in allowed}
+
+
+def planned_work(params: dict[str, Any]) -> float | None:
+    """What a planned run's training costs, up to a rate: MACs per image (counted on the
+    meta device at the protocol's crop) x iterations x batch size. None when it cannot be
+    counted (a plugin's part); the estimate then falls back to the mean run's time."""
+    from ..run.config import parse_train_words
+    from ..variants.registry import get_spec
+
+    try:
+        request = parse_train_words([f"{k}={v}" for k, v in params.items()])
+        from ..models.counting import check_size
+
+        spec = get_spec(request.config.model).with_overrides(**request.model_overrides)
+        p, cfg = request.protocol, request.config
+        macs = check_size(spec, p.crop, cfg.max_params, cfg.max_activations)["macs"]
+        return float(macs) * p.iterations * p.batch_size if macs else None
+    except Exception:  # noqa: BLE001  an estimate only: never in the way of a sweep
+        return None
 
 
 def merge(*groups: list[PlannedRun]) -> list[PlannedRun]:
@@ -126,10 +171,13 @@ class SweepRunner:
             jobs = len(gpus) * jobs_per_gpu
         self.jobs = jobs
         self.launcher = launcher
+        self.submitted = False  # jobs submitted and not waited for (launcher.wait False)
+        self.todo_at_start: list[PlannedRun] = []
         self.state_path = runs_dir / ".sweeps" / f"{name}.json"
         self._lock = threading.Lock()
-        self._started = 0.0
         self._done = 0
+        self._work: dict[str, float | None] = {}  # run_id -> planned_work (the ETA's weights)
+        self._ended: set[str] = set()
         self.refresh()
 
     # -- state: the run directory says (rundir.RunDir.state) ---------------------------
@@ -177,6 +225,8 @@ class SweepRunner:
 
     def _skip(self, run: PlannedRun, index: int, total: int) -> None:
         """Another process (a second runner on this runs dir) trains or has ended `run`."""
+        with self._lock:
+            self._ended.add(run.run_id)
         doing = "is training it" if run.state == "running" else f"ended it ({run.state})"
         self.log(f"[{index}/{total}] skip {run.run_id}: another process {doing}")
 
@@ -257,17 +307,35 @@ class SweepRunner:
         with self._lock:
             self._done += 1
             done = self._done
-        elapsed = time.perf_counter() - self._started
+            self._ended.add(run.run_id)
+            ended = [r for r in self.todo_at_start if r.run_id in self._ended]
         left = total - done
-        eta = "" if not left else f"; about {_duration(elapsed / done * left)} left"
+        eta = "" if not left else f"; about {_duration(self.seconds_left(ended))} left"
         err = run.summary.get("final_test_err")
         result = f"test err {err:.2f}%" if isinstance(err, (int, float)) else run.detail[:120]
         self.log(f"[{index}/{total}] {run.state} {run.run_id} ({run.seconds:.0f} s) {result} "
                  f"-- {done}/{total} done{eta}")
 
+    def seconds_left(self, ended: list[PlannedRun]) -> float:
+        """The time the runs not yet ended will take, from the trained ones' seconds per
+        unit of work (MACs x images: a 56-layer run costs ~3x a 20-layer one), over the
+        jobs running at once; the mean run's time where a run's work is unknown."""
+        done = {r.run_id for r in ended}
+        waiting = [r for r in self.todo_at_start if r.run_id not in done]
+        known = [r for r in ended if self._work.get(r.run_id) and r.seconds > 0
+                 and r.state in ("finished", "diverged")]
+        if known and all(self._work.get(r.run_id) for r in waiting):
+            rate = sum(r.seconds for r in known) / sum(self._work[r.run_id] for r in known)
+            total = rate * sum(self._work[r.run_id] for r in waiting)
+        else:
+            total = sum(r.seconds for r in ended) / max(len(ended), 1) * len(waiting)
+        return total / max(1, min(self.jobs, len(waiting) or 1))
+
     def run(self) -> list[PlannedRun]:
         self._recorded_failures()
         todo = self.todo()
+        if self.launcher is not None:
+            self.launcher.check_tools()  # before anything is written
         skipped = len(self.runs) - len(todo)
         where = (f"{self.jobs} at a time" if self.launcher is None
                  else f"as {self.launcher.name} jobs")
@@ -275,15 +343,21 @@ class SweepRunner:
                  f"already done{' or failed' if not self.retry_failed else ''}; {where}; "
                  f"runs in {self.runs_dir}")
         self._save_state()
-        self._started, self._done = time.perf_counter(), 0
+        self._done, self._ended = 0, set()
+        self.todo_at_start = todo
         if self.launcher is not None:
             for run in todo:
                 self._prepare_retry(run)
-            results = self.launcher.run(todo, self.env, self.runs_dir / ".sweeps" / self.name)
+            results = self.launcher.run(todo, self.env, self.runs_dir / ".sweeps" / self.name,
+                                        log=self.log)
+            if results is None:  # submitted, not waited for (--no-wait)
+                self.submitted = True
+                return self.runs
             for run, (code, output) in zip(todo, results):
                 self._outcome(run, code, output)
             self._save_state()
             return self.runs
+        self._work = {r.run_id: planned_work(r.params) for r in todo} if len(todo) > 1 else {}
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             futures = [pool.submit(self._execute, r, i + 1, len(todo))
                        for i, r in enumerate(todo)]
