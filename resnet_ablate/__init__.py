@@ -25,6 +25,11 @@ _EXPORTS = {
     "register_stem": "resnet_ablate.variants.registry",
     "VariantSpec": "resnet_ablate.variants.spec",
     "load_plugins": ("resnet_ablate.variants.plugins", "load"),
+    # The notebook API: collect runs, then ra.figures.error_vs_depth(c) -> (fig, caption)
+    # and ra.tables.table6(c) -> (DataFrame, caption). Importing them sets no backend.
+    "collect": "resnet_ablate.analysis.collect",
+    "figures": ("resnet_ablate.analysis.figures", None),
+    "tables": ("resnet_ablate.analysis.tables", None),
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
@@ -36,7 +41,8 @@ def __getattr__(name: str) -> Any:
     if target is None:
         raise AttributeError(f"module 'resnet_ablate' has no attribute {name!r}")
     module, attr = target if isinstance(target, tuple) else (target, name)
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
     globals()[name] = value
     return value
 

@@ -1,31 +1,32 @@
 """The paper's figures from collected runs, styled as the paper: x in iterations, dashed =
-training error, bold = test (or validation) error; one line per condition, the mean over
-its seeds, band = ±1 std.
+training error, solid = test (or validation) error; one line per condition, the mean over
+its seeds, band = ±1 std. Colours, line styles and their words come from analysis.style,
+the same in every figure.
 
 Each builder returns (figure, caption): the caption says what was drawn (panels, n seeds,
 how the conditions differ, which error). A figure whose runs are missing raises
 MissingRuns naming what it needs: skipped with a note, never faked.
+
+No pyplot, and the backend is never set: figures are `matplotlib.figure.Figure`s on the
+Agg canvas (analysis.style.figure), so importing this leaves a notebook's backend alone,
+saving works without a display, and a notebook shows a returned figure as it is.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-import matplotlib
+import matplotlib.figure
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from ..reference import paper_number  # (None unless the condition is the paper's)
+from . import names, style
+from .collect import Collected
+from .vocab import TRAIN_ERR_NOTE, describe, finished, is_paper_net, labels, series_labels
 
-from ..reference import paper_number  # noqa: E402  (None unless the condition is the paper's)
-from . import names  # noqa: E402
-from .collect import Collected  # noqa: E402
-from .vocab import (TRAIN_ERR_NOTE, describe, finished, is_paper_net, labels,  # noqa: E402
-                    series_labels)
-
-Figure = tuple[plt.Figure, str]
+Figure = tuple[matplotlib.figure.Figure, str]
 
 
 class MissingRuns(Exception):
@@ -57,11 +58,8 @@ def curves(c: Collected, runs: pd.DataFrame, split: str = "test") -> pd.DataFram
         for it, err in zip(evals["iteration"], evals["value"]):
             out.append({"run_id": run_id, "kind": split, "iteration": int(it), "err": err})
     df = pd.DataFrame(out, columns=["run_id", "kind", "iteration", "err"])
-    return df.merge(runs[["run_id", "label", "depth", "family", "condition"]], on="run_id")
-
-
-def _palette(labels_: list[str]) -> dict[str, tuple]:
-    return dict(zip(labels_, sns.color_palette("tab10", max(len(labels_), 1))))
+    return df.merge(runs[["run_id", "label", "depth", "family", "shortcut", "condition"]],
+                    on="run_id")
 
 
 def _iteration_axis(ax, df: pd.DataFrame) -> None:
@@ -71,8 +69,8 @@ def _iteration_axis(ax, df: pd.DataFrame) -> None:
         ax.ticklabel_format(axis="x", style="sci", scilimits=(4, 4))
 
 
-def _draw(ax, df: pd.DataFrame, labels_: list[str], kinds: tuple[str, ...]) -> None:
-    colors = _palette(labels_)
+def _draw(ax, df: pd.DataFrame, labels_: list[str], kinds: tuple[str, ...],
+          colors: dict[str, tuple]) -> None:
     for lab in labels_:
         for kind in kinds:
             d = df[(df["label"] == lab) & (df["kind"] == kind)]
@@ -81,14 +79,14 @@ def _draw(ax, df: pd.DataFrame, labels_: list[str], kinds: tuple[str, ...]) -> N
             g = d.groupby("iteration")["err"]
             mean, std = g.mean(), g.std().fillna(0)
             bold = kind != "train"
-            ax.plot(mean.index, mean.values, color=colors[lab], lw=2.2 if bold else 1.0,
-                    ls="-" if bold else "--", label=lab if (bold or len(kinds) == 1) else None)
+            ax.plot(mean.index, mean.values, color=colors[lab], **style.line(kind, len(mean)),
+                    label=lab if (bold or len(kinds) == 1) else None)
             if (g.count() > 1).any():
                 ax.fill_between(mean.index, mean - std, mean + std, color=colors[lab],
                                 alpha=0.15, lw=0)
     _iteration_axis(ax, df)
     ax.set_ylabel("error (%)")
-    ax.legend(frameon=False, fontsize=8)
+    style.add_line_legend(ax, kinds)
 
 
 def _order(runs: pd.DataFrame) -> list[str]:
@@ -106,9 +104,10 @@ def fig1(c: Collected) -> Figure:
     if set(runs["depth"]) != {20, 56}:
         raise MissingRuns("needs finished runs of plain20 and plain56")
     df = curves(c, runs)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
-    _draw(axes[0], df, _order(runs), ("train",))
-    _draw(axes[1], df, _order(runs), ("test",))
+    fig, axes = style.figure(1, 2, figsize=(9, 3.6))
+    colors = style.frame_palette(runs)
+    _draw(axes[0], df, _order(runs), ("train",), colors)
+    _draw(axes[1], df, _order(runs), ("test",), colors)
     axes[0].set_title("training error")
     axes[1].set_title("test error")
     fig.suptitle("Fig. 1: plain-20 and plain-56")
@@ -129,16 +128,17 @@ def fig4(c: Collected) -> Figure:
     pick = [depths[0], depths[-1]]
     plain, res = plain[plain["depth"].isin(pick)], res[res["depth"].isin(pick)]
     split = "val" if (c.history["metric"] == "val_err").any() else "test"
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True, layout="constrained")
+    fig, axes = style.figure(1, 2, figsize=(9, 3.6), sharey=True)
+    colors = style.frame_palette(pd.concat([plain, res]))
     for ax, group, title in ((axes[0], plain, "plain"), (axes[1], res, "ResNet")):
-        _draw(ax, curves(c, group, split), _order(group), ("train", split))
+        _draw(ax, curves(c, group, split), _order(group), ("train", split), colors)
         ax.set_title(title)
-    word = "validation" if split == "val" else "test"
-    fig.suptitle(f"Fig. 4 analog: thin = training, bold = {word} error")
+    lines = style.line_note(("train", split))
+    fig.suptitle(f"Fig. 4 analog: {lines}")
     both = pd.concat([plain, res])
     return fig, (f"Fig. 4 analog: plain nets (left) and ResNets ({res['shortcut'].iloc[0]}) "
-                 f"(right) at {pick[0]} and {pick[1]} layers; dashed = training error, bold = "
-                 f"{word} error. {describe(both)} {TRAIN_ERR_NOTE}")
+                 f"(right) at {pick[0]} and {pick[1]} layers; {lines}. {describe(both)} "
+                 f"{TRAIN_ERR_NOTE}")
 
 
 def fig6(c: Collected) -> Figure:
@@ -152,16 +152,17 @@ def fig6(c: Collected) -> Figure:
         panels = panels[:2]  # the right panel is for 1202 layers
     if not panels or all(t == "ResNet, deep" for t, _ in panels):
         raise MissingRuns("needs plain or option-A residual runs")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = style.figure(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False)
+    colors = style.frame_palette(pd.concat([g for _, g in panels]).drop_duplicates("run_id"))
     for ax, (title, group) in zip(axes[0], panels):
-        _draw(ax, curves(c, group), _order(group), ("train", "test"))
+        _draw(ax, curves(c, group), _order(group), ("train", "test"), colors)
         ax.set_title(title)
-    fig.suptitle("Fig. 6: dashed = training error, bold = test error")
+    lines = style.line_note(("train", "test"))
+    fig.suptitle(f"Fig. 6: {lines}")
     drawn = "; ".join(f"{'left' if i == 0 else 'right' if i == len(panels) - 1 else 'middle'}"
                       f": {title} ({', '.join(_order(g))})" for i, (title, g) in
                       enumerate(panels))
-    return fig, (f"Fig. 6: {drawn}; dashed = training error, bold = test error. "
+    return fig, (f"Fig. 6: {drawn}; {lines}. "
                  f"{describe(pd.concat([g for _, g in panels]).drop_duplicates('run_id'))} "
                  f"{TRAIN_ERR_NOTE}")
 
@@ -173,8 +174,8 @@ def fig7(c: Collected) -> Figure:
     if resp.empty:
         raise MissingRuns("needs runs that recorded layer responses (responses=true)")
     order = _order(runs[runs["run_id"].isin(resp["run_id"])])
-    colors = _palette(order)
-    fig, axes = plt.subplots(2, 1, figsize=(7, 6.2), layout="constrained")
+    colors = style.frame_palette(runs)
+    fig, axes = style.figure(2, 1, figsize=(7, 6.2))
     for lab in order:
         d = resp[resp["label"] == lab]
         by_index = d.groupby("index")["std"].mean()
@@ -213,16 +214,26 @@ def error_vs_depth(c: Collected) -> Figure:
     if runs["depth"].nunique() < 2:
         raise MissingRuns("needs runs at two or more depths")
     long = _points(runs, "depth")
-    g = sns.catplot(data=long, x="depth", y="err", hue="series_label", col="split",
-                    kind="point", errorbar="sd", dodge=0.25, height=3.4, aspect=1.2,
-                    sharey=False, markers="o", capsize=0.1, palette="colorblind")
-    g.set_axis_labels("depth (layers)", "error (%)")
-    g.set_titles("{col_name}")
-    g.legend.set_title("")
-    g.figure.suptitle("Error vs depth (mean ± std over seeds)", y=1.03)
-    return g.figure, (f"Final training error (the paper's) and test error against depth, "
+    colors = _series_palette(runs)
+    splits = list(dict.fromkeys(long["split"]))
+    fig, axes = style.figure(1, len(splits), figsize=(4.1 * len(splits), 3.4), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        sns.pointplot(data=long[long["split"] == split], x="depth", y="err",
+                      hue="series_label", errorbar="sd", dodge=0.25, markers="o",
+                      capsize=0.1, palette=colors, ax=ax)
+        ax.set(xlabel="depth (layers)", ylabel="error (%)", title=split)
+        ax.legend(frameon=False, fontsize=8, title="")
+    fig.suptitle("Error vs depth (mean ± std over seeds)")
+    return fig, (f"Final training error (the paper's) and test error against depth, "
                       f"one line per depth series, mean ± std over seeds. {describe(runs)} "
                       f"{TRAIN_ERR_NOTE}")
+
+
+def _series_palette(runs: pd.DataFrame) -> dict[str, tuple]:
+    """One colour per depth series: its family and shortcut's hue (shades when a kind has
+    several series: another lr, another block)."""
+    series = runs.assign(series_label=series_labels(runs)).drop_duplicates("series_label")
+    return style.frame_palette(series.drop(columns="depth"), label="series_label")
 
 
 def _error_vs(c: Collected, x: str, xlabel: str, title: str) -> Figure:
@@ -233,21 +244,20 @@ def _error_vs(c: Collected, x: str, xlabel: str, title: str) -> Figure:
     long = long[long["split"] == "test error"]
     agg = long.groupby(["series_label", "condition", "depth", x], as_index=False)["err"].agg(
         ["mean", "std"])
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    colors = dict(zip(sorted(agg["series_label"].unique()),
-                      sns.color_palette("colorblind", agg["series_label"].nunique())))
+    fig, ax = style.figure(figsize=(6, 4))
+    colors = _series_palette(runs)
+    points = []
     for name, d in agg.groupby("series_label"):
         d = d.sort_values(x)
         ax.errorbar(d[x].astype(float), d["mean"], yerr=d["std"].fillna(0), marker="o",
                     color=colors[name], label=name, capsize=3, lw=1.5)
-        for _, r in d.iterrows():
-            ax.annotate(str(int(r["depth"])), (float(r[x]), r["mean"]), fontsize=7,
-                        textcoords="offset points", xytext=(4, 4))
+        points += [(float(r[x]), r["mean"], str(int(r["depth"]))) for _, r in d.iterrows()]
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test error (%)")
     ax.legend(frameon=False)
     ax.set_title(title)
+    style.place_labels(ax, points)  # depth labels; overlapping ones move up
     return fig, f"{title}: mean ± std over seeds, labels = depth. {describe(runs)}"
 
 
@@ -273,23 +283,25 @@ def ablation(c: Collected) -> Figure:
     rows = []
     for cond, g in at.groupby("condition"):
         paper = paper_number(g.iloc[0])
-        rows.append({"label": g["label"].iloc[0], "mean": g["final_test_err"].mean(),
+        rows.append({"label": g["label"].iloc[0], "family": g["family"].iloc[0],
+                     "shortcut": g["shortcut"].iloc[0], "mean": g["final_test_err"].mean(),
                      "std": g["final_test_err"].std(), "n": g["seed"].nunique(),
                      "paper": None if paper is None else (paper.headline if not paper.fail
                                                           else None),
                      "fail": paper is not None and paper.fail})
     df = pd.DataFrame(rows).sort_values("mean")
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(df) + 1.2), layout="constrained")
+    fig, ax = style.figure(figsize=(7, 0.45 * len(df) + 1.2))
     y = np.arange(len(df))
-    ax.barh(y, df["mean"], xerr=df["std"].fillna(0), color="#4c72b0", alpha=0.8,
-            capsize=3, label="ours (mean ± std)")
+    colors = style.frame_palette(df)
+    ax.barh(y, df["mean"], xerr=df["std"].fillna(0), color=[colors[lab] for lab in df["label"]],
+            alpha=0.8, capsize=3, label="ours (mean ± std)")
     has = df["paper"].notna()
-    ax.scatter(df.loc[has, "paper"], y[has.to_numpy()], marker="D", color="#c44e52",
+    ax.scatter(df.loc[has, "paper"], y[has.to_numpy()], marker="D", color=style.PAPER_COLOR,
                zorder=3, label="paper")
     for yi, fail in zip(y, df["fail"]):
         if fail:
             ax.annotate("paper: fail", (0, yi), xytext=(4, -3), textcoords="offset points",
-                        fontsize=7, color="#c44e52")
+                        fontsize=7, color=style.PAPER_COLOR)
     ax.set_yticks(y, [f"{lab} (n={n})" for lab, n in zip(df["label"], df["n"])], fontsize=8)
     ax.set_xlabel("test error (%)")
     ax.legend(frameon=False, fontsize=8)

@@ -20,7 +20,7 @@ from ..formatting import render
 from ..io import atomic_write_bytes, atomic_write_text
 from . import names
 from .collect import Collected
-from .figures import FIGURE_BUILDERS, MissingRuns, plt  # pyplot on the Agg backend
+from .figures import FIGURE_BUILDERS, MissingRuns
 from .stats import ALPHA, TEST_NAME, by_condition, format_compare, welch
 from .tables import TABLE_BUILDERS
 from .vocab import ERROR_METRICS, describe, finished, plain_residual_pairs, pm, scope_key
@@ -154,6 +154,23 @@ def degradation_findings(c: Collected, metric: str = "train") -> list[str]:
     return findings
 
 
+# Tables of the paper's numbers on one data set: shown only for runs on it. (Tables 2/3 and
+# He et al. 2016's find their own runs: their protocol, their variants.)
+PAPER_DATA = {"table6": "cifar10"}
+
+
+def not_applicable(name: str, c: Collected) -> str | None:
+    """Why a table of the paper's numbers does not apply to these runs' data (None: it
+    applies). Table 6 is CIFAR-10's: on digits its rows would all say 'paper: n/a', and the
+    same errors are in 'Test error by condition'."""
+    wanted = PAPER_DATA.get(name)
+    data = sorted(set(finished(c.runs)["dataset"])) if len(c.runs) else []
+    if wanted is None or wanted in data:
+        return None
+    return (f"the paper's {wanted} numbers; these runs are on {', '.join(data) or 'nothing'} "
+            "(their test errors: 'Test error by condition')")
+
+
 def build(c: Collected, out: Path, figures: list[str] | None = None,
           tables: list[str] | None = None, commands: list[str] | None = None,
           title: str = "resnet-ablate report", notes: list[str] | None = None,
@@ -181,12 +198,15 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
                 buf = io.BytesIO()
                 fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
                 atomic_write_bytes(out / "figures" / f"{fname}.{ext}", buf.getvalue())
-            plt.close(fig)
             report.figures.append(fname)
             report.sections.append(Section("figure", f"{names.FIGURE_TITLES[name]}{suffix}", fname,
                                            fname, caption))
             progress(f"figure {fname}")
     for name in tables if tables is not None else list(TABLE_BUILDERS):
+        why = not_applicable(name, c)
+        if why:
+            report.skipped.append((name, why))
+            continue
         try:
             df, caption = TABLE_BUILDERS[name](c)
         except MissingRuns as why:
@@ -207,7 +227,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
             f"Test error by condition, mean ± std over seeds; depth steps within a series "
             f"tested with {TEST_NAME}, alpha = {ALPHA}. {describe(finished(c.runs))}"))
     if report.skipped:
-        report.sections.append(Section("list", "Skipped (runs missing)",
+        report.sections.append(Section("list", "Skipped (runs missing, or not for this data)",
                                        [f"{n}: {w}" for n, w in report.skipped]))
     if c.skipped or c.warnings:
         report.sections.append(Section("list", "Run directories not collected, and warnings",
