@@ -279,7 +279,7 @@ def collect(runs_dirs: list[Path], wandb_path: str | None = None,
             group: str | None = None, api=None) -> Collected:
     """Every local runs directory and, if given, a W&B project, as one set of frames. It
     reads data only: no plugin a record names is imported."""
-    scans = [_scan_local(d) for d in runs_dirs]
+    scans = [_scan_local(Path(d)) for d in runs_dirs]  # paths or strings (notebooks)
     if wandb_path:
         scans.append(_scan_wandb(wandb_path, group, api=api))
     return _frames(*([item for scan in scans for item in scan[i]] for i in range(5)))
