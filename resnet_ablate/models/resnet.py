@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..variants.registry import BLOCKS, SHORTCUTS, STEMS, Part
+from ..variants.parts import BLOCKS, SHORTCUTS, STEMS, Part
 from ..variants.spec import VariantSpec
 
 # What the builder hands to every part that accepts it (by parameter name).
@@ -54,8 +54,10 @@ class ResNet(nn.Module):
     pooling (any input size works), dropout (drop_rate, 0 as the paper), fc to logits.
     """
 
-    def __init__(self, spec: VariantSpec, global_pool: str = "avg", drop_rate: float = 0.0
-                 ) -> None:
+    def __init__(self, spec: VariantSpec, global_pool: str = "avg", drop_rate: float = 0.0,
+                 *, skeleton: bool = False) -> None:
+        """skeleton=True: at most two blocks per stage (the size count's stand-in for any
+        depth, built on the meta device; models/counting.py)."""
         super().__init__()
         if global_pool not in GLOBAL_POOLS:
             raise InputError(f"global_pool must be 'avg' or '' (no pooling); got {global_pool!r}")
@@ -79,6 +81,7 @@ class ResNet(nn.Module):
         shortcut_part = SHORTCUTS.get(spec.shortcut) if spec.shortcut else None
         stages = []
         for i, (planes, count) in enumerate(zip(spec.widths, spec.layers)):
+            count = min(count, 2) if skeleton else count
             units = []
             for j in range(count):
                 stride = 2 if (i > 0 and j == 0) else 1

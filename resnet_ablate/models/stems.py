@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..variants.registry import register_stem
+from ..variants.parts import register_stem
 from .layers import conv3x3
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +38,14 @@ def _cores() -> int:
 
 
 MAX_WORKERS_PER_CORE = 4
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise InputError(f"run_id must be 1-128 ASCII letters, digits, '-', '_' or '.', not "
+                         f"starting with '-' or '.'; got {run_id!r}")
+    return run_id
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,6 @@ class RunConfig:
         if self.seed >= 2 ** 63 - 2_000_000:
             raise InputError(f"seed must be below 2**63; got {self.seed}")
         if self.run_id:
-            from .rundir import check_run_id
-
             check_run_id(self.run_id)
         if self.protocol != "auto" and self.protocol not in PROTOCOLS:
             raise unknown("protocol", self.protocol, [*PROTOCOLS, "auto"])
