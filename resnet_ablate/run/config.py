@@ -186,7 +186,8 @@ def normalise_words(argv: list[str]) -> list[str]:
 
 # W&B's agent and the local sweep runner name the run through the environment.
 ENVIRONMENT = {"run_id": "WANDB_RUN_ID", "runs_dir": "RESNET_ABLATE_RUNS_DIR",
-               "resume": "RESNET_ABLATE_RESUME"}
+               "resume": "RESNET_ABLATE_RESUME",
+               "resume_numerics": "RESNET_ABLATE_RESUME_NUMERICS"}
 
 
 def parse_train_words(words: list[str]) -> TrainRequest:
