@@ -27,7 +27,7 @@ import resnet_ablate as ra
 from resnet_ablate.data import DataSettings, Split
 from resnet_ablate.data.catalog import get_dataset
 from resnet_ablate.data.tensor import Images, TensorData
-from resnet_ablate.protocol import HE2015_CIFAR
+from resnet_ablate.run.protocol import HE2015_CIFAR
 from resnet_ablate.tracking import NullTracker
 from resnet_ablate.train.distributed import Dist
 from resnet_ablate.train.progress import Progress
@@ -42,7 +42,7 @@ def cifar_sized(n: int) -> tuple[Images, str]:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
     split = Split(images, torch.randint(0, 10, (n,), generator=g))
-    return (Images(split, split, None, [str(i) for i in range(10)]),
+    return (Images("random", split, split, None, [str(i) for i in range(10)]),
             "random 32x32 images (CIFAR-10 JPEGs not found)")
 
 

@@ -20,9 +20,9 @@ _EXPORTS = {
     "get_spec": "resnet_ablate.variants.registry",
     "list_models": "resnet_ablate.variants.registry",
     "register_variant": "resnet_ablate.variants.registry",
-    "register_block": "resnet_ablate.variants.registry",
-    "register_shortcut": "resnet_ablate.variants.registry",
-    "register_stem": "resnet_ablate.variants.registry",
+    "register_block": "resnet_ablate.variants.parts",
+    "register_shortcut": "resnet_ablate.variants.parts",
+    "register_stem": "resnet_ablate.variants.parts",
     "VariantSpec": "resnet_ablate.variants.spec",
     "load_plugins": ("resnet_ablate.variants.plugins", "load"),
     # The notebook API: collect runs, then ra.figures.error_vs_depth(c) -> (fig, caption)
@@ -33,7 +33,7 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-timm_hook.install()
+timm_hook.install("resnet_ablate.models.timm_models")  # registers ra_* with timm
 
 
 def __getattr__(name: str) -> Any:

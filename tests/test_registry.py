@@ -64,7 +64,9 @@ def test_patterns_and_case():
 
 def test_spec_is_frozen_and_overrides_validate():
     spec = ra.get_spec("resnet20-A")
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.depth = 56
     wide = spec.with_overrides(layers=[5, 5, 5], num_classes=100)
     assert (wide.depth, wide.layers, wide.num_classes) == (32, (5, 5, 5), 100)

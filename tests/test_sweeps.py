@@ -276,21 +276,24 @@ def test_sweep_is_idempotent_and_records_failures(tmp_path, cli_inproc):
     assert "4 runs, 2 to run" in retry.stdout and retry.returncode == 1
 
 
-def test_each_job_gets_its_own_gpu(tmp_path):
+def test_each_job_gets_its_own_gpu(tmp_path, monkeypatch):
     """--gpus 0,1 --jobs-per-gpu 2: four jobs at a time, CUDA_VISIBLE_DEVICES one GPU each
     and no GPU given to more than two at once (checked through the environment each job
-    receives; on CPU, runs train there)."""
+    receives; on CPU, runs train there); the four share the cores, unless the user set
+    OMP_NUM_THREADS."""
     spec = load_sweep(_write(tmp_path, TINY))
     runs = planned_runs(spec)
     runner = SweepRunner(runs, tmp_path / "r", "tiny", gpus=["0", "1"], jobs_per_gpu=2)
     assert runner.jobs == 4
     taken = [runner.slots.get() for _ in range(4)]
     assert sorted(taken) == ["0", "0", "1", "1"] and runner.slots.empty()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the test workers set their own
     env = runner.env(runs[0], gpu="1")
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
-    cores = str(max(1, (os.cpu_count() or 1) // 4))  # four jobs share the cores
-    assert env["OMP_NUM_THREADS"] == os.environ.get("OMP_NUM_THREADS", cores)
+    assert env["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 4))
     assert env["WANDB_RUN_ID"] == runs[0].run_id and env["RESNET_ABLATE_RESUME"] == "auto"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's value is kept
+    assert runner.env(runs[0], gpu="1")["OMP_NUM_THREADS"] == "3"
 
 
 def test_sweep_on_gpus_runs_every_job_with_one(tmp_path, cli_inproc):

@@ -8,7 +8,6 @@ from typing import Iterator, Protocol as TypingProtocol
 import torch
 from torch import Tensor
 
-from ..run.protocol import Protocol
 from ..errors import InputError
 
 
@@ -27,10 +26,25 @@ class Split:
         return Split(self.images[idx], self.labels[idx])
 
 
+class Augmentation(TypingProtocol):
+    """What the data side reads of a training protocol (resnet_ablate.run.protocol.Protocol
+    is one): the split, the batch, the augmentation and the test view."""
+    batch_size: int
+    val_size: int
+    split_seed: int
+    pad: int
+    crop: int
+    flip: bool
+    normalize: str
+    scale_range: tuple[int, ...]
+    color_pca: bool
+    test_view: str
+
+
 @dataclass(frozen=True)
 class DataSettings:
     """Plain values a RunData is built from (never the whole run config)."""
-    protocol: Protocol
+    protocol: Augmentation
     device: torch.device
     seed: int
     rank: int = 0

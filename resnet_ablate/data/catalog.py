@@ -43,8 +43,6 @@ def _digits_csv() -> Path:
 def _digits(data_dir: str, download: bool) -> Images:
     """scikit-learn's 8x8 digits (1,797 real images of 16 grey levels, bundled; no
     download). They come without a test split: a fixed 20% (seed 0) is held out as test."""
-    import hashlib
-
     import torch
 
     from .base import Split, hold_out
@@ -54,9 +52,8 @@ def _digits(data_dir: str, download: bool) -> Images:
     images = torch.from_numpy(pixels).mul(255 / 16).round().to(torch.uint8).unsqueeze(1)
     full = Split(images, torch.from_numpy(labels).long())
     fixed = hold_out(len(full), len(full) // 5, 0, own_val=False)
-    digest = hashlib.sha1(full.images.numpy().tobytes() + full.labels.numpy().tobytes())
-    return Images(full.subset(fixed.train), full.subset(fixed.val), None,
-                  [str(i) for i in range(10)], f"digits:{digest.hexdigest()[:16]}")
+    return Images("digits", full.subset(fixed.train), full.subset(fixed.val), None,
+                  [str(i) for i in range(10)])
 
 
 def _cifar(name: str) -> Callable[[str, bool], Images]:
@@ -64,8 +61,8 @@ def _cifar(name: str) -> Callable[[str, bool], Images]:
         from .cifar import load_cifar
         from .tensor import Images
 
-        train, test, classes, fingerprint = load_cifar(name, data_dir, download)
-        return Images(train, test, None, classes, fingerprint)
+        train, test, classes = load_cifar(name, data_dir, download)
+        return Images(name, train, test, None, classes)
     return load
 
 
@@ -78,9 +75,8 @@ def _imagefolder(data_dir: str, download: bool) -> Images:
     classes = folders.classes_of(found["train"])
     listing = folders.listing(found, classes)
     own_val = folders.decode(found["val"], listing["val"]) if "val" in listing else None
-    return Images(folders.decode(found["train"], listing["train"]),
-                  folders.decode(folders.test_dir(found), listing["test"]), own_val, classes,
-                  folders.fingerprint(root, listing, classes))
+    return Images("imagefolder", folders.decode(found["train"], listing["train"]),
+                  folders.decode(folders.test_dir(found), listing["test"]), own_val, classes)
 
 
 @dataclass(frozen=True)

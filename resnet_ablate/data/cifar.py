@@ -47,12 +47,8 @@ def safe_unpickle(path: Path) -> object:
         raise InputError(f"{path}: not a CIFAR data file, refused: {exc}") from None
 
 
-def read_cifar_folder(name: str, folder: Path) -> tuple[Split, Split, list[str], str]:
-    """Read CIFAR-10/100 from torchvision's standard folder (cifar-10-batches-py/...):
-    the training and test splits, the class names and the files' fingerprint (names and
-    sizes: torchvision's files are the one canonical copy)."""
-    import hashlib
-
+def read_cifar_folder(name: str, folder: Path) -> tuple[Split, Split, list[str]]:
+    """Read CIFAR-10/100 from torchvision's standard folder (cifar-10-batches-py/...)."""
     import numpy as np
 
     fmt = CIFAR_FORMAT[name]
@@ -87,14 +83,10 @@ def read_cifar_folder(name: str, folder: Path) -> tuple[Split, Split, list[str],
             isinstance(c, (str, bytes)) for c in classes):
         raise InputError(f"{folder / meta_file}: {meta_key} must list {fmt['classes']} names")
     classes = [c.decode() if isinstance(c, bytes) else c for c in classes]
-    files = [*fmt["train"], *fmt["test"], meta_file]
-    h = hashlib.sha1("\n".join(f"{f}:{(folder / f).stat().st_size}" for f in files).encode())
-    return (split(fmt["train"]), split(fmt["test"]), classes,
-            f"{name}:{h.hexdigest()[:16]}")
+    return split(fmt["train"]), split(fmt["test"]), classes
 
 
-def load_cifar(name: str, data_dir: str, download: bool
-               ) -> tuple[Split, Split, list[str], str]:
+def load_cifar(name: str, data_dir: str, download: bool) -> tuple[Split, Split, list[str]]:
     """CIFAR in torchvision's format under data_dir, downloaded by torchvision if absent
     (torchvision checks the archive's MD5)."""
     from torchvision import datasets

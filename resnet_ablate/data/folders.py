@@ -116,6 +116,75 @@ def channels(image) -> int:
     return 1 if image.mode in ("L", "1", "I;16") else 3
 
 
+FINGERPRINT_SAMPLE = 1000  # files whose bytes a large tree's fingerprint reads
+
+
+def fingerprint(root: Path, listing: dict[str, list[tuple[Path, int]]],
+                classes: list[str]) -> str:
+    """A large tree's content, cheaply (loader mode: ImageNet's 1.3M files cannot all be
+    read at every start): its class names, the files per split, a digest of the sorted
+    (relative path, size) list and of the bytes of an evenly spread sample of
+    FINGERPRINT_SAMPLE files. The same tree copied elsewhere keeps it; another tree of the
+    same layout and sizes does not, unless it differs only in files outside the sample.
+    (Small images, held as a tensor, are fingerprinted by their decoded pixels: data.tensor.)"""
+    h = hashlib.sha1("\n".join(classes).encode())
+    counts, files = [], []
+    for split in (s for s in ("train", "val", "test") if s in listing):
+        counts.append(f"{split}={len(listing[split])}")
+        files += [p for p, _ in listing[split]]
+    for path in files:
+        h.update(f"\n{path.relative_to(root)}:{path.stat().st_size}".encode())
+    step = max(1, len(files) // FINGERPRINT_SAMPLE)
+    for path in files[::step][:FINGERPRINT_SAMPLE]:
+        h.update(path.read_bytes())
+    return f"imagefolder:{len(classes)}c:{','.join(counts)}:{h.hexdigest()[:16]}"
+
+
+def listing(found: dict[str, Path], classes: list[str]) -> dict[str, list[tuple[Path, int]]]:
+    """Every split's (file, label) list: train, test (test/, else val/), and val when the
+    tree has both val/ and test/ (its own held-out split)."""
+    out = {"train": list_images(found["train"], classes),
+           "test": list_images(test_dir(found), classes)}
+    if {"val", "test"} <= set(found):
+        out["val"] = list_images(found["val"], classes)
+    return out
+
+
+def open_image(path: Path, mode: str | None = None):
+    """A decoded PIL image, converted to `mode` (RGB by default; "keep": as stored); a
+    one-line error naming the file if it does not decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy() if mode == "keep" else im.convert(mode or "RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: "
+                         f"{str(exc)[:80]})") from None
+
+
+def first_image(data_dir: str):
+    """The first training image, as stored (its size says small or large data, its mode
+    how many channels)."""
+    found = splits(Path(data_dir))
+    for name in classes_of(found["train"]):  # the first file found: no full listing
+        for entry in sorted(os.scandir(found["train"] / name), key=lambda e: e.name):
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                return open_image(Path(entry.path), mode="keep")
+    raise MissingInput(f"no images under {found['train']}/<class>/")
+
+
+def probe(data_dir: str) -> int:
+    """The larger side of the first training image: small (tensor) or large (loader) data."""
+    return max(first_image(data_dir).size)
+
+
+def channels(image) -> int:
+    """Grey images stay one channel in tensor mode; everything else is decoded as RGB."""
+    return 1 if image.mode in ("L", "1", "I;16") else 3
+
+
 def fingerprint(root: Path, listing: dict[str, list[tuple[Path, int]]],
                 classes: list[str]) -> str:
     """The tree's content, cheaply: its class names, the files per split, and a digest of

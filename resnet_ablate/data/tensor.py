@@ -5,6 +5,7 @@ and the state (permutation, position, generator) is a few tensors that checkpoin
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -19,11 +20,28 @@ from ..errors import InputError
 @dataclass
 class Images:
     """A small-image data set as loaded, before the validation hold-out."""
+    name: str  # the catalog's: digits, cifar10, imagefolder, ...
     train: Split
     test: Split
     own_val: Split | None  # the data set's own val/ split, if it has one besides test/
     classes: list[str]
-    fingerprint: str  # the data set's content (resnet_ablate.run.record: data.fingerprint)
+
+
+def fingerprint(images: Images) -> str:
+    """The data set's content, exactly: a digest of its class names and every split's
+    pixels and labels as decoded (hashed in place: about 0.3 s for CIFAR's 60k images). A
+    copy elsewhere has the same; another set of the same size and layout does not."""
+    h = hashlib.sha1("\n".join(images.classes).encode())
+    sizes = []
+    for name, split in (("train", images.train), ("val", images.own_val),
+                        ("test", images.test)):
+        if split is None:
+            continue
+        sizes.append(f"{name}={len(split)}")
+        h.update(name.encode())
+        h.update(split.images.contiguous().cpu().numpy())
+        h.update(split.labels.contiguous().cpu().numpy())
+    return f"{images.name}:{len(images.classes)}c:{','.join(sizes)}:{h.hexdigest()[:16]}"
 
 
 def image_mean(images: Tensor, per_pixel: bool) -> Tensor:
@@ -144,7 +162,7 @@ class TensorData:
         if val is not None:
             self.splits["val"] = val.to(settings.device)
         self.val_source = held.source
-        self.fingerprint = images.fingerprint
+        self.fingerprint = fingerprint(images)
         self.num_classes = len(images.classes)
         self.in_chans = int(images.train.images.shape[1])
         self.input_size = p.crop

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..variants.registry import register_block
+from ..variants.parts import register_block
 from .layers import conv1x1, conv3x3
 
 POST_ORDERS = ("original", "bn_after_add", "relu_before_add")

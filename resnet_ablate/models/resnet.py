@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..variants.registry import BLOCKS, SHORTCUTS, STEMS, Part
+from ..variants.parts import BLOCKS, SHORTCUTS, STEMS, Part
 from ..variants.spec import VariantSpec
 
 # What the builder hands to every part that accepts it (by parameter name).
@@ -101,7 +101,10 @@ class ResNet(nn.Module):
 
     def __init__(self, spec: VariantSpec, global_pool: str = "avg", drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, drop_block_rate: float = 0.0,
-                 bn_momentum: float | None = None, bn_eps: float | None = None) -> None:
+                 bn_momentum: float | None = None, bn_eps: float | None = None,
+                 *, skeleton: bool = False) -> None:
+        """skeleton=True: at most two blocks per stage (the size count's stand-in for any
+        depth, built on the meta device; models/counting.py)."""
         super().__init__()
         self.spec = spec
         self.num_classes = spec.num_classes
@@ -132,6 +135,7 @@ class ResNet(nn.Module):
         shortcut_part = SHORTCUTS.get(spec.shortcut) if spec.shortcut else None
         stages = []
         for i, (planes, count) in enumerate(zip(spec.widths, spec.layers)):
+            count = min(count, 2) if skeleton else count
             units = []
             for j in range(count):
                 stride = 2 if (i > 0 and j == 0) else 1

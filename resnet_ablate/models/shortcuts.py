@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..variants.registry import register_shortcut
+from ..variants.parts import register_shortcut
 
 
 def _reshapes(in_chans: int, out_chans: int, stride: int) -> bool:

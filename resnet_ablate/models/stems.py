@@ -4,7 +4,7 @@ is already batch-normalised and activated (the first pre-activation unit then do
 it again, as fb.resnet.torch's preresnet.lua)."""
 from torch import Tensor, nn
 
-from ..variants.registry import register_stem
+from ..variants.parts import register_stem
 from .layers import conv3x3
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +38,14 @@ def _cores() -> int:
 
 
 MAX_WORKERS_PER_CORE = 4
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise InputError(f"run_id must be 1-128 ASCII letters, digits, '-', '_' or '.', not "
+                         f"starting with '-' or '.'; got {run_id!r}")
+    return run_id
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,6 @@ class RunConfig:
         if self.seed >= 2 ** 63 - 2_000_000:
             raise InputError(f"seed must be below 2**63; got {self.seed}")
         if self.run_id:
-            from .rundir import check_run_id
-
             check_run_id(self.run_id)
         if self.protocol != "auto" and self.protocol not in PROTOCOLS:
             raise unknown("protocol", self.protocol, [*PROTOCOLS, "auto"])
@@ -181,7 +188,9 @@ def normalise_words(argv: list[str]) -> list[str]:
 # W&B's agent and the local sweep runner name the run through the environment; the user
 # names where the data is (for every run, bundled sweeps included) with RESNET_ABLATE_DATA.
 ENVIRONMENT = {"run_id": "WANDB_RUN_ID", "runs_dir": "RESNET_ABLATE_RUNS_DIR",
-               "resume": "RESNET_ABLATE_RESUME", "data_dir": "RESNET_ABLATE_DATA"}
+               "resume": "RESNET_ABLATE_RESUME",
+               "resume_numerics": "RESNET_ABLATE_RESUME_NUMERICS",
+               "data_dir": "RESNET_ABLATE_DATA"}
 
 
 def parse_train_words(words: list[str]) -> TrainRequest:

@@ -32,9 +32,9 @@ from ..errors import InputError, MissingInput
 from ..io import MAX_JSON_BYTES, atomic_torch_save, atomic_write_json, atomic_write_text, \
     read_json
 from . import record
+from .config import check_run_id
 
 CHECKPOINT_FORMAT = 3
-RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _CKPT = re.compile(r"ckpt-(\d+)\.pt$")
 MAX_HISTORY_BYTES = 1 << 30  # 10x an ImageNet run's 600k rows
 
@@ -56,13 +56,6 @@ def paper_train_err(iterations: list[int], train_errs: list[float], end: int,
     definition for the trainer and for collect."""
     window = [e for i, e in zip(iterations, train_errs) if end - every < i <= end]
     return sum(window) / len(window) if window else None
-
-
-def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise InputError(f"run_id must be 1-128 ASCII letters, digits, '-', '_' or '.', not "
-                         f"starting with '-' or '.'; got {run_id!r}")
-    return run_id
 
 
 @dataclass

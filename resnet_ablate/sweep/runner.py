@@ -242,6 +242,9 @@ class SweepRunner:
             "WANDB_RUN_GROUP": run.group,
             "RESNET_ABLATE_RUNS_DIR": str(self.runs_dir),
             "RESNET_ABLATE_RESUME": "auto",  # an interrupted run continues from its checkpoint
+            # ... even where its numerics changed (another --jobs, so another thread count;
+            # a requeued job on another node): recorded in its summary, not bitwise
+            "RESNET_ABLATE_RESUME_NUMERICS": "any",
         })
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu

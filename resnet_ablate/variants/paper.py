@@ -7,12 +7,12 @@ Names: plainD and resnetD-{A,B,C} for CIFAR depths 20-1202 (Section 4.2) and Ima
 18-152 (Table 1); preresnetD for the pre-activation units of He et al. (2016); the shortcut
 and activation ablations of He et al. (2016), Tables 1 and 2; resnetDd, the ResNet-D of He et
 al. (2019). `ra.register_variant(name, base=..., **changes)` adds one of your own.
+The variant registry calls `register_builtin` with its `register_variant` before its first
+lookup (so this module imports no registry).
 """
 from __future__ import annotations
 
-from typing import Any
-
-from .registry import register_variant
+from typing import Any, Callable
 
 # CIFAR-10, Section 4.2: depth 6n+2, three stages of n basic blocks at 16/32/64 filters.
 CIFAR_N = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
@@ -29,6 +29,14 @@ SHORTCUTS_2015 = ("A", "B", "C")
 # Pre-activation nets use projections where dimensions increase (He et al. 2016, Sec. 4;
 # preresnet.lua's shortcut type B); `model.shortcut=` picks another.
 PREACT_SHORTCUT = "B"
+register_variant: Callable[..., Any]  # the registry's, given by register_builtin
+
+
+def register_builtin(register: Callable[..., Any]) -> None:
+    """Register the papers' variants through `register` (the registry's register_variant)."""
+    global register_variant
+    register_variant = register
+    _register_builtin_variants()
 
 
 def _paper(name: str, family: str, block: str, shortcut: str | None, stem: str,
@@ -111,5 +119,3 @@ def network_version(version: str) -> str:
     older = [v for v in NETWORK_CHANGES if key(v) <= key(version)]
     return max(older, key=key) if older else min(NETWORK_CHANGES, key=key)
 
-
-_register_builtin_variants()

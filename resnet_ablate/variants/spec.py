@@ -1,7 +1,7 @@
 """VariantSpec: every architectural factor of one network, as a frozen dataclass.
 
 Sweeps, plots and tables group runs by these fields, never by parsing names. Block, shortcut
-and stem are names in the open registries (`resnet_ablate.variants.registry`); `options`,
+and stem are names in the open registries of parts (`resnet_ablate.variants.parts`); `options`,
 `shortcut_options` and `stem_options` are the keyword options their makers take. A spec is
 validated once, when it is made: the stage builder then only calls.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
+from .parts import BLOCKS, SHORTCUTS, STEMS
 
 STRIDE_IN = ("1x1", "3x3")
 _FAMILY = re.compile(r"[a-z][a-z0-9_]*")
@@ -103,7 +104,6 @@ class VariantSpec:
     stem_options: Options = field(default_factory=Options)
 
     def __post_init__(self) -> None:
-        from .registry import BLOCKS, SHORTCUTS, STEMS
 
         for key in ("options", "shortcut_options", "stem_options"):
             value = getattr(self, key)
@@ -173,8 +173,6 @@ class VariantSpec:
 
     @property
     def block_class(self) -> type:
-        from .registry import BLOCKS
-
         return BLOCKS.get(self.block).make
 
     @property
@@ -192,8 +190,6 @@ class VariantSpec:
     @property
     def input_size(self) -> int:
         """The side the stem was designed for: 32 px CIFAR, 224 px ImageNet crops."""
-        from .registry import STEMS
-
         return STEMS.get(self.stem).meta.get("input_size", 224)
 
     def factors(self) -> dict[str, Any]:

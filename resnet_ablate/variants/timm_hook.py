@@ -2,19 +2,22 @@
 
 `import resnet_ablate` must stay cheap, yet `timm.create_model("ra_resnet56_a")` must work
 after it (the public contract). A meta-path finder waits for `timm`; once timm's own module
-has run, it registers our entry points (resnet_ablate.models.timm_models). If timm is already
-imported, registration happens at once.
+has run, it imports the registration module the package names (resnet_ablate.models.
+timm_models). If timm is already imported, registration happens at once.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import sys
 import warnings
 
+_registration = ""  # the module whose import registers every variant with timm
+
 
 def _register() -> None:
     try:
-        import resnet_ablate.models.timm_models  # noqa: F401  registers ra_* with timm
+        importlib.import_module(_registration)
     except Exception as exc:  # noqa: BLE001  never break `import timm` for its user
         warnings.warn(f"resnet-ablate could not register its models with timm: "
                       f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
@@ -51,7 +54,11 @@ class _Finder(importlib.abc.MetaPathFinder):
         return None
 
 
-def install() -> None:
+def install(registration: str) -> None:
+    """Import `registration` (a torch module: the package's __init__ names it) as soon as
+    timm is imported, or now if it already is."""
+    global _registration
+    _registration = registration
     if "timm" in sys.modules:
         _register()
     elif not any(isinstance(f, _Finder) for f in sys.meta_path):
