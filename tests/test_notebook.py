@@ -24,8 +24,9 @@ def collected(tmp_path_factory):
 
     runs = tmp_path_factory.mktemp("nb") / "runs"
     for model in RUNS:
-        code = main(["train", f"model={model}", "iterations=6", "eval_every=6", "log_every=3",
-                     "wandb=disabled", "progress=off", f"runs_dir={runs}", f"run_id={model}"])
+        code = main(["train", f"model={model}", "iterations=4", "batch_size=32",
+                     "eval_every=4", "log_every=2", "wandb=disabled", "progress=off",
+                     f"runs_dir={runs}", f"run_id={model}"])
         assert code == 0, model
     return ra.collect([str(runs)])  # a notebook passes strings
 
@@ -128,7 +129,10 @@ def test_line_styles_are_named_the_same_way_everywhere(collected):
     assert fig._suptitle.get_text() == "Fig. 6: dashed = training error, solid = test error"
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend[-2:] == ["training error (dashed)", "test error (solid)"]
-    styles = {(label, ls) for label, _, ls, _ in _lines(fig) if "(" in label}
+    legend = fig.axes[0].get_legend()
+    styles = {(t.get_text(), h.get_linestyle()) for h, t in zip(legend.legend_handles,
+                                                                legend.get_texts())
+              if "(" in t.get_text()}
     assert styles == {("training error (dashed)", "--"), ("test error (solid)", "-")}
     fig4, caption4 = ra.figures.fig4(collected)  # digits has a validation split
     assert "dashed = training error, solid = validation error" in caption4

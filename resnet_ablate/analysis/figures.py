@@ -71,6 +71,7 @@ def _iteration_axis(ax, df: pd.DataFrame) -> None:
 
 def _draw(ax, df: pd.DataFrame, labels_: list[str], kinds: tuple[str, ...],
           colors: dict[str, tuple]) -> None:
+    few = False
     for lab in labels_:
         for kind in kinds:
             d = df[(df["label"] == lab) & (df["kind"] == kind)]
@@ -81,12 +82,13 @@ def _draw(ax, df: pd.DataFrame, labels_: list[str], kinds: tuple[str, ...],
             bold = kind != "train"
             ax.plot(mean.index, mean.values, color=colors[lab], **style.line(kind, len(mean)),
                     label=lab if (bold or len(kinds) == 1) else None)
+            few = few or len(mean) < style.MIN_LINE_POINTS
             if (g.count() > 1).any():
                 ax.fill_between(mean.index, mean - std, mean + std, color=colors[lab],
                                 alpha=0.15, lw=0)
     _iteration_axis(ax, df)
     ax.set_ylabel("error (%)")
-    style.add_line_legend(ax, kinds)
+    style.add_line_legend(ax, kinds, markers=few)
 
 
 def _order(runs: pd.DataFrame) -> list[str]:

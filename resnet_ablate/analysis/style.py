@@ -84,11 +84,16 @@ def frame_palette(frame, label: str = "label") -> dict[str, tuple]:
 
 
 def line(kind_: str, n_points: int) -> dict[str, Any]:
-    """Matplotlib keywords of an error curve of this kind (train | test | val)."""
+    """Matplotlib keywords of an error curve of this kind (train | test | val): with too
+    few points for a line, markers (hollow for training error, filled for the others)."""
     out = dict(LINES[kind_])
     if n_points < MIN_LINE_POINTS:
-        out.update(marker="o", ms=5 if kind_ == "train" else 6)
+        out.update(_marker(kind_))
     return out
+
+
+def _marker(kind_: str) -> dict[str, Any]:
+    return dict(marker="o", ms=6, mfc="white" if kind_ == "train" else None)
 
 
 def line_note(kinds: Iterable[str]) -> str:
@@ -97,16 +102,18 @@ def line_note(kinds: Iterable[str]) -> str:
     return ", ".join(f"{LINE_WORDS[k]} = {WORDS[k]}" for k in kinds)
 
 
-def add_line_legend(ax, kinds: Iterable[str], **legend: Any) -> None:
+def add_line_legend(ax, kinds: Iterable[str], markers: bool = False, **legend: Any) -> None:
     """The colour legend of the axes plus one black sample line per kind of error, in
-    LINE words: a reader needs no caption to tell training from test curves."""
+    LINE words (with the markers, where the curves have them): a reader needs no caption
+    to tell training from test curves."""
     from matplotlib.lines import Line2D
 
     handles, names = ax.get_legend_handles_labels()
     kinds = list(kinds)
     if len(kinds) > 1 or kinds == ["train"]:
         for k in kinds:
-            handles.append(Line2D([], [], color="black", **LINES[k]))
+            handles.append(Line2D([], [], color="black", **LINES[k],
+                                  **(_marker(k) if markers else {})))
             names.append(f"{WORDS[k]} ({LINE_WORDS[k]})")
     ax.legend(handles, names, frameon=False, fontsize=8, **legend)
 
