@@ -8,6 +8,10 @@ PYTEST_ARGS ?=
 # Two test processes, one test file each at a time (a file shares its fixtures): the many
 # waits on subprocesses and W&B overlap.
 WORKERS ?= 2
+# Plain pip takes torch from PyPI, whose Linux x86_64 wheel is the CUDA build and pulls the
+# nvidia-* libraries (about 6 GB per venv). A CPU-only machine can take PyTorch's CPU wheel
+# (a few hundred MB) first: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: install test test-fast durations demo bench clean
 
@@ -16,6 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) torch torchvision)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# W&B's sweep schema ships in its `sweeps` package, which pins numpy<2 (pandas 3 needs 2):
 	# install it without its dependencies, for the schema file alone (tests validate with it).
