@@ -140,6 +140,8 @@ def checked(body: str) -> str:
     out = []
     for node in tree.body:
         source = ast.get_source_segment(body, node)
+        for decorator in reversed(getattr(node, "decorator_list", [])):  # not in the segment
+            source = f"@{ast.get_source_segment(body, decorator)}\n{source}"
         line = lines[node.lineno - 1]
         comment = line.split("#", 1)[1].strip() if "#" in line and node.lineno == \
             node.end_lineno else ""
