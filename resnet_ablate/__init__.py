@@ -25,6 +25,8 @@ _EXPORTS = {
     "register_stem": "resnet_ablate.variants.registry",
     "VariantSpec": "resnet_ablate.variants.spec",
     "load_plugins": ("resnet_ablate.variants.plugins", "load"),
+    "runs": "resnet_ablate.analysis.store",  # ra.runs(store): the runs table, a DataFrame
+    "history": "resnet_ablate.analysis.store",  # ra.history(store, where=..., max_points=...)
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
