@@ -479,3 +479,29 @@ def test_collect_prints_a_line_per_run_and_what_was_skipped(tmp_path, cli_inproc
     assert proc.returncode == 0, proc.stderr  # a run not finished yet is not an error
     assert "3 runs (3 conditions), 0 skipped, 1 unfinished" in proc.stdout
     assert f"not collected {runs / 'pending'}: no summary.json" in proc.stderr
+
+
+def test_evaluation_intervals_in_any_row_order():
+    """The evaluations table bins training rows into (previous evaluation, this one]: the
+    same whatever order the rows come in, W&B's separate training and evaluation rows
+    included (a training row at an evaluation's iteration belongs to that evaluation); an
+    iteration evaluated twice (a resumed W&B run) is one evaluation, their mean."""
+    import pyarrow as pa
+
+    from resnet_ablate.analysis.ingest import evaluation_rows
+    from resnet_ablate.analysis.store import HISTORY_COLUMNS_SQL
+
+    rows = [("b", 0, 9.0, None), ("a", 1, 4.0, None), ("a", 2, 2.0, None), ("a", 2, None, 50.0),
+            ("a", 3, 6.0, None), ("a", 4, 8.0, None), ("a", 4, None, 40.0),
+            ("a", 4, None, 41.0), ("a", 5, 1.0, None), ("b", 1, 3.0, 30.0), ("b", 2, 5.0, None)]
+    cols = {c: [None] * len(rows) for c in HISTORY_COLUMNS_SQL}
+    for i, (run, it, train, test) in enumerate(rows):
+        cols["run_id"][i], cols["iteration"][i] = run, it
+        cols["train_err"][i], cols["test_err"][i], cols["granularity"][i] = train, test, "x"
+    types = {"run_id": pa.string(), "iteration": pa.int64(), "granularity": pa.string()}
+    table = pa.table({c: pa.array(v, type=types.get(c, pa.float64())) for c, v in cols.items()})
+    want = [("a", 2, 50.0, 3.0, 2), ("a", 4, 40.5, 7.0, 2), ("b", 1, 30.0, 3.0, 1)]
+    for order in (list(range(len(rows))), list(reversed(range(len(rows))))):
+        got = evaluation_rows(table.take(pa.array(order))).sort_by("run_id").to_pylist()
+        assert [(r["run_id"], r["iteration"], r["test_err"], r["train_err"], r["n_train"])
+                for r in got] == want

@@ -120,3 +120,19 @@ def test_collect_wandb_needs_a_login_or_a_good_path(tmp_path, no_credentials, cl
         collect([], wandb_path="me/proj", api=Broken([]))
     with pytest.raises(ValueError, match="--wandb must be ENTITY/PROJECT"):
         collect([], wandb_path="just-a-project", api=_Api([]))
+
+
+def test_a_local_run_and_its_wandb_record_count_once(tmp_path):
+    """`collect --runs runs --wandb ...` over the same runs: the local record (full
+    resolution) counts, the W&B one is noted as the same run, nothing is skipped."""
+    from synthetic import write_run
+
+    records = json.loads(FIXTURE.read_text())
+    write_run(tmp_path / "runs", records[0]["name"], model="plain20")
+    c = collect([tmp_path / "runs"], wandb_path="me/resnet-ablate", api=_Api(records),
+                store=tmp_path / "s.duckdb")
+    assert c.skipped == [] and len(c.runs) == len(records)
+    assert any(f"wandb:me/resnet-ablate/{records[0]['id']}: the same run as" in w
+               for w in c.warnings)
+    local = c.runs.set_index("run_id").loc[records[0]["name"], "source"]
+    assert not local.startswith("wandb:")

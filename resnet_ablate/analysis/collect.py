@@ -1,5 +1,5 @@
 """Runs into the store (resnet_ablate.analysis.store): local run directories and, when
-online, a W&B project; and `Collected`, what figures, tables and the report read from it.
+online, a W&B project. What figures and tables read back is `Collected` (collected.py).
 
 One collect is one unit: the store afterwards holds exactly the runs it named, written in
 one transaction (a new store: written beside, renamed into place), so a collect that dies
@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import InputError, MissingInput
 from ..run import record
-from ..run.rundir import RunDir
+from ..run.rundir import EVAL_COLUMNS, RunDir
 from . import ingest
 from .collected import Collected, network_versions, one_per_seed, open_collected
 from .ingest import run_row
@@ -85,14 +85,18 @@ def _identity(path: Path) -> str | None:
 def _probe_identities(folder: Path) -> str | None:
     try:
         names = sorted(p.name for p in folder.iterdir() if p.suffix == ".json")
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # none, or not a folder
         return None
     return json.dumps([[n, _identity(folder / n)] for n in names]) if names else None
 
 
 def _local(root: Path, known: set[str]) -> Iterable[Seen]:
     """The run directories of a runs folder, in name order (dot-folders are bookkeeping)."""
-    for name in sorted(os.listdir(root)):
+    try:
+        names = sorted(os.listdir(root))
+    except OSError as exc:
+        raise InputError(f"runs directory {root} cannot be listed ({exc.strerror})") from None
+    for name in names:
         path = root / name
         if name.startswith(".") or not path.is_dir():
             continue
@@ -184,7 +188,6 @@ def _wandb(path: str, group: str | None, api=None) -> list[Seen]:
     except Exception as exc:  # noqa: BLE001  a wrong project, no access, no network
         raise InputError(f"collect --wandb {path}: {type(exc).__name__}: "
                          f"{str(exc)[:160]}") from None
-    legacy = {v: k for k, v in record.LEGACY_METRICS.items()}
     out = []
     for run in found:
         seen = Seen(f"wandb:{path}/{run.id}", f"wandb:{path}/{run.id}")
@@ -198,13 +201,7 @@ def _wandb(path: str, group: str | None, api=None) -> list[Seen]:
             record.check(summary, seen.path)
             window = int(record.flat(summary).get("settings.log_every") or
                          config.get("log_every") or 1)
-
-            def present(names, logged=logged):  # the keys this run logged, as it spelled them
-                return [n if n in logged else legacy[n] for n in names
-                        if n in logged or legacy.get(n) in logged]
-
-            seen.wandb = (run, present(record_metrics("train")), present(record_metrics("eval")),
-                          window)
+            seen.wandb = (run, _logged("train", logged), _logged("eval", logged), window)
         except Exception as exc:  # noqa: BLE001  a run W&B holds in another shape
             seen.skip(f"{type(exc).__name__}: {str(exc)[:120]}")
             out.append(seen)
@@ -215,11 +212,13 @@ def _wandb(path: str, group: str | None, api=None) -> list[Seen]:
     return out
 
 
-def record_metrics(kind: str) -> list[str]:
-    """The history's training (train) or evaluation (eval) metric names."""
-    from ..run.rundir import EVAL_COLUMNS
-
-    return [c for c in METRIC_COLUMNS if (c in EVAL_COLUMNS) == (kind == "eval")]
+def _logged(kind: str, logged: dict[str, Any]) -> list[str]:
+    """The history keys of one kind (train | eval) a W&B run logged, as it spelled them
+    (its summary holds the last value of each; runs before 0.3 wrote train/err ...)."""
+    legacy = {v: k for k, v in record.LEGACY_METRICS.items()}
+    names = [c for c in METRIC_COLUMNS if (c in EVAL_COLUMNS) == (kind == "eval")]
+    return [n if n in logged else legacy[n] for n in names
+            if n in logged or legacy.get(n) in logged]
 
 
 # ---------------------------------------------------------------------------- one collect
@@ -239,7 +238,7 @@ def collect(runs_dirs: list[Path], wandb_path: str | None = None, group: str | N
     try:
         with writing(store) as (db, stale):
             _update(db, [Path(d) for d in runs_dirs], wandb_path, group, api, stale,
-                            progress or (lambda _: None))
+                    progress or (lambda _: None))
         c = open_collected(store)
     except BaseException:
         if temp is not None:
@@ -307,7 +306,7 @@ def _update(db: Store, roots: list[Path], wandb_path, group, api, stale: bool,
     if gone:  # rows of runs no longer there (or no longer readable): marked, data dropped
         conn.execute("UPDATE runs SET gone = true, counted = false WHERE run_id IN "
                      "(SELECT unnest($ids::VARCHAR[]))", {"ids": gone})
-        for table in ("history", "responses", "probes"):
+        for table in ("history", "evaluations", "responses", "probes"):
             conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
                          {"ids": gone})
     changed = {s.run_id for s in rows_new} | {s.run_id for s in history_new
@@ -323,8 +322,9 @@ def _update(db: Store, roots: list[Path], wandb_path, group, api, stale: bool,
 
 
 def _claim(seens: list[Seen]) -> dict[str, Seen]:
-    """Each run_id to its first source in the order named: a copy of it elsewhere (an
-    equal summary) is a duplicate, counted once; another run under that run_id is skipped."""
+    """Each run_id to its first source in the order named (local folders, then W&B): a copy
+    of it elsewhere (an equal summary) or its W&B record is a duplicate, counted once;
+    another run under that run_id is skipped."""
     owners: dict[str, Seen] = {}
     for seen in seens:
         if seen.claimed_out:  # claimed again from scratch
@@ -336,7 +336,8 @@ def _claim(seens: list[Seen]) -> dict[str, Seen]:
             owners[seen.run_id] = seen
             continue
         seen.claimed_out = True
-        if first.digest == seen.digest:
+        if first.digest == seen.digest or (first.wandb is None) != (seen.wandb is None):
+            # a copy, or the run and its W&B record: the one named first counts
             seen.state, seen.why = "duplicate", f"the same run as {first.path}; counted once"
         else:
             seen.skip(f"run_id {seen.run_id} is already {first.path}'s (another run); kept "
@@ -373,7 +374,9 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
             for seen in batch:
                 if seen.run_id in failed:
                     seen.skip(failed[seen.run_id], "history")
-            _replace(conn, "history", [s.run_id for s in batch], table)
+            ids = [s.run_id for s in batch]
+            _replace(conn, "history", ids, table)
+            _replace(conn, "evaluations", ids, ingest.evaluation_rows(table))
             done += len(batch)
             progress(f"collect: {done}/{total} histories read")
     finally:
@@ -387,6 +390,7 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
             seen.skip(f"W&B history: {type(exc).__name__}: {str(exc)[:120]}")
             table = None
         _replace(conn, "history", [seen.run_id], table)
+        _replace(conn, "evaluations", [seen.run_id], ingest.evaluation_rows(table))
         done += 1
         progress(f"collect: {done}/{total} histories read")
 

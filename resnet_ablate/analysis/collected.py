@@ -13,6 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..io import atomic_write_bytes
+from .ingest import evaluation_rows
 from .store import CURVE_POINTS, HISTORY_COLUMNS_SQL, Store
 
 
@@ -156,6 +157,10 @@ def _memory_store(history: pd.DataFrame | None, responses: pd.DataFrame | None) 
         wide["granularity"] = wide["granularity"].fillna("iteration")
         store.conn.register("_rows", wide)
         store.conn.execute("INSERT INTO history SELECT * FROM _rows")
+        store.conn.unregister("_rows")
+        rows = store.conn.sql("SELECT * FROM history").to_arrow_table()
+        store.conn.register("_rows", evaluation_rows(rows))
+        store.conn.execute("INSERT INTO evaluations SELECT * FROM _rows")
         store.conn.unregister("_rows")
     if responses is not None and len(responses):
         store.conn.register("_rows", responses[["run_id", "index", "layer", "std"]])

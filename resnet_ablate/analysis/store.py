@@ -18,7 +18,10 @@ Tables (a column with a dot is quoted in SQL: "protocol_fields.lr"):
                val_err, test_loss, test_err; NaN stored as NULL), granularity: "iteration"
                (history.csv), "window:N" (W&B's training means over N iterations) or
                "evaluation" (W&B's evaluation rows)
-  evaluations  a view: the history rows that hold an evaluation
+  evaluations  one row per evaluation: run_id, iteration, the split metrics (val_loss,
+               val_err, test_loss, test_err) and the training error and loss averaged over
+               the interval since the previous evaluation (train_err, train_loss; n_train
+               rows): the paper's curves, computed once when the history is collected
   responses    Fig. 7: run_id, index, layer, std
   probes       run_id, probe, settings (a digest), result (JSON text): runs/<id>/probes/
                <name>.json, a probe's result; any probe fits without a schema change
@@ -46,7 +49,9 @@ from ..io import _fsync_dir
 from ..run import record
 from ..run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS
 
-FORMAT = 1  # the store's layout; a store of a higher number is refused, a lower one rebuilt
+# The store's layout (2: evaluations a table, not a view); a store of a higher number is
+# refused, a lower one rebuilt.
+FORMAT = 2
 MEMORY_LIMIT = "512MB"  # DuckDB's buffer pool; beyond it spills to <store>.tmp/ (RSS < 1 GB)
 CURVE_POINTS = 2000  # a figure's resolution: at most this many points per curve
 METRIC_COLUMNS = HISTORY_COLUMNS[1:] + EVAL_COLUMNS  # the history's metrics, by their names
@@ -90,9 +95,13 @@ def schema_digest() -> str:
 
 
 HISTORY_COLUMNS_SQL = {"run_id": "VARCHAR", **HISTORY_TYPES, "granularity": "VARCHAR"}
+EVALUATION_COLUMNS_SQL = {"run_id": "VARCHAR", "iteration": "BIGINT",
+                          **{c: "DOUBLE" for c in EVAL_COLUMNS}, "train_err": "DOUBLE",
+                          "train_loss": "DOUBLE", "n_train": "BIGINT"}
 _TABLES = {
     "meta": "key VARCHAR PRIMARY KEY, value VARCHAR",
     "history": ", ".join(f"{q(c)} {t}" for c, t in HISTORY_COLUMNS_SQL.items()),
+    "evaluations": ", ".join(f"{q(c)} {t}" for c, t in EVALUATION_COLUMNS_SQL.items()),
     "responses": 'run_id VARCHAR, "index" BIGINT, layer VARCHAR, std DOUBLE',
     "probes": "run_id VARCHAR, probe VARCHAR, settings VARCHAR, result VARCHAR",
     "sources": ("source VARCHAR PRIMARY KEY, path VARCHAR, run_id VARCHAR, state VARCHAR, "
@@ -100,9 +109,6 @@ _TABLES = {
                 "probe_files VARCHAR, summary_note VARCHAR, history_note VARCHAR, "
                 "probe_note VARCHAR, broken VARCHAR"),
 }
-_EVALUATIONS = ("CREATE OR REPLACE VIEW evaluations AS SELECT run_id, iteration, "
-                + ", ".join(EVAL_COLUMNS) + " FROM history WHERE "
-                + " OR ".join(f"{c} IS NOT NULL" for c in EVAL_COLUMNS))
 
 
 def _runs_ddl() -> str:
@@ -126,7 +132,9 @@ def _connect(path: str, read_only: bool):
 
     config = {"memory_limit": MEMORY_LIMIT}
     try:
-        return duckdb.connect(path, read_only=read_only, config=config)
+        conn = duckdb.connect(path, read_only=read_only, config=config)
+        conn.execute("SET enable_progress_bar = false")  # its bar would garble our output
+        return conn
     except duckdb.Error as exc:
         text = str(exc)
         if "lock" in text.lower():
@@ -192,7 +200,6 @@ class Store:
         for name, cols in _TABLES.items():
             conn.execute(f"CREATE TABLE {name} ({cols})")
         conn.execute(_runs_ddl())
-        conn.execute(_EVALUATIONS)
         store.set_meta(format=str(FORMAT), record_schema=schema_digest())
         return store
 
@@ -277,14 +284,15 @@ class Store:
             raise InputError(f"unknown history column {bad[0]!r}; allowed: "
                              f"{', '.join(METRIC_COLUMNS)}")
         clause, params = _where(where, set(self.columns("runs")) | set(HISTORY_COLUMNS_SQL))
-        filters = ["r.counted", "NOT r.gone"] + ([clause] if clause else [])
+        join = run_ids is None or bool(clause)  # the runs table: which count, what `where` asks
+        filters = (["r.counted", "NOT r.gone"] if join else []) + ([clause] if clause else [])
         if run_ids is not None:
             filters.append("h.run_id IN (SELECT unnest($ids::VARCHAR[]))")
             params["ids"] = list(run_ids)
         picked = ", ".join(f"h.{q(c)}" for c in cols)
         base = (f"SELECT h.run_id, h.iteration, h.granularity{', ' if cols else ''}{picked} "
-                f"FROM history h JOIN runs r USING (run_id) WHERE "
-                + " AND ".join(f"({f})" for f in filters))
+                f"FROM history h{' JOIN runs r USING (run_id)' if join else ''}"
+                + (" WHERE " + " AND ".join(f"({f})" for f in filters) if filters else ""))
         if max_points:
             means = "".join(f", avg({q(c)}) AS {q(c)}" for c in cols)
             base = (f"SELECT run_id, max(iteration) AS iteration, any_value(granularity) AS "
@@ -294,26 +302,20 @@ class Store:
 
     def curves(self, run_ids: Iterable[str], split: str = "test",
                max_points: int = CURVE_POINTS):
-        """The paper's curves of each run (Fig. 1, 4, 6): the training error averaged over
-        each evaluation interval (iteration in (previous evaluation, this one]; the thin
-        lines), and the split's error at each evaluation (the bold ones), in the database,
-        at most `max_points` per curve. Columns run_id, kind (train | split), iteration, err;
-        runs lacking either part are left out."""
+        """The paper's curves of each run (Fig. 1, 4, 6), from the evaluations table: the
+        training error averaged over each evaluation interval (iteration in (previous
+        evaluation, this one]; the thin lines) and the split's error at each evaluation (the
+        bold ones), at most `max_points` per curve (means of consecutive points, in the
+        database). Columns run_id, kind (train | split), iteration, err."""
         if f"{split}_err" not in EVAL_COLUMNS:
             raise ValueError(f"split must be one of val, test; got {split!r}")
         sql = f"""
-            WITH h AS (SELECT run_id, iteration, train_err, {split}_err AS split_err
-                       FROM history WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))),
-            ev AS (SELECT run_id, iteration, avg(split_err) AS err FROM h
-                   WHERE split_err IS NOT NULL GROUP BY run_id, iteration),
-            tr AS (SELECT run_id, iteration, train_err FROM h
-                   WHERE train_err IS NOT NULL AND iteration > 0),
-            binned AS (SELECT tr.run_id, ev.iteration, avg(tr.train_err) AS err
-                       FROM tr ASOF JOIN ev ON tr.run_id = ev.run_id
-                       AND tr.iteration <= ev.iteration GROUP BY tr.run_id, ev.iteration),
-            curve AS (SELECT run_id, 'train' AS kind, iteration, err FROM binned
-                      UNION ALL SELECT run_id, $split AS kind, iteration, err FROM ev
-                      WHERE run_id IN (SELECT run_id FROM tr))
+            WITH e AS (SELECT * FROM evaluations WHERE {split}_err IS NOT NULL
+                       AND run_id IN (SELECT unnest($ids::VARCHAR[]))
+                       AND run_id IN (SELECT run_id FROM evaluations WHERE n_train > 0)),
+            curve AS (SELECT run_id, 'train' AS kind, iteration, train_err AS err FROM e
+                      WHERE n_train > 0
+                      UNION ALL SELECT run_id, $split AS kind, iteration, {split}_err FROM e)
             SELECT run_id, kind, max(iteration) AS iteration, avg(err) AS err
             FROM ({_bucketed('SELECT * FROM curve', 'run_id, kind', max_points)})
             GROUP BY run_id, kind, _bucket ORDER BY run_id, kind, iteration"""
