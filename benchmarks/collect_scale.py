@@ -9,6 +9,10 @@ alternatives the store was chosen over: pyarrow streaming the same CSVs into one
 file, and write-to-temp-then-rename (copying the store) to make an update atomic.
 
     python benchmarks/collect_scale.py [--sizes 100 300 1000] [--old-at 100] [--root DIR]
+                                       [--iterations 64000]
+
+--iterations: fewer rows per run, where generating and collecting 1,000 full-length runs
+does not fit the time at hand (the table says which length each row had).
 
 Targets (issue 17, 2 cores): 1,000 runs collected in < 60 s and < 1 GB RSS; incremental
 < 2 s; compare and Fig. 6 < 10 s. Needs ~1.1 x 3.4 MB x N of disk (checked first).
@@ -28,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-ITERATIONS, EVAL_EVERY, TEMPLATES = 64_000, 1000, 8
+EVAL_EVERY, TEMPLATES = 1000, 8
 
 # Each step: a child process that times its imports and its work and prints one JSON line;
 # peak RSS is the kernel's high-water mark of this process image (VmHWM: ru_maxrss would
@@ -113,12 +117,12 @@ def child(step: str, *args: str, timeout: int = 1800) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def generate(runs: Path, start: int, stop: int, texts: list[str]) -> None:
+def generate(runs: Path, start: int, stop: int, texts: list[str], iterations: int) -> None:
     from synthetic import MODELS, write_run
 
     for i in range(start, stop):
         write_run(runs, f"run-{i:05d}", model=MODELS[i % len(MODELS)], seed=i // len(MODELS),
-                  iterations=ITERATIONS, eval_every=EVAL_EVERY, test_err=5.0 + i % 7,
+                  iterations=iterations, eval_every=EVAL_EVERY, test_err=5.0 + i % 7,
                   history_text=texts[i % len(texts)])
 
 
@@ -127,10 +131,12 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     ap.add_argument("--old-at", type=int, default=100, help="today's collect at this size")
     ap.add_argument("--root", type=Path, default=None, help="where the runs go (default /tmp)")
+    ap.add_argument("--iterations", type=int, default=64_000, help="history rows per run")
     args = ap.parse_args()
+    its = args.iterations
     sizes = sorted(args.sizes)
     root = Path(tempfile.mkdtemp(prefix="collect-scale-", dir=args.root))
-    need = int(1.1 * 3.6e6 * (sizes[-1] + 2) * 1.35)  # runs + the store + the Parquet file
+    need = int(1.1 * 3.6e6 * its / 64_000 * (sizes[-1] + 2) * 1.35)  # runs + the store + the Parquet file
     free = shutil.disk_usage(root).free
     if free < need:
         raise SystemExit(f"needs {need / 1e9:.1f} GB free in {root}, has {free / 1e9:.1f}")
@@ -142,18 +148,18 @@ def main() -> None:
     from synthetic import history
 
     t = time.time()
-    texts = [history(ITERATIONS, EVAL_EVERY, seed=k).to_csv() for k in range(TEMPLATES)]
-    print(f"# {TEMPLATES} history templates of {ITERATIONS:,} iterations "
+    texts = [history(its, min(EVAL_EVERY, its), seed=k).to_csv() for k in range(TEMPLATES)]
+    print(f"# {TEMPLATES} history templates of {its:,} iterations "
           f"({len(texts[0]) / 1e6:.1f} MB each) in {time.time() - t:.0f} s; runs in {runs}",
           flush=True)
     rows, have = [], 0
     try:
         for n in sizes:
             t = time.time()
-            generate(runs, have, n, texts)
+            generate(runs, have, n, texts, its)
             have = n
             print(f"# {n} runs written in {time.time() - t:.0f} s", flush=True)
-            row = {"runs": n}
+            row = {"runs": n, "iterations": its}
             store.unlink(missing_ok=True)
             row["full"] = child("collect", runs, store)
             row["store_mb"] = store.stat().st_size / 2**20
@@ -161,7 +167,7 @@ def main() -> None:
                 row["old"] = child("old", runs, old_py)
             row["pyarrow"] = child("pyarrow", runs, parquet)
             parquet.unlink(missing_ok=True)
-            generate(runs, have, have + 1, texts[1:])  # one new run
+            generate(runs, have, have + 1, texts[1:], its)  # one new run
             have += 1
             row["incremental"] = child("collect", runs, store)
             (runs / "run-00003" / "history.csv").write_text(texts[-1])  # one changed run
@@ -177,7 +183,7 @@ def main() -> None:
 
 
 def report(rows: list[dict], old_at: int) -> None:
-    print("\n| runs | step | wall s | CPU s | imports s | peak RSS MB | note |")
+    print("\n| runs x iterations | step | wall s | CPU s | imports s | peak RSS MB | note |")
     print("|---:|---|---:|---:|---:|---:|---|")
     names = {"full": "full collect (new store)", "old": "today's collect (main, in memory)",
              "pyarrow": "pyarrow: CSVs -> one Parquet", "incremental": "collect after 1 new run",
@@ -190,7 +196,7 @@ def report(rows: list[dict], old_at: int) -> None:
             m = row[key]
             note = (f"store {row['store_mb']:.0f} MB" if key == "full" else
                     f"{m['mb']:.0f} MB" if "mb" in m else "")
-            print(f"| {row['runs']} | {name} | {m['wall']:.1f} | {m['cpu']:.1f} | "
+            print(f"| {row['runs']} x {row['iterations']:,} | {name} | {m['wall']:.1f} | {m['cpu']:.1f} | "
                   f"{m['imports']:.1f} | {m['rss_mb']:.0f} | {note} |")
     old = next((r for r in rows if "old" in r), None)
     if old:

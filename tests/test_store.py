@@ -57,7 +57,7 @@ def test_tables_columns_and_types(tmp_path):
     htypes = dict(db.conn.execute("SELECT column_name, data_type FROM information_schema.columns"
                                   " WHERE table_name = 'history'").fetchall())
     assert htypes["iteration"] == "BIGINT" and htypes["test_err"] == "DOUBLE"
-    # 30 iterations a run, evaluations at 10, 20, 30: the evaluations view holds those
+    # 30 iterations a run, evaluations at 10, 20, 30: the evaluations table holds those
     assert db.conn.execute("SELECT count(*) FROM history").fetchone()[0] == 4 * 30
     assert db.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 4 * 3
     assert db.meta("format") == str(FORMAT)
@@ -117,8 +117,9 @@ def _content(store):
     db = Store.open(store)
     resp = db.frame("SELECT * FROM responses ORDER BY run_id, \"index\"")
     probes = db.frame("SELECT * FROM probes ORDER BY run_id, probe")
+    evals = db.frame("SELECT * FROM evaluations ORDER BY run_id, iteration")
     db.close()
-    return runs, hist, resp, probes
+    return runs, hist, resp, probes, evals
 
 
 def test_a_full_recollect_equals_the_incremental_store(tmp_path):
@@ -141,6 +142,7 @@ def test_a_full_recollect_equals_the_incremental_store(tmp_path):
     runs_inc = _content(inc)[0].set_index("run_id")
     assert runs_inc.loc["run-00003", "final_test_err"] == 42.0
     assert len(runs_inc) == 10 and "run-00006" not in runs_inc.index
+    assert len(_content(inc)[4]) == 10 * 3  # each run's three evaluations, none of the gone
     probes = _content(inc)[3]
     assert probes["probe"].tolist() == ["lesion"]
     assert json.loads(probes["result"][0])["errors"] == [1.0, 2.0]
@@ -157,6 +159,21 @@ def test_a_new_record_schema_rereads_summaries_only(tmp_path, reads):
     c = collect([runs], store=store)
     assert dict(reads) == {"summary": 5}  # histories kept
     assert len(c.runs) == 5 and len(c.history()) == 5 * 30
+
+
+def test_a_store_of_an_older_format_is_rebuilt_whole(tmp_path, reads):
+    runs, store = tmp_path / "runs", tmp_path / "s.duckdb"
+    make_runs(runs, 3)
+    collect([runs], store=store)
+    db = Store.open(store, write=True)
+    db.set_meta(format=str(FORMAT - 1))
+    db.close()
+    reads.clear()
+    c = collect([runs], store=store)
+    assert dict(reads) == {"summary": 3, "history": 3}  # nothing of the old layout trusted
+    db = Store.open(store)
+    assert len(c.runs) == 3 and db.meta("format") == str(FORMAT)
+    db.close()
 
 
 def _kill_after_first_batch(cmd, env):
