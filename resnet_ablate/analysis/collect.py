@@ -377,6 +377,7 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
             ids = [s.run_id for s in batch]
             _replace(conn, "history", ids, table)
             _replace(conn, "evaluations", ids, ingest.evaluation_rows(table))
+            db.step()
             done += len(batch)
             progress(f"collect: {done}/{total} histories read")
     finally:
@@ -391,6 +392,7 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
             table = None
         _replace(conn, "history", [seen.run_id], table)
         _replace(conn, "evaluations", [seen.run_id], ingest.evaluation_rows(table))
+        db.step()
         done += 1
         progress(f"collect: {done}/{total} histories read")
 
