@@ -30,6 +30,8 @@ _EXPORTS = {
     "collect": "resnet_ablate.analysis.collect",
     "figures": ("resnet_ablate.analysis.figures", None),
     "tables": ("resnet_ablate.analysis.tables", None),
+    "runs": "resnet_ablate.analysis.store",  # ra.runs(store): the runs table, a DataFrame
+    "history": "resnet_ablate.analysis.store",  # ra.history(store, where=..., max_points=...)
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -79,16 +79,20 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_bytes(path: str | os.PathLike, max_bytes: int, inside: str | os.PathLike | None = None
-               ) -> bytes:
-    """A regular file's bytes, at most `max_bytes`; `inside`: it (and any symlink on the
-    way) must resolve within that folder. Opened without blocking (a FIFO never hangs)
-    and checked on the open descriptor (no swap between the check and the read)."""
+def open_regular(path: str | os.PathLike, max_bytes: int,
+                 inside: str | os.PathLike | None = None) -> tuple[int, os.stat_result]:
+    """An open descriptor of a regular file of at most `max_bytes`, and its stat; `inside`:
+    it (and any symlink on the way) must resolve within that folder. Opened without
+    blocking (a FIFO never hangs) and checked on the open descriptor (no swap between the
+    check and the read). FileNotFoundError if it is not there; InputError for the rest.
+    The caller closes the descriptor."""
     path = Path(path)
     name = path.name
     if inside is not None:
-        root = Path(inside).resolve()
-        real = path.resolve()
+        try:
+            root, real = Path(inside).resolve(), path.resolve()
+        except RuntimeError:  # Python < 3.13: a symlink loop
+            raise InputError(f"{name} cannot be read (a symlink loop)") from None
         if real != root and root not in real.parents:
             raise InputError(f"{name} points outside {root} (a symlink to {real}); refused")
     try:
@@ -106,6 +110,18 @@ def read_bytes(path: str | os.PathLike, max_bytes: int, inside: str | os.PathLik
         if st.st_size > max_bytes:
             raise InputError(f"{name} is {st.st_size:,} bytes, over the {max_bytes:,} a run "
                              "file may have")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_bytes(path: str | os.PathLike, max_bytes: int, inside: str | os.PathLike | None = None
+               ) -> bytes:
+    """A regular file's bytes, at most `max_bytes`, opened and checked by open_regular."""
+    name = Path(path).name
+    fd, _ = open_regular(path, max_bytes, inside)
+    try:
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, 1 << 20)

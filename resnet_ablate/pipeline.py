@@ -5,7 +5,7 @@ CLI's `reproduce` and `demo` only call it and print."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,6 +100,7 @@ class ExperimentResult:
     failed: bool = False
     dry_run: bool = False
     out: Path | None = None
+    skipped: list = field(default_factory=list)  # (run directory, why) collect could not read
 
 
 def plan_experiment(exp: Experiment, settings: dict[str, Any] | None = None) -> list:
@@ -140,7 +141,10 @@ def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | 
 
     commands = commands + [shlex.join(["resnet-ablate", "figures", "--runs", str(runs_dir),
                                        "--out", str(out)])]
-    collected = collect([runs_dir])  # the experiment's own runs, whatever else is there
+    # the experiment's own runs, whatever else is there; the store stays with the report (a
+    # second reproduce reads only new and changed runs)
+    collected = collect([runs_dir], store=out / "data" / "store.duckdb")
+    result.skipped = collected.skipped
     collected = collected.subset(collected.runs[collected.runs["run_id"].isin(
         {r.run_id for r in runner.runs})])
     invoked = invoked_as or shlex.join(["resnet-ablate", "reproduce", name_or_path])

@@ -54,35 +54,55 @@ class _Run:
         self.id, self.name, self.state = rec["id"], rec["name"], rec["state"]
         self.group = rec["group"]
         self.config, self.summary, self._history = rec["config"], rec["summary"], rec["history"]
+        self.scans = []
 
-    def scan_history(self):
-        return iter(self._history)
+    def scan_history(self, keys=None, page_size=1000, min_step=0, max_step=None):
+        """As W&B's: with keys, only the rows that have all of them, and only those keys."""
+        self.scans.append(keys)
+        if keys is None:
+            return iter(self._history)
+        return iter([{k: row[k] for k in keys} for row in self._history
+                     if all(k in row for k in keys)])
 
 
 class _Api:
     def __init__(self, records):
-        self.records, self.calls = records, []
+        self.records, self.calls, self.made = records, [], []
 
     def runs(self, path, filters=None):
         self.calls.append((path, filters))
         group = (filters or {}).get("group")
-        return [_Run(r) for r in self.records if group in (None, r["group"])]
+        found = [_Run(r) for r in self.records if group in (None, r["group"])]
+        self.made += found  # every run handed out, to see what collect asked of each
+        return found
 
 
-def test_collect_through_the_wandb_api_from_a_recorded_fixture():
+def test_collect_through_the_wandb_api_from_a_recorded_fixture(tmp_path):
     api = _Api(json.loads(FIXTURE.read_text()))
-    c = collect([], wandb_path="me/resnet-ablate", group="g1", api=api)
+    store = tmp_path / "s.duckdb"
+    c = collect([], wandb_path="me/resnet-ablate", group="g1", api=api, store=store)
     assert api.calls == [("me/resnet-ablate", {"group": "g1"})]
+    # only the keys the store keeps, as this (0.2) run spelled them: training, evaluations
+    assert [r.scans for r in api.made] == [
+        [["iteration", "lr", "train/loss", "train/err"],
+         ["iteration", "val/loss", "val/err", "test/loss", "test/err"]]] * 2
     assert sorted(c.runs["model"]) == ["plain20", "resnet20-A"]
     assert c.runs["condition"].nunique() == 2 and set(c.runs["status"]) == {"finished"}
     r = c.runs.set_index("model").loc["resnet20-A"]
     assert r["depth"] == 20 and r["protocol_fields.lr"] == 0.1 and r["dataset"] == "digits"
     assert r["final_train_err"] == r["final_train_err_running"]  # the paper's, by name
     # W&B's training numbers are means over log_every (10) iterations; evaluations exact
-    gran = c.history.groupby("metric")["granularity"].first()
-    assert gran["train_err"] == "window:10" and gran["test_err"] == "evaluation"
-    train = c.history[(c.history["metric"] == "train_err")]
+    history = c.history()
+    train = history[history["train_err"].notna()]
+    assert set(train["granularity"]) == {"window:10"}
+    assert set(history.loc[history["test_err"].notna(), "granularity"]) == {"evaluation"}
     assert sorted(set(train["iteration"])) == [10, 20, 30, 40]
+    first = json.loads(FIXTURE.read_text())[0]["history"][0]
+    row = history[(history["iteration"] == first["iteration"]) & history["train_err"].notna()]
+    assert first["train/err"] in set(row["train_err"])
+    again = collect([], wandb_path="me/resnet-ablate", group="g1", api=api, store=store)
+    assert [r.scans for r in api.made[2:]] == [[], []]  # unchanged runs: history not read
+    assert len(again.history()) == len(history)
 
 
 def test_collect_wandb_needs_a_login_or_a_good_path(tmp_path, no_credentials, cli_inproc):
@@ -100,3 +120,19 @@ def test_collect_wandb_needs_a_login_or_a_good_path(tmp_path, no_credentials, cl
         collect([], wandb_path="me/proj", api=Broken([]))
     with pytest.raises(ValueError, match="--wandb must be ENTITY/PROJECT"):
         collect([], wandb_path="just-a-project", api=_Api([]))
+
+
+def test_a_local_run_and_its_wandb_record_count_once(tmp_path):
+    """`collect --runs runs --wandb ...` over the same runs: the local record (full
+    resolution) counts, the W&B one is noted as the same run, nothing is skipped."""
+    from synthetic import write_run
+
+    records = json.loads(FIXTURE.read_text())
+    write_run(tmp_path / "runs", records[0]["name"], model="plain20")
+    c = collect([tmp_path / "runs"], wandb_path="me/resnet-ablate", api=_Api(records),
+                store=tmp_path / "s.duckdb")
+    assert c.skipped == [] and len(c.runs) == len(records)
+    assert any(f"wandb:me/resnet-ablate/{records[0]['id']}: the same run as" in w
+               for w in c.warnings)
+    local = c.runs.set_index("run_id").loc[records[0]["name"], "source"]
+    assert not local.startswith("wandb:")

@@ -42,24 +42,12 @@ def _done(c: Collected) -> pd.DataFrame:
 def curves(c: Collected, runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Per run: the training error averaged over each evaluation interval (the paper's
     thin lines), and the split's error at each evaluation; columns run_id, label, depth,
-    kind (train|split), iteration, err."""
-    hist = c.history[c.history["run_id"].isin(runs["run_id"])]
-    out = []
-    for run_id, h in hist.groupby("run_id"):
-        evals = h[h["metric"] == f"{split}_err"].sort_values("iteration")
-        train = h[h["metric"] == "train_err"].sort_values("iteration")
-        if evals.empty or train.empty:
-            continue
-        edges = np.concatenate([[0], evals["iteration"].to_numpy()])
-        bins = pd.cut(train["iteration"], edges, labels=edges[1:], right=True)
-        binned = train.groupby(bins, observed=True)["value"].mean()
-        for it, err in binned.items():
-            out.append({"run_id": run_id, "kind": "train", "iteration": int(it), "err": err})
-        for it, err in zip(evals["iteration"], evals["value"]):
-            out.append({"run_id": run_id, "kind": split, "iteration": int(it), "err": err})
-    df = pd.DataFrame(out, columns=["run_id", "kind", "iteration", "err"])
-    return df.merge(runs[["run_id", "label", "depth", "family", "shortcut", "condition"]],
-                    on="run_id")
+    kind (train|split), iteration, err. Computed in the store, at most CURVE_POINTS points
+    per curve (the figure's resolution), each run once."""
+    df = c.curves(runs, split)
+    info = runs[["run_id", "label", "depth", "family", "shortcut", "condition"]] \
+        .drop_duplicates("run_id")
+    return df.merge(info, on="run_id")
 
 
 def _iteration_axis(ax, df: pd.DataFrame) -> None:
@@ -129,7 +117,7 @@ def fig4(c: Collected) -> Figure:
         raise MissingRuns("needs plain and residual runs at two common depths")
     pick = [depths[0], depths[-1]]
     plain, res = plain[plain["depth"].isin(pick)], res[res["depth"].isin(pick)]
-    split = "val" if (c.history["metric"] == "val_err").any() else "test"
+    split = "val" if c.has("val_err") else "test"
     fig, axes = style.figure(1, 2, figsize=(9, 3.6), sharey=True)
     colors = style.frame_palette(pd.concat([plain, res]))
     for ax, group, title in ((axes[0], plain, "plain"), (axes[1], res, "ResNet")):

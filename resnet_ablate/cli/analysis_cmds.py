@@ -15,52 +15,77 @@ from ..errors import InputError, MissingInput
 METRIC_CHOICES = ("train", "train_eval", "test", "val", "best_val")
 
 
-def _add_sources(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", nargs="+", type=Path, default=[Path("runs")], metavar="DIR",
+def _add_sources(p: argparse.ArgumentParser, store_help: str | None = None) -> None:
+    p.add_argument("--runs", nargs="+", type=Path, default=None, metavar="DIR",
                    help="run directories to collect (default runs/)")
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", default=None,
                    help="also collect this W&B project through the API (needs a login)")
     p.add_argument("--group", default=None, help="only this W&B group (with --wandb)")
+    if store_help:
+        p.add_argument("--store", type=Path, default=None, metavar="FILE", help=store_help)
 
 
-def _collect(args):
-    from ..analysis.collect import collect
+def _collect(args, store: Path | None, progress=None):
+    """The runs named (--runs, --wandb) collected into `store` (brought up to date, reading
+    only what changed), or, with --store and nothing else named, the store as it is; its
+    skipped and unfinished run directories and warnings printed, one line each."""
+    from ..analysis.collect import collect, open_collected
 
-    for d in args.runs:
-        if not d.is_dir():
-            raise MissingInput(f"runs directory {str(d)!r} does not exist")
-    c = collect(args.runs, wandb_path=args.wandb, group=args.group)
+    if getattr(args, "store", None) and args.runs is None and not args.wandb:
+        c = open_collected(args.store)
+    else:
+        runs = args.runs if args.runs is not None else [Path("runs")]
+        for d in runs:
+            if not d.is_dir():
+                raise MissingInput(f"runs directory {str(d)!r} does not exist")
+        c = collect(runs, wandb_path=args.wandb, group=args.group, store=store,
+                    progress=progress)
     for where, why in c.skipped:
         print(f"resnet-ablate: skipped {where}: {why}", file=sys.stderr)
+    for where, why in c.unfinished:
+        print(f"resnet-ablate: not collected {where}: {why}", file=sys.stderr)
     for warning in c.warnings:
         print(f"resnet-ablate: warning: {warning}", file=sys.stderr)
     return c
+
+
+def _status(c) -> int:
+    """0, or EXIT_SKIPPED when some run directories could not be collected."""
+    from ..analysis.collect import EXIT_SKIPPED
+
+    return EXIT_SKIPPED if c.skipped else 0
 
 
 def _command_line() -> str:
     return shlex.join(["resnet-ablate", *sys.argv[1:]])
 
 
+SKIPPED_NOTE = ("Exit status 0; 3 when some run directories were skipped (each named on "
+                "stderr: not a regular file, too big, not JSON, wrong types, a history that "
+                "is not the harness's), the rest collected; 2 for bad input.")
+
+
 def add_collect_args(p: argparse.ArgumentParser) -> None:
     _add_sources(p)
-    p.add_argument("--out", type=Path, default=Path("collected"),
-                   help="folder for runs/history/responses.parquet (default collected/)")
+    p.add_argument("--out", type=Path, default=Path("collected.duckdb"), metavar="FILE",
+                   help="the store (a DuckDB file: created, or brought up to date reading only "
+                        "new and changed runs; default collected.duckdb). Query it with "
+                        "`resnet-ablate sql FILE \"select ...\"` or ra.runs(FILE)")
+    p.epilog = SKIPPED_NOTE
 
 
 def run_collect(args: argparse.Namespace) -> int:
     from ..formatting import render
 
-    c = _collect(args)
-    written = c.save(args.out)
+    c = _collect(args, args.out, progress=lambda m: print(m, file=sys.stderr, flush=True))
     rows = [{"run_id": r["run_id"], "model": r["model"], "condition": r["condition"],
              "seed": r["seed"], "status": r["status"],
              "train_err": _fmt(r["final_train_err"]), "test_err": _fmt(r["final_test_err"])}
             for r in c.runs.to_dict("records")]
     sys.stdout.write(render(rows, "table"))
     print(f"\n{len(c.runs)} runs ({c.runs['condition'].nunique()} conditions), "
-          f"{len(c.history)} history rows, {len(c.skipped)} skipped -> "
-          + ", ".join(str(p) for p in written))
-    return 0
+          f"{len(c.skipped)} skipped, {len(c.unfinished)} unfinished -> {args.out}")
+    return _status(c)
 
 
 def _fmt(v) -> str:
@@ -68,7 +93,9 @@ def _fmt(v) -> str:
 
 
 def add_figures_args(p: argparse.ArgumentParser) -> None:
-    _add_sources(p)
+    _add_sources(p, "the store to collect into and draw from (default OUT/data/store.duckdb: "
+                    "a second run reads only new and changed runs); alone, draw from it as "
+                    "it is")
     p.add_argument("--out", type=Path, default=Path("reports/latest"),
                    help="report folder (default reports/latest)")
     p.add_argument("--figures", nargs="+", choices=list(FIGURE_TITLES), default=None,
@@ -81,6 +108,7 @@ def add_figures_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", choices=METRIC_CHOICES, default="train",
                    help="the error the findings compare (default train: the paper's)")
     p.add_argument("--title", default=None)
+    p.epilog = SKIPPED_NOTE
 
 
 def run_figures(args: argparse.Namespace) -> int:
@@ -92,12 +120,12 @@ def run_figures(args: argparse.Namespace) -> int:
         figures = figures or definition["figures"]
         tables = tables or definition["tables"]
         title = title or definition["title"]
-    c = _collect(args)
+    c = _collect(args, args.store or args.out / "data" / "store.duckdb")
     report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
                    title=title or "resnet-ablate report", metric=args.metric,
                    progress=lambda m: print(m, file=sys.stderr))
     _print_report(report)
-    return 0
+    return _status(c)
 
 
 def load_report(name: str) -> dict:
@@ -128,11 +156,13 @@ def _print_report(report) -> None:
 def add_compare_args(p: argparse.ArgumentParser) -> None:
     from ..formatting import FORMATS
 
-    _add_sources(p)
+    _add_sources(p, "the store to collect into and compare from (default: a temporary one); "
+                    "alone, compare from it as it is")
     p.add_argument("--metric", choices=METRIC_CHOICES, default="test",
                    help="which error to compare (default test; train is the paper's "
                         "training error, train_eval the eval-mode one)")
     p.add_argument("--format", choices=FORMATS, default="table")
+    p.epilog = SKIPPED_NOTE
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -140,19 +170,19 @@ def run_compare(args: argparse.Namespace) -> int:
     from ..analysis.vocab import ERROR_METRICS, describe, finished
     from ..formatting import render
 
-    c = _collect(args)
+    c = _collect(args, args.store)
     column, text = ERROR_METRICS[args.metric]
     table = by_condition(c.runs, column)
     if table.empty:
-        raise InputError(f"no finished runs with {column} in "
-                         f"{', '.join(map(str, args.runs))}")
+        where = args.runs or ([args.store] if args.store else ["runs"])
+        raise InputError(f"no finished runs with {column} in {', '.join(map(str, where))}")
     sys.stdout.write(render(format_compare(table, f"{args.metric} err %"), args.format))
     if args.format == "table":
         print(f"\n{text}, mean ± std over seeds, one row per condition. "
               f"{describe(finished(c.runs))} 'vs shallower' compares each depth with the "
               f"next shallower of the same series by {TEST_NAME}, alpha = {ALPHA}; 'paper': "
               "its mean ± std or single number, and its best where it reports one.")
-    return 0
+    return _status(c)
 
 
 def _add_run_options(p: argparse.ArgumentParser, jobs_default: int = 1) -> None:
@@ -202,8 +232,14 @@ def _run(name: str, args: argparse.Namespace) -> int:
         print("jobs submitted; run the same command again once they have ended: it skips "
               "the finished runs and writes the report")
         return 0
+    for where, why in result.skipped:
+        print(f"resnet-ablate: skipped {where}: {why}", file=sys.stderr)
     _print_report(result.report)
-    return 1 if result.failed else 0
+    if result.failed:
+        return 1
+    from ..analysis.collect import EXIT_SKIPPED
+
+    return EXIT_SKIPPED if result.skipped else 0
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -220,9 +256,44 @@ def run_demo(args: argparse.Namespace) -> int:
     return _run("demo", args)
 
 
+def add_sql_args(p: argparse.ArgumentParser) -> None:
+    from ..formatting import FORMATS
+
+    p.add_argument("store", type=Path, help="a store `collect` wrote (opened read-only)")
+    p.add_argument("query", help="SQL, e.g. \"select model, avg(final_test_err) from runs "
+                                 "where counted group by model\" (tables: runs, history, "
+                                 "evaluations, responses, probes, sources, meta; quote "
+                                 "dotted columns: \\\"protocol_fields.lr\\\")")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--max-rows", type=int, default=10_000,
+                   help="print at most this many rows (default 10000; 0: all)")
+
+
+def run_sql(args: argparse.Namespace) -> int:
+    from ..analysis.store import Store
+    from ..formatting import render
+
+    if args.max_rows < 0:
+        raise InputError(f"--max-rows must be 0 (all) or more; got {args.max_rows}")
+    store = Store.open(args.store)
+    try:
+        names, rows, more = store.query(args.query, args.max_rows or None)
+    finally:
+        store.close()
+    if names:
+        import pandas as pd
+
+        sys.stdout.write(render(pd.DataFrame.from_records(rows, columns=names), args.format))
+    if more:
+        print(f"resnet-ablate: {more} more rows not shown (--max-rows)", file=sys.stderr)
+    return 0
+
+
 COMMANDS = [
-    ("collect", "gather runs (local dirs, W&B) into tidy parquet frames", add_collect_args,
-     run_collect),
+    ("collect", "gather runs (local dirs, W&B) into a store (DuckDB), incrementally",
+     add_collect_args, run_collect),
+    ("sql", "query a store: runs, history, responses, probes (prints a table)", add_sql_args,
+     run_sql),
     ("figures", "the paper's figures and tables from your runs, with an index",
      add_figures_args, run_figures),
     ("compare", "error by condition over seeds, beside the paper, with significance",

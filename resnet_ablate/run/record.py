@@ -261,8 +261,9 @@ def check(record: Any, what: str = "summary.json", required: Iterable[str] = (
     for column in required:
         if column not in values:
             raise InputError(f"{what} lacks {column}")
+    declared = by_column()  # once: building it per key made a check 40 ms
     for column, value in values.items():
-        key = by_column()[column]
+        key = declared[column]
         if value is not None and not _json_type(value, key.type):  # None: not known
             raise InputError(f"{what}: {column} must be {_type_name(key.type)}; got "
                              f"{_short(value)}")

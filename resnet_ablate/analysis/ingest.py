@@ -1,0 +1,346 @@
+"""Run files into the store's rows (runs, history, responses, probes), in bounded memory.
+history.csv goes through DuckDB's own CSV reader (never a Python dict per row), a batch of
+files at a time, each opened and checked by us first (a regular file inside the runs
+folder, of bounded size, with the harness's header) and handed to DuckDB as that open
+descriptor: nothing can swap it for a FIFO in between, and a run directory deleted
+meanwhile is still read whole. A batch that fails is read again file by file: the broken
+file is named, the rest kept.
+
+Reads happen on a cursor of their own: an error there never aborts the collect's
+transaction. Every file opened is counted in READS (a test checks that an incremental
+collect opens only the new run's files).
+"""
+from __future__ import annotations
+
+import collections
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import InputError
+from ..io import MAX_JSON_BYTES, open_regular, read_json
+from ..run import record
+from ..run.rundir import EVAL_COLUMNS, MAX_HISTORY_BYTES
+from .store import (EVALUATION_COLUMNS_SQL, HISTORY_COLUMNS_SQL, HISTORY_TYPES, METRIC_COLUMNS,
+                    one_line, q, run_columns)
+
+READS: collections.Counter = collections.Counter()  # files opened, by kind
+# CSV bytes DuckDB reads at a time: memory grows with this (about twice), not with the runs
+BATCH_BYTES = int(os.environ.get("RESNET_ABLATE_COLLECT_BATCH_BYTES", 64 << 20))
+_HEADER_BYTES = 1 << 16
+_FD_PATHS = os.path.isdir("/proc/self/fd")  # Linux: DuckDB reads our checked descriptor
+
+
+@dataclass
+class HistoryFile:
+    """An open, checked history.csv: close() when done."""
+    run_id: str
+    fd: int
+    header: tuple[str, ...]
+    size: int
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"/proc/self/fd/{self.fd}" if _FD_PATHS else str(self.path)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_history(path: Path, run_id: str, inside: Path) -> HistoryFile | None:
+    """history.csv opened and checked, or None if there is none; InputError (one line) if it
+    is not a regular file inside `inside`, is too big, or lacks the harness's header."""
+    try:
+        fd, st = open_regular(path, MAX_HISTORY_BYTES, inside)
+    except FileNotFoundError:
+        return None
+    READS["history"] += 1
+    try:
+        head = os.pread(fd, _HEADER_BYTES, 0)
+        line, newline, _ = head.partition(b"\n")
+        if not newline and len(head) == _HEADER_BYTES:
+            raise InputError("history.csv has no header line in its first 64 kB")
+        try:
+            names = tuple(n.strip() for n in line.decode("utf-8").rstrip("\r").split(","))
+        except UnicodeDecodeError:
+            raise InputError("history.csv is not UTF-8 text (not a history the harness "
+                             "wrote)") from None
+        if "iteration" not in names:
+            raise InputError("history.csv has no iteration column (its header: "
+                             f"{', '.join(names)[:60]!r})")
+        twice = sorted({n for n in names if n in HISTORY_TYPES and names.count(n) > 1})
+        if twice:
+            raise InputError(f"history.csv names column {twice[0]!r} twice")
+    except BaseException:
+        os.close(fd)
+        raise
+    return HistoryFile(run_id, fd, names, st.st_size, path)
+
+
+def _select(header: tuple[str, ...], granularity: str) -> tuple[dict[str, str], str]:
+    """read_csv's columns for a header (unknown ones read as text, then dropped) and the
+    select that gives the history table's columns (NaN as NULL)."""
+    columns = {(n if n in HISTORY_TYPES else f"_extra{i}"): HISTORY_TYPES.get(n, "VARCHAR")
+               for i, n in enumerate(header)}
+    cells = []
+    for col in HISTORY_COLUMNS_SQL:
+        if col == "run_id":
+            cells.append("c.filename AS run_id")  # the file's name, mapped to its run after
+        elif col == "granularity":
+            cells.append(f"'{granularity}' AS granularity")
+        elif col not in columns:
+            cells.append(f"NULL::{HISTORY_TYPES[col]} AS {q(col)}")
+        elif col == "iteration":
+            cells.append("c.iteration")
+        else:
+            cells.append(f"CASE WHEN isnan(c.{q(col)}) THEN NULL ELSE c.{q(col)} END AS {q(col)}")
+    return columns, ", ".join(cells)
+
+
+def read_histories(cursor, files: list[HistoryFile], granularity: str = "iteration"):
+    """(Arrow table of history rows, {run_id: why}) for files of one batch: one DuckDB read
+    per header; a read that fails is repeated per file to name the broken one."""
+    import pyarrow as pa
+
+    tables, failed = [], {}
+    by_header: dict[tuple[str, ...], list[HistoryFile]] = {}
+    for f in files:
+        by_header.setdefault(f.header, []).append(f)
+    for header, group in by_header.items():
+        columns, select = _select(header, granularity)
+        pending = [group]
+        while pending:
+            part = pending.pop()
+            try:
+                tables.append(_read(cursor, part, columns, select))
+            except Exception as exc:  # noqa: BLE001  duckdb.Error: the file's fault
+                if len(part) > 1:
+                    pending += [[f] for f in part]
+                else:
+                    failed[part[0].run_id] = f"history.csv: {one_line(exc)}"
+    table = pa.concat_tables(tables) if tables else None
+    if table is not None:  # a row without its iteration: the file is not the harness's
+        import pyarrow.compute as pc
+
+        missing = pc.unique(pc.filter(table["run_id"], pc.is_null(table["iteration"])))
+        for run_id in missing.to_pylist():
+            failed[run_id] = "history.csv has rows without an iteration"
+        if len(missing):
+            table = table.filter(pc.invert(pc.is_in(table["run_id"], missing)))
+    return table, failed
+
+
+def _read(cursor, files: list[HistoryFile], columns: dict[str, str], select: str):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = [f.name for f in files]
+    sql = (f"SELECT {select} FROM read_csv($files, header = true, columns = $columns, "
+           "auto_detect = false, filename = true) c")
+    table = cursor.sql(sql, params={"files": names, "columns": columns}).to_arrow_table()
+    which = pc.index_in(table["run_id"], value_set=pa.array(names)).combine_chunks()
+    runs = pa.DictionaryArray.from_arrays(which, pa.array([f.run_id for f in files]))
+    return table.set_column(0, "run_id", runs)  # each row's file, as its run
+
+
+def batches(items: Iterable[Any], size_of, limit: int = BATCH_BYTES) -> Iterable[list[Any]]:
+    """Consecutive items grouped up to `limit` bytes (a bigger item alone)."""
+    batch, total = [], 0
+    for item in items:
+        if batch and total + size_of(item) > limit:
+            yield batch
+            batch, total = [], 0
+        batch.append(item)
+        total += size_of(item)
+    if batch:
+        yield batch
+
+
+def wandb_rows(run_id: str, run, train_keys: list[str], eval_keys: list[str],
+               window: int, rename: dict[str, str]):
+    """A W&B run's history as an Arrow table of the store's columns, read with only the
+    keys it needs (scan_history(keys=...) returns the rows that have all of them): the
+    training numbers (means over `window` iterations) and the evaluations, each one scan."""
+    import pyarrow as pa
+
+    data: dict[str, list] = {c: [] for c in HISTORY_COLUMNS_SQL}
+    for keys, granularity in ((train_keys, f"window:{window}"), (eval_keys, "evaluation")):
+        if not keys:
+            continue
+        for row in run.scan_history(keys=["iteration", *keys]):
+            if row.get("iteration") is None:
+                continue
+            values = {rename.get(k, k): v for k, v in row.items()}
+            data["run_id"].append(run_id)
+            data["granularity"].append(granularity)
+            data["iteration"].append(int(values["iteration"]))
+            for col in METRIC_COLUMNS:
+                v = values.get(col)
+                data[col].append(None if v is None or v != v else float(v))
+    types = {c: pa.int64() if t == "BIGINT" else pa.float64() if t == "DOUBLE" else pa.string()
+             for c, t in HISTORY_COLUMNS_SQL.items()}
+    return pa.table({c: pa.array(v, type=types[c]) for c, v in data.items()})
+
+
+def evaluation_rows(history):
+    """The evaluations table's rows of a batch of history rows (an Arrow table): per
+    evaluation (a row with any split metric; a repeated iteration once), its metrics and
+    the mean training error and loss of the rows in (previous evaluation, this one]: the
+    paper's training curve, binned once here, vectorised, so that a figure reads 64 rows a
+    run, not 64,000."""
+    import numpy as np
+    import pyarrow as pa
+
+    if history is None or not history.num_rows:
+        return None
+    names = history["run_id"].combine_chunks()
+    names = names if pa.types.is_dictionary(names.type) else names.dictionary_encode()
+    run = names.indices.to_numpy().astype(np.int64)
+    it = history["iteration"].to_numpy()
+    is_eval = _any_valid(history, EVAL_COLUMNS)
+    # Rows in (run, iteration) order, a training-only row before an evaluation at its
+    # iteration (files come in order: usually nothing to sort).
+    key = run * (1 << 40) + it * 2 + is_eval
+    order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
+    if order is not None:
+        run, it, is_eval, key = run[order], it[order], is_eval[order], key[order]
+    pos = np.flatnonzero(is_eval)
+    if not len(pos):
+        return None
+    new = np.concatenate([[True], (run[pos[1:]] != run[pos[:-1]]) | (it[pos[1:]] != it[pos[:-1]])])
+    evals, group = pos[new], np.cumsum(new) - 1  # an iteration evaluated twice: its mean
+    bins = run * (1 << 40) + it  # each row's evaluation: the first at or after it
+    nxt = np.searchsorted(bins[evals], bins)
+    target = evals[np.minimum(nxt, len(evals) - 1)]
+    binned = (nxt < len(evals)) & (run[target] == run) & (it > 0)
+    out = {"run_id": names.dictionary.take(pa.array(run[evals])).cast(pa.string()),
+           "iteration": pa.array(it[evals])}
+    values = {c: _floats(history[c]) for c in (*EVAL_COLUMNS, "train_err", "train_loss")}
+    if order is not None:
+        values = {c: v[order] for c, v in values.items()}
+    for col in EVAL_COLUMNS:
+        v = values[col][pos]
+        out[col] = _mean(np.bincount(group[~np.isnan(v)], minlength=len(evals)),
+                         np.bincount(group, weights=np.nan_to_num(v), minlength=len(evals)))
+    for col in ("train_err", "train_loss"):
+        v = values[col]
+        use = binned & ~np.isnan(v)
+        n = np.bincount(target[use], minlength=len(it))[evals]
+        out[col] = _mean(n, np.bincount(target[use], weights=v[use], minlength=len(it))[evals])
+        if col == "train_err":
+            out["n_train"] = pa.array(n, type=pa.int64())
+    return pa.table({c: out[c] for c in EVALUATION_COLUMNS_SQL})
+
+
+def _mean(n, total):
+    """Means of groups as an Arrow array (NULL where a group is empty)."""
+    import numpy as np
+    import pyarrow as pa
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pa.array(total / np.maximum(n, 1), mask=n == 0)
+
+
+def _floats(column):
+    """An Arrow float column as numpy, NULL as NaN."""
+    import numpy as np
+
+    return column.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _any_valid(table, columns):
+    """Whether each row has a value in any of these columns (a numpy bool array)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    marked = np.zeros(table.num_rows, dtype=bool)
+    for col in columns:
+        marked |= pc.is_valid(table[col]).to_numpy(zero_copy_only=False)
+    return marked
+
+
+# ---------------------------------------------------------------------------- summaries
+def run_row(summary: dict[str, Any], source: str, warnings: list[str] | None = None
+            ) -> dict[str, Any]:
+    """One row of the runs table: the record flat, values as a table holds them. The
+    condition is the one its factors give; a stored id that disagrees (a record edited by
+    hand) is replaced, with a warning."""
+    values = record.flat(summary)
+    row = {c: record.canonical(values.get(c)) for c in record.columns()}
+    computed = record.condition_id(values)
+    if row["condition"] != computed:
+        if warnings is not None and row["condition"] is not None:
+            warnings.append(f"{source}: its stored condition {row['condition']} is not what "
+                            f"its factors give ({computed}); grouped by its factors")
+        row["condition"] = computed
+    row["shortcut"] = row["shortcut"] or "-"  # plain nets: no shortcut
+    row["source"] = source
+    return row
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def typed_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A runs row in the table's types (a number JSON wrote as 3 in a float column: 3.0);
+    InputError for an integer a 64-bit column cannot hold."""
+    out = {}
+    for col, tp in run_columns().items():
+        v = row.get(col)
+        if v is not None and tp == "BIGINT" and not _INT64[0] <= v <= _INT64[1]:
+            raise InputError(f"summary.json: {col} is {v}, out of a 64-bit integer's range")
+        out[col] = float(v) if v is not None and tp == "DOUBLE" else v
+    return out
+
+
+def _arrow(rows: list[dict[str, Any]], types: dict[str, str]):
+    import pyarrow as pa
+
+    kinds = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
+             "VARCHAR": pa.string()}
+    return pa.table({c: pa.array([r.get(c) for r in rows], type=kinds[t])
+                     for c, t in types.items()}) if rows else None
+
+
+def runs_table(rows: list[dict[str, Any]]):
+    return _arrow(rows, run_columns())
+
+
+def response_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fig. 7: the summary's layer responses (their shape checked by record.check)."""
+    return [{"run_id": summary["run_id"], "index": r["index"], "layer": r["layer"],
+             "std": float(r["std"])} for r in summary.get("layer_responses") or []]
+
+
+def responses_table(rows: list[dict[str, Any]]):
+    return _arrow(rows, {"run_id": "VARCHAR", "index": "BIGINT", "layer": "VARCHAR",
+                         "std": "DOUBLE"})
+
+
+def probe_rows(run_id: str, run_dir: Path, names: list[str]
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, notes) of a run's probe files (probes/<name>.json, each a JSON object; its
+    `settings` mapping keys the row), read as every run file is (bounded, contained)."""
+    rows, notes = [], []
+    for name in names:
+        READS["probe"] += 1
+        try:
+            result = read_json(run_dir / "probes" / name, MAX_JSON_BYTES, inside=run_dir)
+            if not isinstance(result, dict):
+                raise InputError(f"{name} is not a JSON object")
+        except (InputError, FileNotFoundError) as exc:
+            notes.append(f"probe {name} not collected: {exc}")
+            continue
+        rows.append({"run_id": run_id, "probe": name[:-len(".json")],
+                     "settings": record.digest(result.get("settings") or {}),
+                     "result": record.canonical(result)})
+    return rows, notes
+
+
+def probes_table(rows: list[dict[str, Any]]):
+    return _arrow(rows, {"run_id": "VARCHAR", "probe": "VARCHAR", "settings": "VARCHAR",
+                         "result": "VARCHAR"})
