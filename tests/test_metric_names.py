@@ -56,11 +56,12 @@ def test_wandb_history_summary_and_collect_use_the_records_names(offline_run):
     history = set()
     for r in records:
         if r["type"] == "history":
-            history |= {k for k in r["history"]["item"] if not k.startswith("_")}
+            # a logged table arrives as its fields (layer_responses._type, .nrows, ...)
+            history |= {k.split(".")[0] for k in r["history"]["item"] if not k.startswith("_")}
     summary = {}
     for r in records:
         if r["type"] == "summary":
-            summary.update({k: v for k, v in r["summary"]["update"].items()
+            summary.update({k.split(".")[0]: v for k, v in r["summary"]["update"].items()
                             if not k.startswith("_")})
     csv_columns = (run / "history.csv").read_text().splitlines()[0].split(",")
     assert csv_columns == [*HISTORY_COLUMNS, *EVAL_COLUMNS]
