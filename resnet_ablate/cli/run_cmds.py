@@ -78,6 +78,14 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of random sweeps (default 0)")
     p.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
                    help="only the configurations whose KEY is one of these (repeatable)")
+    p.add_argument("--seeds-for", action="append", default=[], metavar="MODEL_A,MODEL_B",
+                   help="only these two models, with the seeds a two-sided Welch test needs "
+                        "to tell them apart (alpha 0.05, power 0.8, from the test errors of "
+                        "their finished runs in --runs-dir): only the missing seeds run "
+                        "(repeatable)")
+    p.add_argument("--detect", type=float, default=None, metavar="PP",
+                   help="with --seeds-for: plan to detect this difference of test error "
+                        "(percentage points, e.g. 0.3) instead of the observed one")
     g = p.add_argument_group("GPUs on this machine")
     g.add_argument("--gpus", default=None, metavar="0,1,...",
                    help="give each job one of these GPUs (CUDA_VISIBLE_DEVICES)")
@@ -140,7 +148,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise InputError(f"--count must be a positive integer; got {args.count}")
     spec = load_sweep(args.file)
-    runs = planned_runs(spec, count=args.count, seed=args.seed, only=parse_only(args.only))
+    if args.seeds_for:
+        runs = _seeds_for(spec, args)
+    else:
+        if args.detect is not None:
+            raise InputError("--detect goes with --seeds-for MODEL_A,MODEL_B")
+        runs = planned_runs(spec, count=args.count, seed=args.seed, only=parse_only(args.only))
     runner = SweepRunner(runs, args.runs_dir, spec.name, jobs=args.jobs,
                          retry_failed=args.retry_failed, gpus=gpus_of(args),
                          jobs_per_gpu=args.jobs_per_gpu, launcher=launcher_of(args))
@@ -150,6 +163,27 @@ def run_sweep(args: argparse.Namespace) -> int:
     runs = runner.run()
     print_runs(runs, runner)
     return 1 if any(r.state == "failed" for r in runs) else 0
+
+
+def _seeds_for(spec, args: argparse.Namespace) -> list:
+    import math
+
+    from ..sweep.runner import plan_seeds_for
+
+    pairs = []
+    for item in args.seeds_for:
+        names = [n.strip() for n in item.split(",")]
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            raise InputError(f"--seeds-for needs two different models, MODEL_A,MODEL_B; "
+                             f"got {item!r}")
+        pairs.append((names[0], names[1]))
+    if args.only or args.count is not None:
+        raise InputError("--seeds-for plans its own runs; it does not combine with --only "
+                         "or --count")
+    if args.detect is not None and not (math.isfinite(args.detect) and args.detect > 0):
+        raise InputError(f"--detect must be a positive difference in percentage points "
+                         f"(e.g. 0.3); got {args.detect}")
+    return plan_seeds_for(spec, args.runs_dir, pairs, detect=args.detect)
 
 
 def print_runs(runs, runner, commands: bool = False) -> None:
