@@ -48,6 +48,7 @@ class Experiment:
     tables: tuple[str, ...]
     notes: tuple[str, ...]
     where: str
+    edf: str | None = None  # a factor: the report's error EDFs of the design spaces it splits
 
 
 def list_experiments() -> list[str]:
@@ -79,7 +80,7 @@ def load_experiment(name_or_path: str) -> Experiment:
                 isinstance(v, list) for v in only.values())):
             raise InputError(f"{where}: only: must map parameters to lists of values")
         sweeps.append(SweepRef(s["file"], only))
-    for key in ("name", "title", "paper", "protocol"):
+    for key in ("name", "title", "paper", "protocol", "edf"):
         if key in raw and not isinstance(raw[key], str):
             raise InputError(f"{where}: {key} must be a string")
     stem = Path(str(name_or_path)).name.removesuffix(".yaml")
@@ -88,7 +89,7 @@ def load_experiment(name_or_path: str) -> Experiment:
         protocol=raw.get("protocol", ""), sweeps=tuple(sweeps),
         figures=_strings(where, "figures", raw.get("figures", list(FIGURE_TITLES)), FIGURE_TITLES),
         tables=_strings(where, "tables", raw.get("tables", list(TABLE_TITLES)), TABLE_TITLES),
-        notes=_strings(where, "notes", raw.get("notes", [])), where=where)
+        notes=_strings(where, "notes", raw.get("notes", [])), where=where, edf=raw.get("edf"))
 
 
 @dataclass
@@ -148,8 +149,12 @@ def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | 
     collected = collected.subset(collected.runs[collected.runs["run_id"].isin(
         {r.run_id for r in runner.runs})])
     invoked = invoked_as or shlex.join(["resnet-ablate", "reproduce", name_or_path])
+    import pandas as pd
+
+    # The plan, so that a planned run that left no record is counted ("not run").
+    planned = pd.DataFrame({"run_id": [r.run_id for r in runner.runs]})
     result.report = build(
         collected, out, figures=list(exp.figures), tables=list(exp.tables),
         commands=[invoked, "# which ran:", *commands], title=exp.title,
-        notes=list(exp.notes), progress=log)
+        notes=list(exp.notes), progress=log, planned=planned, edf=exp.edf)
     return result

@@ -11,7 +11,7 @@ from scipy import stats
 from conftest import assert_usage_error
 from resnet_ablate.analysis.collect import EXIT_SKIPPED, Collected, collect, open_collected
 from resnet_ablate.analysis.report import degradation_findings
-from resnet_ablate.analysis.stats import by_condition, welch
+from resnet_ablate.analysis.stats import by_condition
 from resnet_ablate.analysis.vocab import labels
 
 
@@ -59,23 +59,25 @@ def test_markdown_and_html_show_the_same_numbers(mini):
     root, _ = mini
     md = (root / "report" / "tables" / "compare.md").read_text()
     html = (root / "report" / "index.html").read_text()
-    cells = [c.strip() for line in md.splitlines()[2:] for c in line.split("|") if "±" in c]
+    cells = [c.strip() for line in md.splitlines()[2:] for c in line.split("|") if "[" in c]
     assert cells and all(c in html for c in cells)
     assert "+-" not in md and "+-" not in html
 
 
 def test_report_states_what_was_measured(mini):
-    """The findings quote the measured means (the paper's training error), never a fixed
-    sentence."""
+    """The findings quote the measured means (the paper's training error) with their 95%
+    t-intervals, and Welch's p with its Holm-adjusted value, never a fixed sentence."""
     root, proc = mini
     r = collect([root / "runs"]).runs
     p56 = r[(r["family"] == "plain") & (r["depth"] == 56)]["final_train_err"]
     p20 = r[(r["family"] == "plain") & (r["depth"] == 20)]["final_train_err"]
     index = (root / "report" / "index.md").read_text()
-    assert f"plain-56 {p56.mean():.2f} ± {p56.std():.2f}%" in index
-    assert f"plain-20 {p20.mean():.2f} ± {p20.std():.2f}%" in index
+    for label, v in (("plain-56", p56), ("plain-20", p20)):
+        lo, hi = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+        assert f"{label} {v.mean():.2f}% [{lo:.2f}, {hi:.2f}]" in index
     p = stats.ttest_ind(p56, p20, equal_var=False).pvalue
-    assert f"p = {p:.3g}" in index
+    assert f"Welch p = {p:.3g}, Holm-adjusted p = " in index
+    assert "3 tests, Holm-adjusted (statsmodels multipletests)" in index
     assert "option A" in index and "the paper's (train mode" in index
     assert "plain-56" in proc.stdout  # the findings are printed too
 
@@ -102,15 +104,19 @@ def test_compare_reports_mean_std_and_welch(mini, cli_inproc):
     a = c[(c["family"] == "resnet") & (c["depth"] == 56)]["final_test_err"]
     b = c[(c["family"] == "resnet") & (c["depth"] == 20)]["final_test_err"]
     row = rows["ResNet-56"]
-    assert row["n (seeds)"] == 2 and row["test err % (mean ± std)"] == \
-        f"{a.mean():.2f} ± {a.std():.2f}"
+    lo, hi = stats.t.interval(0.95, 1, loc=a.mean(), scale=stats.sem(a)) if a.std() else \
+        (a.mean(), a.mean())
+    assert row["runs"] == "2 finished of 2 (0 diverged, 0 failed)"
+    assert row["test err % mean [95% t CI]"] == f"{a.mean():.2f} [{lo:.2f}, {hi:.2f}]"
+    assert row["std"] == f"{a.std():.2f}" and "seeds needed (observed Δ)" not in row
     if a.std() == 0 and b.std() == 0:
-        assert row["significant?"] == "undefined (no variance)"
+        assert row["verdict (Holm, alpha = 0.05)"] == "undefined (no variance)"
     else:
         p = stats.ttest_ind(a, b, equal_var=False).pvalue
         assert row["p (Welch)"] == f"{p:.3g}"
     text = cli_inproc("compare", "--runs", root / "runs", "--metric", "train")
     assert "Welch's t-test" in text.stdout and "the paper's (train mode" in text.stdout
+    assert "Holm-adjusted (statsmodels multipletests)" in text.stdout
 
 
 def _copy(src, dst, **changes):
@@ -143,16 +149,9 @@ def test_one_condition_one_group_one_sample_per_seed(mini, tmp_path, cli_inproc)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert sorted(r["condition"] for r in rows) == ["ResNet-56 (lr=0.05)", "ResNet-56 (lr=0.1)"]
-    assert [r["n (seeds)"] for r in rows] == [2, 2]
+    assert [r["runs"] for r in rows] == ["2 finished of 2 (0 diverged, 0 failed)"] * 2
     assert "same condition" in proc.stderr and "rerun-s0" in proc.stderr
     assert "counted once" in proc.stderr
-
-
-def test_welch_with_no_variance_is_undefined_never_significant():
-    assert welch([1.0, 1.0], [2.0, 2.0]) == (None, "undefined (no variance)")
-    assert welch([1.0], [2.0, 3.0])[1] == "n/a (needs >= 2 runs each)"
-    p, verdict = welch([1.0, 1.1, 0.9], [5.0, 5.2, 4.9])
-    assert verdict == "significant" and p < 0.05
 
 
 def _runs(rows):
@@ -179,7 +178,9 @@ def test_findings_follow_the_numbers():
                   + _rows("resnet", 20, [1.0, 1.1, 0.9], "A")
                   + _rows("resnet", 56, [0.5, 0.6, 0.4], "A"))
     text = " ".join(degradation_findings(clear))
-    assert "plain-56 8.13 ± 0.32% vs plain-20 1.03 ± 0.15% (Welch's t-test p = " in text
+    assert "plain-56 8.13% [7.33, 8.93] vs plain-20 1.03% [0.65, 1.41] (Δ +7.10 [+6.43, " \
+           "+7.77], Welch p = " in text
+    assert "3 tests, Holm-adjusted (statsmodels multipletests)" in text
     assert "the deeper plain net trains worse: degradation observed" in text
     assert "residual learning fixes it: ResNet-56 trains better than plain-56" in text
     none = _runs(_rows("plain", 20, [5.0, 5.2]) + _rows("plain", 56, [1.0, 1.1])
@@ -206,24 +207,6 @@ def test_findings_never_pool_option_a_with_option_b():
     assert len(findings) == 2
     assert "option A" in findings[0] and "ResNet-56 0.55" in findings[0]
     assert "option B" in findings[1] and "ResNet-56 (B) 9.25" in findings[1]
-
-
-def test_the_papers_resnet110_is_best_and_mean_both_compared():
-    """Table 6: ResNet-110 "best (mean ± std)" = 6.43 (6.61 ± 0.16): our mean beside the
-    paper's mean, our best beside its best."""
-    from resnet_ablate.analysis.tables import table6
-
-    rows = [{"family": "resnet", "depth": 110, "shortcut": "A", "final_test_err": e,
-             "final_train_err": 0.1} for e in (6.5, 6.9, 6.7)]
-    c = _runs(rows)
-    c.runs["model"] = "resnet110-A"
-    df, caption = table6(c)
-    row = df.iloc[0]
-    assert row["paper (mean ± std, or as reported)"] == "6.61 ± 0.16"
-    assert row["paper best"] == "6.43"
-    assert row["Δ mean"] == f"{6.7 - 6.61:+.2f}" and row["Δ best"] == f"{6.5 - 6.43:+.2f}"
-    assert row["protocol"] == "he2015-cifar" and row["trained on"] == "50000"
-    assert "6.43 (6.61 ± 0.16)" in caption
 
 
 def test_labels_say_how_conditions_that_share_a_name_differ():
@@ -353,15 +336,18 @@ def test_imagenet_tables_put_ours_beside_the_paper():
     frame["condition"] = frame["model"] + frame["protocol_fields.lr"].astype(str)
     c = Collected(frame, pd.DataFrame(), pd.DataFrame())
     t3 = table3(c)[0].set_index("model")
-    assert t3.loc["ResNet-34 (lr=0.1)", "n (seeds)"] == 2  # the lr=0.05 run is its own row
-    assert t3.loc["ResNet-34 (lr=0.1)", "top-1 err % (mean ± std)"] == "25.20 ± 0.28"
-    assert t3.loc["ResNet-34 (lr=0.05)", "top-1 err % (mean ± std)"] == "30.00"
+    # the lr=0.05 run is its own row
+    assert t3.loc["ResNet-34 (lr=0.1)", "runs"] == "2 finished of 2 (0 diverged, 0 failed)"
+    lo, hi = stats.t.interval(0.95, 1, loc=25.2, scale=stats.sem([25.0, 25.4]))
+    assert t3.loc["ResNet-34 (lr=0.1)", "top-1 err % mean [95% t CI]"] == \
+        f"25.20 [{lo:.2f}, {hi:.2f}]"
+    assert t3.loc["ResNet-34 (lr=0.05)", "top-1 err % mean [95% t CI]"] == "30.00 [n/a]"
     assert t3.loc["ResNet-34 (lr=0.1)", "top-1 (paper)"] == "25.03"
     assert t3.loc["ResNet-34 (lr=0.1)", "top-5 err %"] == "7.70"
     assert t3.loc["ResNet-34 (B)", "top-5 (paper)"] == "7.46"
-    assert t3.loc["ResNet-152 (B)", "n (seeds)"] == 0
+    assert t3.loc["ResNet-152 (B)", "runs"] == "none"
     t2 = table2(c)[0].set_index("model")
-    assert t2.loc["plain-18", "top-1 err % (mean ± std)"] == "28.00"
+    assert t2.loc["plain-18", "top-1 err % mean [95% t CI]"] == "28.00 [n/a]"
     assert t2.loc["plain-18", "top-1 (paper)"] == "27.94"
 
 
@@ -380,6 +366,77 @@ def test_he2016_tables_beside_the_paper():
     df, caption = he2016_table1(c)
     row = df.iloc[0]
     assert row["case (the paper's row)"] == "exclusive gating, b_g = -6 (Fig. 2c)"
-    assert row["paper (mean ± std, or as reported)"] == "8.70"
-    assert row["test err % (mean ± std)"] == "9.20 ± 0.28" and row["Δ mean"] == "+0.50"
-    assert "fail" in caption
+    assert row["paper (how it was computed)"] == "8.70 (median of 5)"
+    assert row["ours, as the paper reports"] == "median of 2: 9.20"
+    assert row["Δ (like with like)"] == "+0.50 (medians)"
+    assert "fail" in caption and "medians of 5 runs" in caption
+
+
+def test_compare_power_detect_and_bootstrap(mini, cli_inproc):
+    """compare --detect 0.3 --interval bootstrap: each step's seeds needed is statsmodels'
+    solve_power over the pooled spread, each mean's interval scipy's seeded bootstrap."""
+    import math
+
+    import numpy as np
+    from statsmodels.stats.power import TTestIndPower
+
+    from resnet_ablate.analysis.inference import mean_ci
+
+    root, _ = mini
+    proc = cli_inproc("compare", "--runs", root / "runs", "--detect", "0.3", "--interval",
+                      "bootstrap", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["condition"]: r for r in json.loads(proc.stdout)}
+    c = collect([root / "runs"]).runs
+    deep = c[(c["family"] == "plain") & (c["depth"] == 56)]["final_test_err"].tolist()
+    shallow = c[(c["family"] == "plain") & (c["depth"] == 20)]["final_test_err"].tolist()
+    pooled = math.sqrt((np.var(deep, ddof=1) + np.var(shallow, ddof=1)) / 2)
+    want = "n/a" if pooled == 0 else str(max(2, math.ceil(TTestIndPower().solve_power(
+        effect_size=0.3 / pooled, alpha=0.05, power=0.8, ratio=1.0))))
+    assert rows["plain-56"]["seeds needed (Δ = 0.3)"] == want
+    assert rows["plain-56"]["test err % mean [95% bootstrap CI]"] == \
+        mean_ci(deep, method="bootstrap").format()
+    assert_usage_error(cli_inproc("compare", "--runs", root / "runs", "--detect", "-1"),
+                       "--detect must be a positive difference")
+
+
+def test_figures_edf_of_a_factor(mini, tmp_path, cli_inproc):
+    root, _ = mini
+    out = tmp_path / "edf"
+    proc = cli_inproc("figures", "--runs", root / "runs", "--out", out, "--figures", "fig1",
+                      "--tables", "table6", "--edf", "family")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "figures" / "edf-family.png").stat().st_size > 5000
+    c = collect([root / "runs"]).runs
+    errs = {f: g["final_test_err"].tolist() for f, g in c.groupby("family")}
+    ks = stats.ks_2samp(errs["plain"], errs["resnet"])
+    table = (out / "tables" / "edf-family.md").read_text()
+    assert f"{ks.statistic:.3f}" in table and f"{ks.pvalue:.3g}" in table
+    assert f"KS D = {ks.statistic:.2f}, p = {ks.pvalue:.3g}" in (out / "index.md").read_text()
+    bad = tmp_path / "bad"
+    assert_usage_error(cli_inproc("figures", "--runs", root / "runs", "--out", bad, "--edf",
+                                  "colour"), "not a factor of the runs", "family")
+    assert not bad.exists()  # refused before anything was written
+
+
+def test_sweep_plans_only_the_missing_seeds_for_a_pair(mini, cli_inproc):
+    """sweep --seeds-for plain56,plain20: seeds per model = seeds_needed from the two
+    finished runs of each (capped at 20); the two done are skipped, the rest planned."""
+    from resnet_ablate.analysis.inference import seeds_needed
+    from resnet_ablate.sweep.runner import MAX_PLANNED_SEEDS
+
+    root, _ = mini
+    c = collect([root / "runs"]).runs
+    err = {m: g["final_test_err"].tolist() for m, g in c.groupby("model")}
+    n = seeds_needed(err["plain56"], err["plain20"])
+    n = 2 if n is None else min(n, MAX_PLANNED_SEEDS)
+    proc = cli_inproc("sweep", root / "mini-sweep.yaml", "--runs-dir", root / "runs",
+                      "--seeds-for", "plain56,plain20", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("plain", "resnet"))]
+    assert len(lines) == 2 * n and not any(line.startswith("resnet") for line in lines)
+    assert sum(" skip " in line for line in lines) == 4  # seeds 0 and 1 of each: finished
+    assert "--seeds-for plain56,plain20" in proc.stdout
+    assert_usage_error(cli_inproc("sweep", root / "mini-sweep.yaml", "--runs-dir",
+                                  root / "runs", "--seeds-for", "plain56,plain99"),
+                       "'plain99' is not one of the sweep's models")

@@ -99,7 +99,7 @@ parameters:
     rows = {r["condition"]: r for r in json.loads(compared.stdout)}
     assert sorted(rows) == ["ResNet-20 (mish_basic, B)",
                             "ResNet-20 (mish_basic, half, scale=0.5)"]
-    assert rows["ResNet-20 (mish_basic, B)"]["n (seeds)"] == 2
+    assert rows["ResNet-20 (mish_basic, B)"]["runs"] == "2 finished of 2 (0 diverged, 0 failed)"
 
 
 def test_the_readmes_add_your_own_block_works_when_pasted(tmp_path):

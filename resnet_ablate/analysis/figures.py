@@ -1,7 +1,9 @@
 """The paper's figures from collected runs, styled as the paper: x in iterations, dashed =
 training error, solid = test (or validation) error; one line per condition, the mean over
-its seeds, band = ±1 std. Colours, line styles and their words come from analysis.style,
-the same in every figure.
+its seeds, band = its 95% t-interval (none where fewer than 2 runs reach an iteration); bars
+and error bars are 95% t-intervals of the mean too. Colours, line styles and their words come
+from analysis.style, the same in every figure. `edf_figure`: error EDFs of design spaces
+(Radosavovic et al. 2019) with their Kolmogorov-Smirnov statistic.
 
 Each builder returns (figure, caption): the caption says what was drawn (panels, n seeds,
 how the conditions differ, which error). A figure whose runs are missing raises
@@ -21,10 +23,16 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from ..reference import paper_number  # (None unless the condition is the paper's)
-from . import names, style
+from ..errors import InputError
+from ..reference import FAIL_ABOVE, MEDIAN, paper_number  # (None unless the condition is
+# the paper's)
+from . import inference, names, style
 from .collect import Collected
-from .vocab import TRAIN_ERR_NOTE, describe, finished, is_paper_net, labels, series_labels
+from .vocab import (TRAIN_ERR_NOTE, condition_columns, describe, finished, is_paper_net,
+                    labels, series_labels)
+
+BAND = "band = 95% t-interval of the mean over seeds (none where n < 2)"
+BARS = "error bars = 95% t-intervals of the mean over seeds (none where n < 2)"
 
 Figure = tuple[matplotlib.figure.Figure, str]
 
@@ -66,17 +74,34 @@ def _draw(ax, df: pd.DataFrame, labels_: list[str], kinds: tuple[str, ...],
             if d.empty:
                 continue
             g = d.groupby("iteration")["err"]
-            mean, std = g.mean(), g.std().fillna(0)
+            mean = g.mean()
+            low, high = _t_band(g)
             bold = kind != "train"
             ax.plot(mean.index, mean.values, color=colors[lab], **style.line(kind, len(mean)),
                     label=lab if (bold or len(kinds) == 1) else None)
             few = few or len(mean) < style.MIN_LINE_POINTS
-            if (g.count() > 1).any():
-                ax.fill_between(mean.index, mean - std, mean + std, color=colors[lab],
-                                alpha=0.15, lw=0)
+            if np.isfinite(low).any():
+                ax.fill_between(mean.index, low, high, color=colors[lab], alpha=0.15, lw=0)
     _iteration_axis(ax, df)
     ax.set_ylabel("error (%)")
     style.add_line_legend(ax, kinds, markers=few)
+
+
+def _t_band(groups) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (iteration): the 95% t-interval of the mean over seeds; NaN (no band)
+    where fewer than 2 values."""
+    cis = [inference.mean_ci(v.tolist()) for _, v in groups]
+    return (np.array([np.nan if c.low is None else c.low for c in cis]),
+            np.array([np.nan if c.high is None else c.high for c in cis]))
+
+
+def _t_yerr(values: list[list[float]], means) -> np.ndarray:
+    """Asymmetric error bars (2 x n) of 95% t-intervals; 0 with NaN ends where n < 2
+    (matplotlib draws no bar for a NaN)."""
+    cis = [inference.mean_ci(v) for v in values]
+    lo = [np.nan if c.low is None else m - c.low for c, m in zip(cis, means)]
+    hi = [np.nan if c.high is None else c.high - m for c, m in zip(cis, means)]
+    return np.array([lo, hi], dtype=float)
 
 
 def _order(runs: pd.DataFrame) -> list[str]:
@@ -102,7 +127,7 @@ def fig1(c: Collected) -> Figure:
     axes[1].set_title("test error")
     fig.suptitle("Fig. 1: plain-20 and plain-56")
     return fig, (f"Fig. 1: training error (left) and test error (right) of plain-20 and "
-                 f"plain-56. {describe(runs)} {TRAIN_ERR_NOTE}")
+                 f"plain-56; {BAND}. {describe(runs)} {TRAIN_ERR_NOTE}")
 
 
 def fig4(c: Collected) -> Figure:
@@ -117,18 +142,21 @@ def fig4(c: Collected) -> Figure:
         raise MissingRuns("needs plain and residual runs at two common depths")
     pick = [depths[0], depths[-1]]
     plain, res = plain[plain["depth"].isin(pick)], res[res["depth"].isin(pick)]
-    split = "val" if c.has("val_err") else "test"
+    # The paper's bold curve is ImageNet's validation set, the split the harness calls
+    # test; the harness's own validation split is training images held out, not drawn.
     fig, axes = style.figure(1, 2, figsize=(9, 3.6), sharey=True)
     colors = style.frame_palette(pd.concat([plain, res]))
     for ax, group, title in ((axes[0], plain, "plain"), (axes[1], res, "ResNet")):
-        _draw(ax, curves(c, group, split), _order(group), ("train", split), colors)
+        _draw(ax, curves(c, group, "test"), _order(group), ("train", "test"), colors)
         ax.set_title(title)
-    lines = style.line_note(("train", split))
-    fig.suptitle(f"Fig. 4 analog: {lines}")
+    lines = style.line_note(("train", "test"))
+    fig.suptitle(f"Fig. 4 analog: {lines} (ImageNet: its val set)")
     both = pd.concat([plain, res])
     return fig, (f"Fig. 4 analog: plain nets (left) and ResNets ({res['shortcut'].iloc[0]}) "
-                 f"(right) at {pick[0]} and {pick[1]} layers; {lines}. {describe(both)} "
-                 f"{TRAIN_ERR_NOTE}")
+                 f"(right) at {pick[0]} and {pick[1]} layers; {lines} (the test split: for "
+                 f"ImageNet its 50k validation images, the split the paper's Fig. 4 shows; "
+                 f"the validation images held out of training are not drawn); {BAND}. "
+                 f"{describe(both)} {TRAIN_ERR_NOTE}")
 
 
 def fig6(c: Collected) -> Figure:
@@ -152,7 +180,7 @@ def fig6(c: Collected) -> Figure:
     drawn = "; ".join(f"{'left' if i == 0 else 'right' if i == len(panels) - 1 else 'middle'}"
                       f": {title} ({', '.join(_order(g))})" for i, (title, g) in
                       enumerate(panels))
-    return fig, (f"Fig. 6: {drawn}; {lines}. "
+    return fig, (f"Fig. 6: {drawn}; {lines}; {BAND}. "
                  f"{describe(pd.concat([g for _, g in panels]).drop_duplicates('run_id'))} "
                  f"{TRAIN_ERR_NOTE}")
 
@@ -199,6 +227,13 @@ def _points(runs: pd.DataFrame, x: str) -> pd.DataFrame:
     return long.dropna(subset=["err", x])
 
 
+def _t_interval(values) -> tuple[float, float]:
+    """seaborn's errorbar as a function: the 95% t-interval of the mean (NaN, no bar,
+    for fewer than 2 values)."""
+    ci = inference.mean_ci(list(values))
+    return (np.nan, np.nan) if not ci.defined else (ci.low, ci.high)
+
+
 def error_vs_depth(c: Collected) -> Figure:
     runs = _done(c)
     if runs["depth"].nunique() < 2:
@@ -209,13 +244,13 @@ def error_vs_depth(c: Collected) -> Figure:
     fig, axes = style.figure(1, len(splits), figsize=(4.1 * len(splits), 3.4), squeeze=False)
     for ax, split in zip(axes[0], splits):
         sns.pointplot(data=long[long["split"] == split], x="depth", y="err",
-                      hue="series_label", errorbar="sd", dodge=0.25, markers="o",
+                      hue="series_label", errorbar=_t_interval, dodge=0.25, markers="o",
                       capsize=0.1, palette=colors, ax=ax)
         ax.set(xlabel="depth (layers)", ylabel="error (%)", title=split)
         ax.legend(frameon=False, fontsize=8, title="")
-    fig.suptitle("Error vs depth (mean ± std over seeds)")
+    fig.suptitle("Error vs depth (mean, 95% t-interval over seeds)")
     return fig, (f"Final training error (the paper's) and test error against depth, "
-                      f"one line per depth series, mean ± std over seeds. {describe(runs)} "
+                 f"one line per depth series, mean over seeds; {BARS}. {describe(runs)} "
                       f"{TRAIN_ERR_NOTE}")
 
 
@@ -233,13 +268,13 @@ def _error_vs(c: Collected, x: str, xlabel: str, title: str) -> Figure:
     long = _points(runs, x)
     long = long[long["split"] == "test error"]
     agg = long.groupby(["series_label", "condition", "depth", x], as_index=False)["err"].agg(
-        ["mean", "std"])
+        ["mean", list])
     fig, ax = style.figure(figsize=(6, 4))
     colors = _series_palette(runs)
     points = []
     for name, d in agg.groupby("series_label"):
         d = d.sort_values(x)
-        ax.errorbar(d[x].astype(float), d["mean"], yerr=d["std"].fillna(0), marker="o",
+        ax.errorbar(d[x].astype(float), d["mean"], yerr=_t_yerr(d["list"], d["mean"]), marker="o",
                     color=colors[name], label=name, capsize=3, lw=1.5)
         points += [(float(r[x]), r["mean"], str(int(r["depth"]))) for _, r in d.iterrows()]
     ax.set_xscale("log")
@@ -248,7 +283,7 @@ def _error_vs(c: Collected, x: str, xlabel: str, title: str) -> Figure:
     ax.legend(frameon=False)
     ax.set_title(title)
     style.place_labels(ax, points)  # depth labels; overlapping ones move up
-    return fig, f"{title}: mean ± std over seeds, labels = depth. {describe(runs)}"
+    return fig, f"{title}: mean over seeds, {BARS}; labels = depth. {describe(runs)}"
 
 
 def error_vs_macs(c: Collected) -> Figure:
@@ -261,44 +296,138 @@ def error_vs_params(c: Collected) -> Figure:
 
 
 def ablation(c: Collected) -> Figure:
-    """Test error by variant at one depth (the most populated one), mean ± std over seeds,
-    with the paper's number where it has one (He et al. 2016, Tables 1/2)."""
-    runs = _done(c)
-    if runs.empty:
+    """Test error by variant, one panel per depth the runs have (He et al. 2016's Table 2:
+    ResNet-110 and ResNet-164), mean with its 95% t-interval over seeds, beside the paper's
+    number where it has one (He et al. 2016, Tables 1/2: medians of 5, so our median is
+    marked too). A variant whose runs all diverged has its row, saying so."""
+    every = c.runs.copy()
+    if every.empty:
         raise MissingRuns("needs finished runs")
-    depth = runs.groupby("depth")["condition"].nunique().idxmax()
-    at = runs[runs["depth"] == depth]
-    if at["condition"].nunique() < 2:
+    every["label"] = labels(every)
+    depths = [d for d, g in every.groupby("depth") if g["condition"].nunique() >= 2]
+    if not depths:
         raise MissingRuns("needs two or more variants at one depth")
-    rows = []
-    for cond, g in at.groupby("condition"):
-        paper = paper_number(g.iloc[0])
-        rows.append({"label": g["label"].iloc[0], "family": g["family"].iloc[0],
-                     "shortcut": g["shortcut"].iloc[0], "mean": g["final_test_err"].mean(),
-                     "std": g["final_test_err"].std(), "n": g["seed"].nunique(),
-                     "paper": None if paper is None else (paper.headline if not paper.fail
-                                                          else None),
-                     "fail": paper is not None and paper.fail})
-    df = pd.DataFrame(rows).sort_values("mean")
-    fig, ax = style.figure(figsize=(7, 0.45 * len(df) + 1.2))
+    panels = []
+    for depth in sorted(depths):
+        rows = []
+        for cond, g in every[every["depth"] == depth].groupby("condition"):
+            done = g[(g["status"] == "finished") & g["final_test_err"].notna()]
+            values = done["final_test_err"].astype(float).tolist()
+            paper = paper_number((done if len(done) else g).iloc[0])
+            rows.append({"label": g["label"].iloc[0], "family": g["family"].iloc[0],
+                         "shortcut": g["shortcut"].iloc[0], "values": values,
+                         "mean": float(np.mean(values)) if values else np.nan,
+                         "median": float(np.median(values)) if values else np.nan,
+                         "n": len(values), "diverged": int((g["status"] == "diverged").sum()),
+                         "failed": int((g["status"] == "failed").sum()),
+                         "paper": None if paper is None or paper.fail else paper.headline,
+                         "median_kind": paper is not None and paper.kind == MEDIAN,
+                         "fail": paper is not None and paper.fail})
+        df = pd.DataFrame(rows).sort_values("mean", na_position="last")
+        panels.append((depth, df.reset_index(drop=True)))
+    heights = [0.45 * len(df) + 1.0 for _, df in panels]
+    fig, axes = style.figure(len(panels), 1, figsize=(7, sum(heights) + 0.4), squeeze=False,
+                             height_ratios=heights)
+    for ax, (depth, df) in zip(axes[:, 0], panels):
+        _ablation_panel(ax, df, depth)
+    drawn = [c.runs[(c.runs["depth"] == d) & (c.runs["status"] == "finished")] for d, _ in
+             panels]
+    return fig, (f"Test error of each variant at {', '.join(str(d) for d, _ in panels)} "
+                 f"layers: bars = mean over seeds, {BARS}; dots = our median where the paper "
+                 f"reports medians (He et al. 2016: of 5 runs); diamonds = the paper's "
+                 f"number ('fail' = above {FAIL_ABOVE:g}%); n = finished runs, diverged and "
+                 f"failed ones counted beside. {describe(pd.concat(drawn))}")
+
+
+def _ablation_panel(ax, df: pd.DataFrame, depth: int) -> None:
     y = np.arange(len(df))
+    has = df["n"] > 0
     colors = style.frame_palette(df)
-    ax.barh(y, df["mean"], xerr=df["std"].fillna(0), color=[colors[lab] for lab in df["label"]],
-            alpha=0.8, capsize=3, label="ours (mean ± std)")
-    has = df["paper"].notna()
-    ax.scatter(df.loc[has, "paper"], y[has.to_numpy()], marker="D", color=style.PAPER_COLOR,
-               zorder=3, label="paper")
-    for yi, fail in zip(y, df["fail"]):
-        if fail:
-            ax.annotate("paper: fail", (0, yi), xytext=(4, -3), textcoords="offset points",
+    ax.barh(y[has], df.loc[has, "mean"], xerr=_t_yerr(list(df.loc[has, "values"]),
+                                                      df.loc[has, "mean"]),
+            color=[colors[lab] for lab in df.loc[has, "label"]], alpha=0.8, capsize=3,
+            label="ours: mean, 95% t-interval")
+    med = has & df["median_kind"]
+    if med.any():
+        ax.scatter(df.loc[med, "median"], y[med.to_numpy()], marker="o", color="black", s=14,
+                   zorder=3, label="ours: median")
+    paper = df["paper"].notna()
+    if paper.any():
+        ax.scatter(df.loc[paper, "paper"], y[paper.to_numpy()], marker="D", color=style.PAPER_COLOR,
+                   zorder=3, label="paper")
+    for yi, row in zip(y, df.itertuples()):
+        notes = (["paper: fail"] if row.fail else []) + (
+            [f"all {row.diverged} diverged"] if row.n == 0 and row.diverged else
+            [f"{row.diverged} diverged"] if row.diverged else []) + (
+            [f"{row.failed} failed"] if row.failed else [])
+        if notes:
+            ax.annotate("; ".join(notes), (0, yi), xytext=(4, -3), textcoords="offset points",
                         fontsize=7, color=style.PAPER_COLOR)
     ax.set_yticks(y, [f"{lab} (n={n})" for lab, n in zip(df["label"], df["n"])], fontsize=8)
     ax.set_xlabel("test error (%)")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=7)
     ax.set_title(f"Test error by variant, {depth} layers")
-    return fig, (f"Test error of each variant at {depth} layers, mean ± std over seeds "
-                 f"(bars), beside the paper's number (diamonds; 'fail' = above 20%). "
-                 f"{describe(at)}")
+
+
+def check_edf_factor(runs: pd.DataFrame, factor: str) -> None:
+    """A factor a design space can be split by: a factor column of the runs (or model)."""
+    allowed = sorted(set(condition_columns(runs)) | {"model"})
+    if factor not in allowed:
+        raise InputError(f"--edf {factor!r}: not a factor of the runs; allowed: "
+                         f"{', '.join(allowed)}")
+
+
+def edf_data(c: Collected, factor: str, column: str = "final_test_err"
+             ) -> tuple[dict[str, list[float]], list[tuple[str, str, inference.KS]]]:
+    """The error EDFs of the design spaces a factor splits the finished runs into (each
+    run a sampled model, Radosavovic et al. 2019), and the KS test of every pair:
+    ({value: errors}, [(value a, value b, KS)]). `factor`: a column of the runs, e.g.
+    family (plain vs resnet), shortcut (A vs B), block."""
+    check_edf_factor(c.runs, factor)
+    runs = finished(c.runs).dropna(subset=[column])
+    spaces = {str(k): g[column].astype(float).tolist() for k, g in runs.groupby(factor)}
+    if len(spaces) < 2:
+        raise MissingRuns(f"needs finished runs with two or more values of {factor} "
+                          f"(found: {', '.join(spaces) or 'none'})")
+    names_ = list(spaces)
+    pairs = [(a, b, inference.ks(spaces[a], spaces[b])) for i, a in enumerate(names_)
+             for b in names_[i + 1:]]
+    return spaces, pairs
+
+
+def edf_figure(c: Collected, factor: str) -> Figure:
+    """Error EDFs (Radosavovic et al. 2019, Eq. 1) per design space, one step curve each,
+    with the KS statistic and p between them in the legend and caption."""
+    spaces, pairs = edf_data(c, factor)
+    colors = style.palette([{"label": name, factor: name} for name in spaces])
+    fig, ax = style.figure(figsize=(6, 4))
+    for name, values in spaces.items():
+        e = inference.edf(values)
+        ax.step(np.concatenate([[e.x[0]], e.x]), np.concatenate([[0.0], e.F]), where="post",
+                color=colors[name], lw=1.8, label=f"{factor}={name} (n={e.n})")
+    ax.set_xlabel("test error (%)")
+    ax.set_ylabel("cumulative prob. (fraction of models with lower error)")
+    ax.set_ylim(0, 1.02)
+    ks_text = "; ".join(f"{a} vs {b}: {k}" for a, b, k in pairs)
+    ax.set_title(f"Error EDFs by {factor}\n{ks_text}", fontsize=9)
+    ax.legend(frameon=False, fontsize=8)
+    return fig, (f"Error EDFs by {factor} (Radosavovic et al. 2019, Eq. 1): for each design "
+                 f"space, the fraction of its sampled models (finished runs) with test error "
+                 f"below e. Kolmogorov-Smirnov two-sample test (scipy ks_2samp, two-sided): "
+                 f"{ks_text}. {describe(finished(c.runs), 'test error')}")
+
+
+def edf_table(c: Collected, factor: str) -> pd.DataFrame:
+    """One row per design space (its EDF's quartiles), then one per pair (KS D and p)."""
+    spaces, pairs = edf_data(c, factor)
+    rows = [{"design space": f"{factor}={name}", "models": len(v),
+             "min": f"{min(v):.2f}", "25%": f"{np.percentile(v, 25):.2f}",
+             "median": f"{np.median(v):.2f}", "75%": f"{np.percentile(v, 75):.2f}",
+             "max": f"{max(v):.2f}", "KS D": "", "KS p": ""} for name, v in spaces.items()]
+    rows += [{"design space": f"{a} vs {b}", "models": k.n_a + k.n_b, "min": "", "25%": "",
+              "median": "", "75%": "", "max": "", "KS D": f"{k.statistic:.3f}",
+              "KS p": f"{k.p:.3g}"} for a, b, k in pairs]
+    return pd.DataFrame(rows)
 
 
 FIGURE_BUILDERS: dict[str, Callable[[Collected], Figure]] = {

@@ -386,6 +386,10 @@ def seeds_needed(a: Iterable[float], b: Iterable[float] | None = None,
         return None
     d = diff / pooled_sd
     analysis = TTestIndPower()
+    # statsmodels' exceptions module adds an "always" filter for ConvergenceWarning when
+    # first imported: imported here, before the filter below, so that it cannot undo it.
+    import statsmodels.tools.sm_exceptions  # noqa: F401
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning for huge d: handled below
         nobs = analysis.solve_power(effect_size=d, alpha=alpha, power=power, ratio=1.0,
@@ -393,10 +397,17 @@ def seeds_needed(a: Iterable[float], b: Iterable[float] | None = None,
         nobs = float(np.asarray(nobs).reshape(-1)[0])
         if math.isfinite(nobs):
             return max(2, math.ceil(round(nobs, 6)))
-        # The root finder fails when 2 a side is already plenty (d of about 10 and more).
-        at_two = float(analysis.power(effect_size=d, nobs1=2, alpha=alpha, ratio=1.0,
-                                      alternative="two-sided"))
-    if at_two >= power or (math.isnan(at_two) and d >= 10):
+        # The root finder fails when 2 a side is already plenty (d of about 8 and more),
+        # and statsmodels' noncentral t can be NaN there too (d of about 9 and more): the
+        # power at n = 2 grows with d, so the power at the largest smaller d where it is
+        # finite (d x 0.9^k) is a lower bound, and settles it when it reaches `power`.
+        at_two = math.nan
+        for smaller in (d * 0.9 ** k for k in range(80)):
+            at_two = float(analysis.power(effect_size=smaller, nobs1=2, alpha=alpha,
+                                          ratio=1.0, alternative="two-sided"))
+            if math.isfinite(at_two):
+                break
+    if at_two >= power:
         return 2
     raise RuntimeError(f"seeds_needed: statsmodels found no n for d = {d:.3g}")
 

@@ -3,14 +3,16 @@
 
 FIGURE_TITLES = {
     "fig1": "Fig. 1: training and test error of plain-20 and plain-56",
-    "fig4": "Fig. 4 analog: plain vs residual nets at two depths, training and validation",
+    "fig4": "Fig. 4 analog: plain vs residual nets at two depths, training and test error",
     "fig6": "Fig. 6: training and test error of plain nets and ResNets by depth",
     "fig7": "Fig. 7: std of layer responses",
     "error_vs_depth": "Final error against depth",
     "error_vs_macs": "Test error against compute",
     "error_vs_params": "Test error against parameters",
-    "ablation": "Test error by variant at one depth, beside the paper (He et al. 2016)",
+    "ablation": "Test error by variant at each depth, beside the paper (He et al. 2016)",
 }
+# `figures --edf FACTOR` adds one figure and one table of this name (the factor appended).
+EDF_TITLE = "Error EDFs of design spaces (Radosavovic et al. 2019)"
 TABLE_TITLES = {
     "table1": "Table 1: ImageNet architectures, our MACs beside the paper's FLOPs",
     "table2": "Table 2 analog: ImageNet, plain vs ResNet at 18 and 34 layers",

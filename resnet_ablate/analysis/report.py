@@ -20,10 +20,12 @@ from ..formatting import render
 from ..io import atomic_write_bytes, atomic_write_text
 from . import names
 from .collect import Collected
-from .figures import FIGURE_BUILDERS, MissingRuns
-from .stats import ALPHA, TEST_NAME, by_condition, format_compare, welch
+from .figures import FIGURE_BUILDERS, MissingRuns, edf_figure, edf_table
+from .inference import NEEDS_RUNS, NOT_SIGNIFICANT, SIGNIFICANT, mean_ci
+from .stats import (PairTest, by_condition, compare_caption, count_runs, diff_text,
+                    format_compare, holm_caption, pair_tests)
 from .tables import TABLE_BUILDERS
-from .vocab import ERROR_METRICS, describe, finished, plain_residual_pairs, pm, scope_key
+from .vocab import ERROR_METRICS, describe, finished, plain_residual_pairs, scope_key
 
 TABLE_FORMATS = {"md": "markdown", "csv": "csv", "tex": "latex"}
 
@@ -69,88 +71,110 @@ def versions() -> dict[str, str]:
 
 def _scopes(c: Collected) -> list[tuple[str, Collected]]:
     """One scope per data set, protocol and protocol fields: curves of different data or
-    protocols never share a plot."""
+    protocols never share a plot. A scope holds its runs that did not finish too (the
+    ablation figure counts them)."""
     done = finished(c.runs)
     if done.empty:
         return []
-    keys = scope_key(done)
+    keys, every = scope_key(done), scope_key(c.runs)
     scopes = []
     for i, (key, runs) in enumerate(sorted(done.groupby(keys), key=lambda kv: kv[0])):
         suffix = "" if keys.nunique() == 1 else f"-{runs['dataset'].iloc[0]}-" \
             f"{runs['protocol'].iloc[0]}-{i + 1}"
-        scopes.append((suffix, c.subset(runs)))
+        scopes.append((suffix, c.subset(c.runs[every == key])))
     return scopes
 
 
-def _direction(a: list[float], b: list[float]) -> tuple[str, str]:
+def _direction(t: PairTest, a: str, b: str) -> tuple[str, str]:
     """Whether a's mean is "higher", "lower" or "same" as b's (same: the difference is not
-    shown significant), and how that was decided."""
-    p, verdict = welch(a, b)
-    diff = sum(a) / len(a) - sum(b) / len(b)
-    if verdict.startswith("n/a"):
+    shown significant after Holm's correction), and how that was decided."""
+    c = t.comparison
+    if c.verdict == NEEDS_RUNS:
         how = "single runs: not tested for significance"
-    elif p is None:
+    elif c.p is None:
         how = "no variance on either side: Welch's test undefined"
     else:
-        how = f"{TEST_NAME.split(' (')[0]} p = {p:.3g}"
-    if diff != 0 and (verdict.startswith("n/a") or (p is not None and p < ALPHA)):
-        return ("higher" if diff > 0 else "lower"), how
+        how = (f"Δ {diff_text(c)}, Welch p = {c.p:.3g}, Holm-adjusted p = "
+               f"{c.p_adjusted:.3g}; P({a} < {b}) = {t.improvement.format()}")
+        if c.verdict == NOT_SIGNIFICANT and t.seeds is not None:
+            how += f"; {t.seeds} seeds per condition would detect a difference this size"
+    if c.diff and (c.verdict == NEEDS_RUNS or c.verdict == SIGNIFICANT):
+        return ("higher" if c.diff > 0 else "lower"), how
     return "same", how
 
 
-def _mean_pm(values: list[float]) -> str:
-    s = pd.Series(values, dtype=float)
-    return pm(s.mean(), s.std() if len(s) > 1 else None) + "%"
+def _mean_ci(values: list[float]) -> str:
+    """8.13% [7.33, 8.93] (the 95% t-interval of the mean; "[n/a]" for one run)."""
+    ci = mean_ci(values)
+    if ci.mean is None:
+        return "n/a"
+    return f"{ci.mean:.2f}% " + (f"[{ci.low:.2f}, {ci.high:.2f}]" if ci.defined else "[n/a]")
 
 
 def degradation_findings(c: Collected, metric: str = "train") -> list[str]:
     """What the runs show about the degradation problem, in sentences: does the deeper
     plain net train worse than the shallower one, and does the residual net at that depth
     (one shortcut option at a time) train better than the plain one and no worse than its
-    shallower twin? The paper's training error unless `metric` says otherwise."""
+    shallower twin? The paper's training error unless `metric` says otherwise.
+
+    Means carry their 95% t-interval; the three tests of each scope, over every scope,
+    are one table: Holm-adjusted together, the verdicts by the adjusted p. Runs that did
+    not finish are counted."""
     column, text = ERROR_METRICS[metric]
-    findings = []
+    scopes = []
     for plain, res, shortcut in plain_residual_pairs(c.runs):
         lo, hi = int(plain["depth"].min()), int(plain["depth"].max())
 
         def errs(frame, depth, col=column):
             return frame.loc[frame["depth"] == depth, col].astype(float).dropna().tolist()
 
-        p_lo, p_hi, r_lo, r_hi = errs(plain, lo), errs(plain, hi), errs(res, lo), errs(res, hi)
-        if not all((p_lo, p_hi, r_lo, r_hi)):
-            continue
-        names = {"plo": f"plain-{lo}", "phi": f"plain-{hi}",
-                 "rlo": f"ResNet-{lo}" + ("" if shortcut == "A" else f" ({shortcut})"),
-                 "rhi": f"ResNet-{hi}" + ("" if shortcut == "A" else f" ({shortcut})")}
-        deeper, how = _direction(p_hi, p_lo)
+        e = {"plo": errs(plain, lo), "phi": errs(plain, hi), "rlo": errs(res, lo),
+             "rhi": errs(res, hi)}
+        if all(e.values()):
+            scopes.append((plain, res, shortcut, lo, hi, e, errs))
+    pairs = [pair for *_, e, _ in scopes
+             for pair in ((e["phi"], e["plo"]), (e["rhi"], e["phi"]), (e["rhi"], e["rlo"]))]
+    tests = pair_tests(pairs)
+    how_many = holm_caption(tests)
+    findings = []
+    for k, (plain, res, shortcut, lo, hi, e, errs) in enumerate(scopes):
+        deep_plain, vs_plain, vs_short = tests[3 * k: 3 * k + 3]
+        suffix = "" if shortcut == "A" else f" ({shortcut})"
+        names = {"plo": f"plain-{lo}", "phi": f"plain-{hi}", "rlo": f"ResNet-{lo}{suffix}",
+                 "rhi": f"ResNet-{hi}{suffix}"}
+        deeper, how = _direction(deep_plain, names["phi"], names["plo"])
         plain_word = {
             "higher": "the deeper plain net trains worse: degradation observed",
             "lower": "the deeper plain net trains better: no degradation",
             "same": "no significant difference: no degradation shown by these runs"}[deeper]
-        vs_plain, how_plain = _direction(r_hi, p_hi)
-        vs_short, how_short = _direction(r_hi, r_lo)
-        if vs_plain == "lower" and vs_short != "higher":
+        than_plain, how_plain = _direction(vs_plain, names["rhi"], names["phi"])
+        than_short, how_short = _direction(vs_short, names["rhi"], names["rlo"])
+        if than_plain == "lower" and than_short != "higher":
             fix = (f"residual learning fixes it: {names['rhi']} trains better than "
                    f"{names['phi']} and no worse than {names['rlo']}")
-        elif vs_plain == "lower":
+        elif than_plain == "lower":
             fix = (f"residual learning helps but does not fully fix it here: {names['rhi']} "
                    f"trains better than {names['phi']} but worse than {names['rlo']}")
         else:
             fix = (f"residual learning does not fix it here: {names['rhi']} does not train "
                    f"better than {names['phi']}")
         scope = plain.iloc[0]
-        n = min(len(p_lo), len(p_hi), len(r_lo), len(r_hi))
+        n = min(len(v) for v in e.values())
         findings.append(
             f"**{scope['dataset']} / {scope['protocol']}, option {shortcut}** ({n}+ seed(s) "
-            f"per condition; {text}): {names['phi']} {_mean_pm(p_hi)} vs {names['plo']} "
-            f"{_mean_pm(p_lo)} ({how}): {plain_word}. {names['rhi']} {_mean_pm(r_hi)} vs "
-            f"{names['phi']} ({how_plain}) and vs {names['rlo']} {_mean_pm(r_lo)} "
-            f"({how_short}): {fix}.")
-        findings.append(
-            f"Test error: {names['plo']} {_mean_pm(errs(plain, lo, 'final_test_err'))}, "
-            f"{names['phi']} {_mean_pm(errs(plain, hi, 'final_test_err'))}, "
-            f"{names['rlo']} {_mean_pm(errs(res, lo, 'final_test_err'))}, "
-            f"{names['rhi']} {_mean_pm(errs(res, hi, 'final_test_err'))}.")
+            f"per condition; {text}; means with their 95% t-interval over seeds; "
+            f"{how_many}): {names['phi']} {_mean_ci(e['phi'])} vs {names['plo']} "
+            f"{_mean_ci(e['plo'])} ({how}): {plain_word}. {names['rhi']} "
+            f"{_mean_ci(e['rhi'])} vs {names['phi']} ({how_plain}) and vs {names['rlo']} "
+            f"{_mean_ci(e['rlo'])} ({how_short}): {fix}.")
+        test_err = [f"{names[key]} {_mean_ci(errs(frame, depth, 'final_test_err'))}"
+                    for key, frame, depth in (("plo", plain, lo), ("phi", plain, hi),
+                                              ("rlo", res, lo), ("rhi", res, hi))]
+        findings.append("Test error: " + ", ".join(test_err) + ".")
+        unfinished = _unfinished(c.runs, [plain, res], names, lo, hi)
+        if unfinished:
+            findings.append(f"Runs not finished, counted here (the means above are over "
+                            f"finished runs): {unfinished}.")
     return findings
 
 
@@ -171,14 +195,31 @@ def not_applicable(name: str, c: Collected) -> str | None:
             "(their test errors: 'Test error by condition')")
 
 
+def _unfinished(runs: pd.DataFrame, frames: list[pd.DataFrame], names: dict[str, str],
+                lo: int, hi: int) -> str:
+    """"plain-56 2 finished of 3 (1 diverged, 0 failed)" for the finding's conditions
+    with runs that did not finish."""
+    out = []
+    for frame, keys in zip(frames, (("plo", "phi"), ("rlo", "rhi"))):
+        for key, depth in zip(keys, (lo, hi)):
+            conds = set(frame.loc[frame["depth"] == depth, "condition"])
+            counts = count_runs(runs[runs["condition"].isin(conds)])
+            if counts.diverged or counts.failed:
+                out.append(f"{names[key]} {counts}")
+    return "; ".join(out)
+
+
 def build(c: Collected, out: Path, figures: list[str] | None = None,
           tables: list[str] | None = None, commands: list[str] | None = None,
           title: str = "resnet-ablate report", notes: list[str] | None = None,
-          metric: str = "train", progress=print) -> Report:
+          metric: str = "train", progress=print, planned: pd.DataFrame | None = None,
+          edf: str | None = None) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
     report = Report(out, title)
+    planned_words = (", and the experiment's planned runs without a record ('not run')"
+                     if planned is not None else "")
     done = int((c.runs["status"] == "finished").sum()) if len(c.runs) else 0
     report.sections.append(Section("text", body=f"{len(c.runs)} runs collected ({done} "
                                    f"finished) on {time.strftime('%Y-%m-%d %H:%M %Z')}."))
@@ -194,14 +235,13 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
             except MissingRuns as why:
                 report.skipped.append((fname, str(why)))
                 continue
-            for ext in ("png", "pdf"):
-                buf = io.BytesIO()
-                fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
-                atomic_write_bytes(out / "figures" / f"{fname}.{ext}", buf.getvalue())
+            _save_figure(out, fname, fig)
             report.figures.append(fname)
             report.sections.append(Section("figure", f"{names.FIGURE_TITLES[name]}{suffix}", fname,
                                            fname, caption))
             progress(f"figure {fname}")
+    if edf:
+        _edf_section(report, c, edf, progress)
     for name in tables if tables is not None else list(TABLE_BUILDERS):
         why = not_applicable(name, c)
         if why:
@@ -217,15 +257,16 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
         report.sections.append(Section("table", names.TABLE_TITLES[name], df, name, caption))
         progress(f"table {name}")
     column, text = ERROR_METRICS["test"]
-    compare = by_condition(c.runs, column)
+    compare = by_condition(c.runs, column, planned=planned)
     if not compare.empty:
         df = format_compare(compare, "test err %")
         _write_table(out, "compare", df)
         report.tables.append("compare")
         report.sections.append(Section(
             "table", "Test error by condition", df, "compare",
-            f"Test error by condition, mean ± std over seeds; depth steps within a series "
-            f"tested with {TEST_NAME}, alpha = {ALPHA}. {describe(finished(c.runs))}"))
+            f"Test error by condition over seeds; 'runs': the runs found of each condition "
+            f"in any status{planned_words}. {compare_caption(compare)} "
+            f"{describe(finished(c.runs))}"))
     if report.skipped:
         report.sections.append(Section("list", "Skipped (runs missing, or not for this data)",
                                        [f"{n}: {w}" for n, w in report.skipped]))
@@ -239,6 +280,33 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
     atomic_write_text(out / "index.md", to_markdown(report))
     atomic_write_text(out / "index.html", to_html(report))
     return report
+
+
+def _edf_section(report: Report, c: Collected, factor: str, progress) -> None:
+    """`figures --edf FACTOR`: the design spaces' error EDFs, a figure and a table."""
+    name = f"edf-{factor}"
+    try:
+        fig, caption = edf_figure(c, factor)
+    except MissingRuns as why:
+        report.skipped.append((name, str(why)))
+        return
+    _save_figure(report.out, name, fig)
+    report.figures.append(name)
+    report.sections.append(Section("figure", f"{names.EDF_TITLE}: {factor}", name, name,
+                                   caption))
+    df = edf_table(c, factor)
+    _write_table(report.out, name, df)
+    report.tables.append(name)
+    report.sections.append(Section("table", f"{names.EDF_TITLE}: {factor}, KS tests", df, name,
+                                   caption))
+    progress(f"figure and table {name}")
+
+
+def _save_figure(out: Path, name: str, fig) -> None:
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
+        atomic_write_bytes(out / "figures" / f"{name}.{ext}", buf.getvalue())
 
 
 def _write_table(out: Path, name: str, df: pd.DataFrame) -> None:

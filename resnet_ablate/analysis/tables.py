@@ -12,14 +12,16 @@ from typing import Callable
 
 import pandas as pd
 
-from ..reference import (CIFAR_TABLE6, HE2016_TABLE1, HE2016_TABLE2, IMAGENET_ERRORS,
-                         IMAGENET_TABLE1_FLOPS, paper_match)
+from ..reference import (CIFAR_TABLE6, FAIL_ABOVE, HE2016_KIND_SOURCE, HE2016_ORIGINALS,
+                         HE2016_TABLE1, HE2016_TABLE2, IMAGENET_ERRORS, IMAGENET_TABLE1_FLOPS,
+                         he2016_number, paper_match)
 from ..variants.registry import get_spec
-from . import names
+from . import inference, names
 from .collect import Collected
 from .figures import MissingRuns
-from .stats import beside_paper, by_condition
-from .vocab import base_label, describe, finished, is_paper_net, labels, num, pm
+from .stats import (beside_paper, by_condition, count_runs, holm_caption, interval_note,
+                    pair_columns, pair_note, pair_tests, paper_note)
+from .vocab import base_label, describe, finished, is_paper_net, labels, num
 
 Table = tuple[pd.DataFrame, str]
 
@@ -46,8 +48,9 @@ def table1(_: Collected | None = None) -> Table:
 
 def table6(c: Collected) -> Table:
     """Table 6 analog: test error by depth of plain and option-A residual nets (the paper's
-    parts), per data set and protocol, beside the paper's CIFAR-10 numbers."""
-    runs = finished(c.runs)
+    parts), per data set and protocol, beside the paper's CIFAR-10 numbers; each depth step
+    of a series tested against the next shallower (Holm over the table)."""
+    runs = c.runs
     runs = runs[runs.apply(is_paper_net, axis=1)] if not runs.empty else runs
     runs = runs[(runs["family"] == "plain") | ((runs["family"] == "resnet")
                                                & (runs["shortcut"] == "A"))]
@@ -55,22 +58,27 @@ def table6(c: Collected) -> Table:
     if t.empty:
         raise MissingRuns("needs finished plain or option-A residual runs")
     head = pd.DataFrame({
-        "dataset": t["dataset"], "protocol": t["protocol"], "trained on": t["trained_on"],
-        "model": t["label"], "layers": t["depth"],
+        "dataset": t["dataset"], "protocol": t["protocol"],
+        "trained on": t["trained_on"].fillna(""), "model": t["label"], "layers": t["depth"],
         "params": t["params"].map(lambda v: f"{int(v):,}"),
         "params (paper)": [CIFAR_TABLE6[d]["params_text"] if p is not None
                            and d in CIFAR_TABLE6 else "" for d, p in zip(t["depth"], t["paper"])],
     })
-    out = pd.concat([head, beside_paper(t)], axis=1)
-    return out, (names.TABLE_TITLES["table6"] + ". The paper's ResNet-110 row is 'best (mean ± "
-                 "std)' = 6.43 (6.61 ± 0.16): our mean is set beside its mean, our best "
-                 "beside its best. The paper chose its schedule on a 45k/5k split; 'trained "
-                 f"on' says which images ours saw. {describe(runs, 'test error')}")
+    steps = pair_columns(list(t["step"]), [("" if f is None else str(f)) for f in
+                                           t["from_depth"]], "deeper", "shallower")
+    out = pd.concat([head, beside_paper(t), steps], axis=1)
+    return out, (names.TABLE_TITLES["table6"] + ". The paper's numbers are single runs but "
+                 "ResNet-110's 'best (mean ± std)' of 5 = 6.43 (6.61 ± 0.16): our mean is set "
+                 "beside its mean, our best beside its best when we have 5 runs too. The "
+                 "paper chose its schedule on a 45k/5k split and trained its reported models "
+                 "on all 50k; 'trained on' says which images ours saw. "
+                 f"{interval_note()}. Depth steps: {holm_caption(list(t['step']))}. "
+                 f"{pair_note()} {paper_note()} {describe(finished(runs), 'test error')}")
 
 
 def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
-    """One row per condition of each of the paper's models (its row with n = 0 when there
-    are no runs of it): two conditions of one model (another lr, say) are never pooled."""
+    """One row per condition of each of the paper's models (its row with no runs when
+    there are none): two conditions of one model (another lr, say) are never pooled."""
     runs = _imagenet_runs(c)
     if not runs.empty:
         runs = runs.assign(label=labels(runs))
@@ -82,27 +90,30 @@ def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
         groups = list(mine.groupby("condition", sort=False)) if len(mine) else [(None, None)]
         for _, group in groups:
             has = group is not None
+            done = group[group["status"] == "finished"] if has else None
             match = paper_match(group.iloc[0]) if has else None
             why = match.why_not if has and not match else ""
-            top1 = group["final_test_err"].astype(float) if has else pd.Series(dtype=float)
-            top5 = pd.to_numeric(group["final_test_top5_err"], errors="coerce") if has \
-                else pd.Series(dtype=float)
+            top1 = done["final_test_err"].dropna().astype(float).tolist() if has else []
+            top5 = pd.to_numeric(done["final_test_top5_err"], errors="coerce").dropna() \
+                if has else pd.Series(dtype=float)
             rows.append({"model": group["label"].iloc[0] if has else base_label(
                              {"family": spec.family, "depth": spec.depth,
                               "shortcut": spec.shortcut or "-"}),
-                         "n (seeds)": group["seed"].nunique() if has else 0,
-                         "top-1 err % (mean ± std)": pm(top1.mean(), top1.std()) if has else "",
+                         "runs": str(count_runs(group)) if has else "none",
+                         "trained on": (group.iloc[0].get("trained_on") or "") if has else "",
+                         "top-1 err % mean [95% t CI]":
+                             inference.mean_ci(top1).format() if top1 else "",
                          "top-1 (paper)": why or num(paper["top1"]),
-                         "top-5 err %": num(top5.mean()) if has else "",
+                         "top-5 err %": num(top5.mean()) if len(top5) else "",
                          "top-5 (paper)": "" if why else num(paper["top5"])})
     df = pd.DataFrame(rows)
-    if not (df["n (seeds)"] > 0).any():
+    if not (df["runs"] != "none").any():
         raise MissingRuns(f"needs ImageNet runs (protocol he2015-imagenet) of {what}")
     return df
 
 
 def _imagenet_runs(c: Collected) -> pd.DataFrame:
-    runs = finished(c.runs)
+    runs = c.runs
     return runs[runs["protocol"] == "he2015-imagenet"] if not runs.empty else runs
 
 
@@ -110,7 +121,7 @@ def table2(c: Collected) -> Table:
     models = ["plain18", "resnet18-A", "plain34", "resnet34-A"]
     return (_imagenet(c, models, "plain18/34 and resnet18-A/34-A"),
             names.TABLE_TITLES["table2"] + ": top-1 error, 10-crop testing on ImageNet val. "
-            + describe(_imagenet_runs(c), "test error (top-1)"))
+            + f"{interval_note()}. " + describe(finished(_imagenet_runs(c)), "test error (top-1)"))
 
 
 def table3(c: Collected) -> Table:
@@ -118,25 +129,59 @@ def table3(c: Collected) -> Table:
               "resnet152-B"]
     return (_imagenet(c, models, "resnet34-A/B/C or resnet50-152-B"),
             names.TABLE_TITLES["table3"] + ": top-1 and top-5 error, 10-crop testing. "
-            + describe(_imagenet_runs(c), "test error (top-1, top-5)"))
+            + f"{interval_note()}. "
+            + describe(finished(_imagenet_runs(c)), "test error (top-1, top-5)"))
 
 
 def _he2016(c: Collected, rows: dict, which: str) -> Table:
-    runs = finished(c.runs)
+    """He et al. (2016)'s Table 1 or 2: one row per variant, in the paper's order, where
+    the run's condition is the paper's (he2016-cifar on CIFAR-10 at full length); each
+    ablation row tested against its depth's original (Holm over the table)."""
+    runs = c.runs
     runs = runs[runs["model"].isin(list(rows))] if not runs.empty else runs
     t = by_condition(runs)
     if t.empty:
         raise MissingRuns(f"needs finished runs of {', '.join(list(rows)[:3])} ...")
-    t = t[t["paper"].notna()]
+    is_2016 = t["paper"].map(lambda p: p is not None and p.source.startswith(
+        "He et al. (2016)"))
+    dropped = t[~is_2016]
+    t = t[is_2016].copy()
     if t.empty:
         raise MissingRuns("needs the table's variants unchanged, on CIFAR-10 under "
-                          "he2015-cifar")
-    head = pd.DataFrame({"case (the paper's row)": [p.case for p in t["paper"]],
+                          "he2016-cifar at full length")
+    order = {m: i for i, m in enumerate(rows)}
+    t = t.assign(_order=t["model"].map(order)).sort_values("_order", kind="stable")
+    t["paper"] = [he2016_number(m, rows) for m in t["model"]]  # this table's row
+    originals = {d: t[t["model"] == m].index[0] for d, m in HE2016_ORIGINALS.items()
+                 if (t["model"] == m).any()}
+    pairs = [(i, originals.get(d)) for i, d in zip(t.index, t["depth"])]
+    tested = [(i, o) for i, o in pairs if o is not None and o != i]
+    tests = dict(zip([i for i, _ in tested],
+                     pair_tests([(t.at[i, "values"], t.at[o, "values"]) for i, o in tested])))
+    row_tests = [tests.get(i) for i in t.index]
+    head = pd.DataFrame({"case (the paper's row)": [rows[m][0] for m in t["model"]],
                          "model": t["label"], "layers": t["depth"],
-                         "params": t["params"].map(lambda v: f"{int(v):,}")})
-    return pd.concat([head, beside_paper(t)], axis=1), (
-        f"{names.TABLE_TITLES[which]}; 'fail' = the paper's test error above 20%. "
-        f"{describe(runs, 'test error')}")
+                         "params": t["params"].map(lambda v: f"{int(v):,}"),
+                         "trained on": t["trained_on"].fillna("")}, index=t.index)
+    against = [f"original ({HE2016_ORIGINALS[d]})" if d in HE2016_ORIGINALS else ""
+               for d in t["depth"]]
+    out = pd.concat([head, beside_paper(t),
+                     pair_columns(row_tests, against, "ablation", "original", index=t.index)],
+                    axis=1).reset_index(drop=True)
+    missing = [m for m in rows if m not in set(t["model"])]
+    notes = ""
+    if len(dropped):
+        notes += " Not the paper's condition, not shown: " + "; ".join(
+            f"{lab}: {why or 'another protocol'}" for lab, why in
+            zip(dropped["label"], dropped["paper_why_not"])) + "."
+    if missing:
+        notes += f" No runs yet of: {', '.join(missing)}."
+    return out, (
+        f"{names.TABLE_TITLES[which]}. The paper's numbers are medians of 5 runs "
+        f"({HE2016_KIND_SOURCE}); ours are medians of ours beside them. 'fail' = test "
+        f"error above {FAIL_ABOVE:g}%, the paper's word. Each ablation row is tested against "
+        f"its depth's original: {holm_caption(row_tests)}. {interval_note()}. "
+        f"{pair_note()} {paper_note()} {describe(finished(runs), 'test error')}{notes}")
 
 
 def he2016_table1(c: Collected) -> Table:

@@ -117,9 +117,29 @@ def base_label(row: pd.Series | dict, with_depth: bool = True) -> str:
     shortcut = row.get("shortcut")
     if family in DEFAULT_SHORTCUT and shortcut not in (None, "-", DEFAULT_SHORTCUT[family]):
         extras.append(str(shortcut))
+    preset = _preset(family, depth, stem)
     for key in OPTION_COLUMNS:
-        extras += [f"{k}={v}" for k, v in _options(row.get(key)).items()]
+        own = preset.get(key, {})  # the preset's own options say nothing about the variant
+        extras += [f"{k}={v}" for k, v in _options(row.get(key)).items()
+                   if k not in own or own[k] != v]
     return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _preset(family: Any, depth: Any, stem: Any) -> dict[str, dict[str, Any]]:
+    """The part options of the papers' base net of a family, depth and stem (e.g. the
+    CIFAR pre-activation nets' stem_options norm=False): {column: options}."""
+    from ..variants.registry import VARIANTS
+
+    if not isinstance(family, str) or depth is None or depth != depth:
+        return {}
+    name = {"plain": "plain{}", "resnet": "resnet{}-A", "preresnet": "preresnet{}"}.get(
+        family, "").format(int(depth))
+    if not name or name not in VARIANTS:
+        return {}
+    spec = VARIANTS.get(name)
+    if stem is not None and spec.stem != stem:
+        return {}
+    return {key: dict(getattr(spec, key)) for key in OPTION_COLUMNS}
 
 
 def _disambiguate(runs: pd.DataFrame, base: pd.Series, by: str) -> pd.Series:

@@ -107,6 +107,10 @@ def add_figures_args(p: argparse.ArgumentParser) -> None:
                         "figures, tables)")
     p.add_argument("--metric", choices=METRIC_CHOICES, default="train",
                    help="the error the findings compare (default train: the paper's)")
+    p.add_argument("--edf", default=None, metavar="FACTOR",
+                   help="also the error EDFs of the design spaces this factor splits the runs "
+                        "into (family: plain vs resnet; shortcut: A vs B), with their "
+                        "Kolmogorov-Smirnov test: a figure and a table")
     p.add_argument("--title", default=None)
     p.epilog = SKIPPED_NOTE
 
@@ -121,9 +125,13 @@ def run_figures(args: argparse.Namespace) -> int:
         tables = tables or definition["tables"]
         title = title or definition["title"]
     c = _collect(args, args.store or args.out / "data" / "store.duckdb")
+    if args.edf:
+        from ..analysis.figures import check_edf_factor
+
+        check_edf_factor(c.runs, args.edf)  # before anything is written
     report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
                    title=title or "resnet-ablate report", metric=args.metric,
-                   progress=lambda m: print(m, file=sys.stderr))
+                   progress=lambda m: print(m, file=sys.stderr), edf=args.edf)
     _print_report(report)
     return _status(c)
 
@@ -161,27 +169,43 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", choices=METRIC_CHOICES, default="test",
                    help="which error to compare (default test; train is the paper's "
                         "training error, train_eval the eval-mode one)")
+    p.add_argument("--interval", choices=["t", "bootstrap"], default="t",
+                   help="the 95%% interval of each mean: t (default; the one for a few seeds) "
+                        "or a seeded percentile bootstrap")
+    p.add_argument("--power", action="store_true",
+                   help="add the seeds per condition a two-sided Welch test needs to detect "
+                        "each step's observed difference (alpha 0.05, power 0.8)")
+    p.add_argument("--detect", type=float, default=None, metavar="PP",
+                   help="with --power (implied): the seeds needed to detect this difference "
+                        "instead, in percentage points of error (e.g. 0.3)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.epilog = SKIPPED_NOTE
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..analysis.stats import ALPHA, TEST_NAME, by_condition, format_compare
+    import math
+
+    from ..analysis.stats import by_condition, compare_caption, format_compare
     from ..analysis.vocab import ERROR_METRICS, describe, finished
     from ..formatting import render
 
+    if args.detect is not None and not (math.isfinite(args.detect) and args.detect > 0):
+        raise InputError(f"--detect must be a positive difference in percentage points "
+                         f"(e.g. 0.3); got {args.detect}")
+    seeds = args.power or args.detect is not None
     c = _collect(args, args.store)
     column, text = ERROR_METRICS[args.metric]
-    table = by_condition(c.runs, column)
+    table = by_condition(c.runs, column, interval=args.interval, detect=args.detect)
     if table.empty:
         where = args.runs or ([args.store] if args.store else ["runs"])
         raise InputError(f"no finished runs with {column} in {', '.join(map(str, where))}")
-    sys.stdout.write(render(format_compare(table, f"{args.metric} err %"), args.format))
+    sys.stdout.write(render(format_compare(table, f"{args.metric} err %", args.interval,
+                                           seeds=seeds, test_error=args.metric == "test"),
+                            args.format))
     if args.format == "table":
-        print(f"\n{text}, mean ± std over seeds, one row per condition. "
-              f"{describe(finished(c.runs))} 'vs shallower' compares each depth with the "
-              f"next shallower of the same series by {TEST_NAME}, alpha = {ALPHA}; 'paper': "
-              "its mean ± std or single number, and its best where it reports one.")
+        print(f"\n{text}, one row per condition; 'runs': the runs found of each condition in "
+              f"any status. {compare_caption(table, args.interval, seeds)} "
+              f"{describe(finished(c.runs))}")
     return _status(c)
 
 

@@ -78,6 +78,14 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of random sweeps (default 0)")
     p.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
                    help="only the configurations whose KEY is one of these (repeatable)")
+    p.add_argument("--seeds-for", action="append", default=[], metavar="MODEL_A,MODEL_B",
+                   help="only these two models, with the seeds a two-sided Welch test needs "
+                        "to tell them apart (alpha 0.05, power 0.8, from the test errors of "
+                        "their finished runs in --runs-dir): only the missing seeds run "
+                        "(repeatable)")
+    p.add_argument("--detect", type=float, default=None, metavar="PP",
+                   help="with --seeds-for: plan to detect this difference of test error "
+                        "(percentage points, e.g. 0.3) instead of the observed one")
     add_set_arg(p)
     add_launcher_args(p)
 
@@ -202,13 +210,20 @@ def gpus_of(args: argparse.Namespace) -> list[str] | None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from ..sweep import SweepRunner, load_sweep, planned_runs
+    from ..sweep.runner import with_settings
 
     if args.count is not None and args.count < 1:
         raise InputError(f"--count must be a positive integer; got {args.count}")
     launcher = launcher_of(args)
     spec = load_sweep(args.file)
-    runs = planned_runs(spec, count=args.count, seed=args.seed, only=parse_only(args.only),
-                        settings=parse_settings(args.settings))
+    settings = parse_settings(args.settings)
+    if args.seeds_for:
+        runs = _seeds_for(with_settings(spec, settings), args)
+    else:
+        if args.detect is not None:
+            raise InputError("--detect goes with --seeds-for MODEL_A,MODEL_B")
+        runs = planned_runs(spec, count=args.count, seed=args.seed, only=parse_only(args.only),
+                            settings=settings)
     runner = SweepRunner(runs, args.runs_dir, spec.name, jobs=args.jobs,
                          retry_failed=args.retry_failed, gpus=gpus_of(args),
                          jobs_per_gpu=args.jobs_per_gpu, launcher=launcher)
@@ -229,6 +244,27 @@ def print_submission(runner) -> None:
     print(f"\n--launcher {runner.launcher.name} would submit:")
     for line in runner.launcher.describe(len(todo), runner.runs_dir / ".sweeps" / runner.name):
         print(f"  {line}")
+
+
+def _seeds_for(spec, args: argparse.Namespace) -> list:
+    import math
+
+    from ..sweep.runner import plan_seeds_for
+
+    pairs = []
+    for item in args.seeds_for:
+        names = [n.strip() for n in item.split(",")]
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            raise InputError(f"--seeds-for needs two different models, MODEL_A,MODEL_B; "
+                             f"got {item!r}")
+        pairs.append((names[0], names[1]))
+    if args.only or args.count is not None:
+        raise InputError("--seeds-for plans its own runs; it does not combine with --only "
+                         "or --count")
+    if args.detect is not None and not (math.isfinite(args.detect) and args.detect > 0):
+        raise InputError(f"--detect must be a positive difference in percentage points "
+                         f"(e.g. 0.3); got {args.detect}")
+    return plan_seeds_for(spec, args.runs_dir, pairs, detect=args.detect)
 
 
 def print_runs(runs, runner, commands: bool = False) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import queue
+import re
 import shlex
 import shutil
 import subprocess
@@ -93,9 +94,6 @@ def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
                  settings: dict[str, Any] | None = None) -> list[PlannedRun]:
     """The runs of a sweep (with `--set` settings), validated, each named by its
     condition and seed."""
-    from ..run.config import parse_train_words
-    from ..run.record import planned_run_id
-
     spec = with_settings(spec, settings)
     configs = plan(spec, count=count, seed=seed)
     if only:  # a subset of the sweep (an experiment's, or `sweep --only`)
@@ -106,14 +104,114 @@ def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
     validate_values(spec, configs)
     runs: dict[str, PlannedRun] = {}
     for params in configs:
-        command = expand_command(spec, params)
-        try:
-            request = parse_train_words([f"{k}={v}" for k, v in params.items()])
-        except (InputError, FileNotFoundError) as exc:
-            raise SweepError(f"{spec.path}: {exc}") from None
-        run_id = planned_run_id(request)
-        runs.setdefault(run_id, PlannedRun(run_id, params, command, spec.name))
+        run = _planned(spec, params)
+        runs.setdefault(run.run_id, run)
     return list(runs.values())
+
+
+# The most seeds per condition `sweep --seeds-for` plans (a tiny observed difference can
+# ask for thousands; the log says when the cap binds).
+MAX_PLANNED_SEEDS = 20
+
+
+def _seed_values(spec: SweepSpec) -> list[int]:
+    p = spec.parameters.get("seed")
+    if p is None:
+        return [0]  # train's default seed
+    values = p.get("values", [p["value"]] if "value" in p else None)
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                               for v in values):
+        raise SweepError(f"{spec.path}: --seeds-for needs the sweep's seed as a value or a "
+                         "list of integers")
+    return sorted(values)
+
+
+def _finished_errors(runs_dir: Path, run_id: str) -> list[float]:
+    """The final test errors of the finished runs of one planned condition (every seed
+    found in `runs_dir`, however many the sweep listed): run directories named as the
+    sweep names them, <model>-s<seed>-<digest>."""
+    model, digest = run_id.rpartition("-s")[0], run_id.rpartition("-")[2]
+    pattern = re.compile(rf"{re.escape(model)}-s\d+-{re.escape(digest)}")
+    out = []
+    for path in sorted(runs_dir.glob(f"{model}-s*-{digest}")) if runs_dir.is_dir() else []:
+        if not pattern.fullmatch(path.name):
+            continue
+        try:
+            summary = RunDir(runs_dir, path.name).read_summary() or {}
+        except InputError:
+            continue
+        err = summary.get("final_test_err")
+        if summary.get("status") == "finished" and isinstance(err, (int, float)):
+            out.append(float(err))
+    return out
+
+
+def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]],
+                   detect: float | None = None, max_seeds: int = MAX_PLANNED_SEEDS,
+                   log: Callable[[str], None] = print) -> list[PlannedRun]:
+    """The runs of named pairs of models with the seeds a Welch test needs to tell each
+    pair apart (analysis.inference.seeds_needed: two-sided, alpha 0.05, power 0.8, from
+    the finished runs' test errors in `runs_dir`, or to detect `detect`), each pair's
+    other parameters as the sweep has them. The sweep's own seeds are kept and the next
+    integers added; what has finished is then skipped by the runner, so only the missing
+    seeds run."""
+    from ..analysis.inference import seeds_needed
+
+    models = spec.parameters.get("model", {})
+    allowed = models.get("values", [models["value"]] if "value" in models else [])
+    for a, b in pairs:
+        for m in (a, b):
+            if m not in allowed:
+                raise SweepError(f"--seeds-for {a},{b}: {m!r} is not one of the sweep's "
+                                 f"models ({', '.join(map(str, allowed))})")
+    seeds = _seed_values(spec)
+    base = planned_runs(spec, only={"model": sorted({m for p in pairs for m in p})})
+    out: list[PlannedRun] = []
+    for a, b in pairs:
+        # one planned condition per model and setting of the sweep's other parameters
+        groups: dict[str, dict[str, PlannedRun]] = {}
+        for run in base:
+            rest = json.dumps({k: v for k, v in run.params.items() if k not in ("model",
+                                                                                "seed")},
+                              sort_keys=True, default=str)
+            groups.setdefault(rest, {}).setdefault(run.params["model"], run)
+        for rest, by_model in groups.items():
+            if a not in by_model or b not in by_model:
+                continue
+            errs = {m: _finished_errors(runs_dir, by_model[m].run_id) for m in (a, b)}
+            n = seeds_needed(errs[a], errs[b], detect=detect)
+            what = f"Δ = {detect:g}" if detect is not None else "the observed difference"
+            if n is None:
+                log(f"--seeds-for {a},{b}: {len(errs[a])} and {len(errs[b])} finished runs "
+                    f"with spread needed (2 or more each) to plan for {what}; planning the "
+                    f"sweep's seeds")
+                n = len(seeds)
+            elif n > max_seeds:
+                log(f"--seeds-for {a},{b}: {what} needs {n} seeds per condition; capped at "
+                    f"{max_seeds}")
+                n = max_seeds
+            else:
+                log(f"--seeds-for {a},{b}: {len(errs[a])} and {len(errs[b])} finished runs; "
+                    f"{what} needs {n} seeds per condition (two-sided Welch, alpha 0.05, "
+                    f"power 0.8)")
+            planned = seeds + [max(seeds) + 1 + k for k in range(max(0, n - len(seeds)))]
+            for m in (a, b):
+                params = {**by_model[m].params}
+                for seed in planned:
+                    params["seed"] = seed
+                    out.append(_planned(spec, dict(params)))
+    return merge(out)
+
+
+def _planned(spec: SweepSpec, params: dict[str, Any]) -> PlannedRun:
+    from ..run.config import parse_train_words
+    from ..run.record import planned_run_id
+
+    try:
+        request = parse_train_words([f"{k}={v}" for k, v in params.items()])
+    except (InputError, FileNotFoundError) as exc:
+        raise SweepError(f"{spec.path}: {exc}") from None
+    return PlannedRun(planned_run_id(request), params, expand_command(spec, params), spec.name)
 
 
 def _matches(value: Any, allowed: list[Any]) -> bool:

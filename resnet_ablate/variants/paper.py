@@ -75,23 +75,31 @@ def _register_builtin_variants() -> None:
                      shortcut_options={"scale": 0.5})
     register_variant("resnet110-scale-both", base, shortcut="scaled",
                      shortcut_options={"scale": 0.5}, options={"branch_scale": 0.5})
-    for gate, bias, suffix in (("exclusive", -6.0, "gate-excl"), ("exclusive", -7.0,
-                                                                    "gate-excl-b7"),
-                               ("shortcut", 0.0, "gate-sc"), ("shortcut", -6.0, "gate-sc-b6")):
+    # Exclusive gating: the paper's b_g = -6 (its best) and -7, and "init b_g = 0 to -5"
+    # (one "fail" row in the paper), each of those six as a variant of its own.
+    gates = [("exclusive", -6.0, "gate-excl"), ("exclusive", -7.0, "gate-excl-b7"),
+             *[("exclusive", float(-b), f"gate-excl-b{b}") for b in range(6)],
+             ("shortcut", 0.0, "gate-sc"), ("shortcut", -6.0, "gate-sc-b6")]
+    for gate, bias, suffix in gates:
         register_variant(f"resnet110-{suffix}", base, options={"gate": gate, "gate_bias": bias})
     register_variant("resnet110-dropout-sc", base, shortcut="dropout",
                      shortcut_options={"p": 0.5})
 
-    # He et al. (2016), Table 2 / Fig. 4: where BN and ReLU sit, on ResNet-110 (basic) and
-    # ResNet-164 (bottleneck), all with projections where dimensions increase (option B).
+    # He et al. (2016), Table 2 / Fig. 4: where BN and ReLU sit. ResNet-110 (basic units)
+    # with option A where dimensions increase, as the table's 6.61% original (He et al.
+    # 2015's option-A net; fb.resnet.torch's CIFAR default): the paper states projections
+    # only for its bottleneck nets. ResNet-164 (bottleneck) with projections (option B).
+    # preresnet110-A is the full pre-activation ResNet-110 of the table (preresnet110 itself
+    # keeps the pre-activation nets' projections).
     _paper("resnet164-B", "resnet", "bottleneck", "B", "cifar", (18, 18, 18))
-    for depth in (110, 164):
-        register_variant(f"resnet{depth}-bn-after-add", f"resnet{depth}-B",
+    register_variant("preresnet110-A", "preresnet110", shortcut="A")
+    for depth, original, preact in ((110, "resnet110-A", "preresnet110-A"),
+                                    (164, "resnet164-B", "preresnet164")):
+        register_variant(f"resnet{depth}-bn-after-add", original,
                          options={"order": "bn_after_add"})
-        register_variant(f"resnet{depth}-relu-before-add", f"resnet{depth}-B",
+        register_variant(f"resnet{depth}-relu-before-add", original,
                          options={"order": "relu_before_add"})
-        register_variant(f"preresnet{depth}-relu-only", f"preresnet{depth}",
-                         options={"order": "relu_only"})
+        register_variant(f"preresnet{depth}-relu-only", preact, options={"order": "relu_only"})
 
     # He et al. (2019), "Bag of Tricks", Section 4.1: ResNet-D = ResNet-B (stride in the
     # 3x3) + ResNet-C (deep stem) + average-pool downsampling in the projection shortcut;
