@@ -24,6 +24,7 @@ from .figures import FIGURE_BUILDERS, MissingRuns, plt  # pyplot on the Agg back
 from .stats import ALPHA, TEST_NAME, by_condition, format_compare, welch
 from .tables import TABLE_BUILDERS
 from .vocab import ERROR_METRICS, describe, finished, plain_residual_pairs, pm, scope_key
+from .why import why_it_works
 
 TABLE_FORMATS = {"md": "markdown", "csv": "csv", "tex": "latex"}
 
@@ -206,6 +207,10 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
             "table", "Test error by condition", df, "compare",
             f"Test error by condition, mean ± std over seeds; depth steps within a series "
             f"tested with {TEST_NAME}, alpha = {ALPHA}. {describe(finished(c.runs))}"))
+    local = [Path(s) for s in c.runs.get("source", []) if not str(s).startswith("wandb:")]
+    why, found = why_it_works(local, out, progress)  # the probes' section (analysis.why)
+    report.sections += [Section(**s) for s in why]
+    report.findings += found
     if report.skipped:
         report.sections.append(Section("list", "Skipped (runs missing)",
                                        [f"{n}: {w}" for n, w in report.skipped]))
