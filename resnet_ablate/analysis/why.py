@@ -150,28 +150,35 @@ def lesion_findings(items: list[pf.Probed]) -> list[str]:
     return out
 
 
+def _compare(items: list[pf.Probed], probe: str,
+             sentence: Callable[[str, list[pf.Probed], str, list[pf.Probed]], str]
+             ) -> list[str]:
+    return [sentence(*pair) for pair in _pairs(pf.groups(items, probe))]
+
+
+def _top(ps: list[pf.Probed]) -> list[float]:
+    return [p.result["top_eigenvalues"][0] for p in ps if p.result["top_eigenvalues"]]
+
+
+def _relative_loss(ps: list[pf.Probed]) -> list[float]:
+    """The mean loss over the grid, in units of the minimiser's."""
+    return [float(np.nanmean(p.arrays["loss"]) / p.result["center"]["loss"]) for p in ps
+            if p.result["center"]["loss"]]
+
+
 def hessian_findings(items: list[pf.Probed]) -> list[str]:
-    out = []
-    for pn, pp, rn, rp in _pairs(pf.groups(items, "hessian")):
-        top = lambda ps: [p.result["top_eigenvalues"][0] for p in ps  # noqa: E731
-                          if p.result["top_eigenvalues"]]
-        out.append(f"Hessian (Yao et al. 2020): top eigenvalue of the training loss {rn} "
-                   f"{_stat(top(rp), 3)}, {pn} {_stat(top(pp), 3)}; trace "
-                   f"{_stat([p.result['trace'] for p in rp])} vs "
-                   f"{_stat([p.result['trace'] for p in pp])}.")
-    return out
+    return _compare(items, "hessian", lambda pn, pp, rn, rp: (
+        f"Hessian (Yao et al. 2020): top eigenvalue of the training loss {rn} "
+        f"{_stat(_top(rp), 3)}, {pn} {_stat(_top(pp), 3)}; trace "
+        f"{_stat([p.result['trace'] for p in rp])} vs "
+        f"{_stat([p.result['trace'] for p in pp])}."))
 
 
 def landscape_findings(items: list[pf.Probed]) -> list[str]:
-    out = []
-    for pn, pp, rn, rp in _pairs(pf.groups(items, "landscape")):
-        def rel(ps):
-            return [float(np.nanmean(p.arrays["loss"]) / p.result["center"]["loss"])
-                    for p in ps if p.result["center"]["loss"]]
-        out.append(f"Loss landscape (Li et al. 2018): the mean training loss over the grid is "
-                   f"{_stat(rel(rp))} x the minimiser's for {rn}, {_stat(rel(pp))} x for "
-                   f"{pn}.")
-    return out
+    return _compare(items, "landscape", lambda pn, pp, rn, rp: (
+        f"Loss landscape (Li et al. 2018): the mean training loss over the grid is "
+        f"{_stat(_relative_loss(rp))} x the minimiser's for {rn}, "
+        f"{_stat(_relative_loss(pp))} x for {pn}."))
 
 
 def paths_findings(items: list[pf.Probed]) -> list[str]:

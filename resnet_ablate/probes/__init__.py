@@ -75,39 +75,37 @@ def _hessian_rows(r: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 VEIT = ("Veit, Wilber & Belongie (2016), Residual Networks Behave Like Ensembles of "
         "Relatively Shallow Networks")
 
-register_probe(
-    "lesion", settings=lesion.LesionSettings, split="test", table=_lesion_rows,
-    paper=f"{VEIT}, Sec. 4, Figs. 3 and 5",
-    claim="Deleting one residual unit at test time barely changes a residual net's error "
-          "(downsampling units aside) while it ruins a plain net, and error grows smoothly "
-          "with the number of units deleted or swapped.")(lesion.run)
-register_probe(
-    "landscape", settings=landscape.LandscapeSettings, split="train", table=_grid_rows,
-    paper="Li, Xu, Taylor, Studer & Goldstein (2018), Visualizing the Loss Landscape of "
-          "Neural Nets, Sec. 4, Fig. 5",
-    claim="With filter-normalised random directions, ResNet-56's loss surface around its "
-          "minimiser is smooth and convex-looking, and without shortcuts it turns "
-          "chaotic.")(landscape.run)
-register_probe(
-    "linear_path", settings=landscape.LinearPathSettings, split="train", needs_initial=True,
-    table=_path_rows,
-    paper="Goodfellow, Vinyals & Saxe (2015), Qualitatively Characterizing Neural Network "
-          "Optimization Problems, Sec. 2",
-    claim="On the straight line from the initial to the final weights the training loss "
-          "falls smoothly, without barriers, for the nets that train well.")(
-    landscape.run_linear_path)
-register_probe(
-    "paths", settings=paths.PathSettings, split="train", table=_paths_rows,
-    paper=f"{VEIT}, Sec. 5, Fig. 6",
-    claim="Path lengths are binomial, but the gradient along a path falls fast with its "
-          "length, so nearly all of the gradient comes from paths much shorter than the "
-          "net.")(paths.run)
-register_probe(
-    "hessian", settings=hessian.HessianSettings, split="train", table=_hessian_rows,
-    paper="Yao, Gholami, Keutzer & Mahoney (2020), PyHessian: Neural Networks Through the "
-          "Lens of the Hessian, Sec. III",
-    claim="Adding residual connections lowers the Hessian's top eigenvalue and trace: a "
-          "flatter, better-conditioned loss at the trained weights.")(hessian.run)
+# name, run, settings, split, table, needs_initial, paper, claim
+BUILTINS = (
+    ("lesion", lesion.run, lesion.LesionSettings, "test", _lesion_rows, False,
+     f"{VEIT}, Sec. 4, Figs. 3 and 5",
+     "Deleting one residual unit at test time barely changes a residual net's error "
+     "(downsampling units aside) while it ruins a plain net, and error grows smoothly with "
+     "the number of units deleted or swapped."),
+    ("landscape", landscape.run, landscape.LandscapeSettings, "train", _grid_rows, False,
+     "Li, Xu, Taylor, Studer & Goldstein (2018), Visualizing the Loss Landscape of Neural "
+     "Nets, Sec. 4, Fig. 5",
+     "With filter-normalised random directions, ResNet-56's loss surface around its "
+     "minimiser is smooth and convex-looking, and without shortcuts it turns chaotic."),
+    ("linear_path", landscape.run_linear_path, landscape.LinearPathSettings, "train",
+     _path_rows, True,
+     "Goodfellow, Vinyals & Saxe (2015), Qualitatively Characterizing Neural Network "
+     "Optimization Problems, Sec. 2",
+     "On the straight line from the initial to the final weights the training loss falls "
+     "smoothly, without barriers, for the nets that train well."),
+    ("paths", paths.run, paths.PathSettings, "train", _paths_rows, False,
+     f"{VEIT}, Sec. 5, Fig. 6",
+     "Path lengths are binomial, but the gradient along a path falls fast with its length, "
+     "so nearly all of the gradient comes from paths much shorter than the net."),
+    ("hessian", hessian.run, hessian.HessianSettings, "train", _hessian_rows, False,
+     "Yao, Gholami, Keutzer & Mahoney (2020), PyHessian: Neural Networks Through the Lens "
+     "of the Hessian, Sec. III",
+     "Adding residual connections lowers the Hessian's top eigenvalue and trace: a flatter, "
+     "better-conditioned loss at the trained weights."),
+)
+for _name, _run, _settings, _split, _rows, _initial, _paper, _claim in BUILTINS:
+    register_probe(_name, settings=_settings, split=_split, table=_rows,
+                   needs_initial=_initial, paper=_paper, claim=_claim)(_run)
 
 
 class _Table(Mapping):

@@ -183,13 +183,7 @@ def open_run(path: str | os.PathLike, needs_initial: str = "") -> Target:
     if summary["status"] != "finished":
         raise InputError(f"run {run} ended {summary['status']}; only a finished run can be "
                          "probed")
-    named = summary.get("plugins") or []
-    plugins.autoload()
-    missing = plugins.missing(named)
-    if missing:
-        raise InputError(f"run {run} was trained with plugin(s) {', '.join(missing)}, not "
-                         f"loaded now; name them with --plugins {','.join(missing)} (or "
-                         f"{plugins.ENV}) to probe it")
+    plugins.require(summary.get("plugins") or [], run, "--plugins ", "probe it")
     values = record.flat(summary)
     spec = _spec(values, run)
     protocol = _protocol(values, run)

@@ -142,12 +142,7 @@ def _check_plugins(cfg: RunConfig) -> None:
     if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
         raise InputError(f"{cfg.runs_dir}/{cfg.run_id}/config.json: plugins must be a list of "
                          "names")
-    plugins.autoload()
-    missing = plugins.missing(named)
-    if missing:
-        raise InputError(f"resume refused: run {cfg.run_id} was trained with plugin(s) "
-                         f"{', '.join(missing)}, not loaded now; name them with plugins="
-                         f"{','.join(missing)} (or {plugins.ENV}) to resume it")
+    plugins.require(named, cfg.run_id, "plugins=", "resume it", prefix="resume refused: ")
 
 
 def _resolve_spec(request: TrainRequest, mode: str) -> tuple[VariantSpec, Any]:
