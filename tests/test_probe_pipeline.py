@@ -293,3 +293,87 @@ def test_one_bad_run_stops_all_before_anything_is_written(why, tmp_path, cli_inp
     proc = cli_inproc("probe", "lesion", "--runs", good, bad, "--set", "parts=single")
     assert_usage_error(proc, f"run {bad.name} has no model.pt")
     assert not (good / "probes").exists()
+
+
+def test_landscape_at_the_origin_of_the_2d_grid_is_the_recorded_training_loss(why, tmp_path,
+                                                                                 cli_inproc):
+    _, runs, _ = why
+    run = _copy(runs["plain20"], tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    # the default 2D grid, coarse; the whole training split in one batch (BN in eval mode,
+    # the default, as the run's own final train loss was measured)
+    proc = cli_inproc("probe", "landscape", "--runs", run, "--set", "points=3",
+                      "batch_size=1258", "--wandb", "disabled")
+    assert proc.returncode == 0, proc.stderr
+    (path, rec), = _records(run, "landscape")
+    assert rec["settings"]["dims"] == 2 and rec["settings"]["bn"] == "eval"
+    with np.load(path.parent / rec["arrays"]["file"]) as z:
+        loss, err = z["loss"], z["error"]
+    assert loss.shape == (3, 3) and rec["result"]["x"] == rec["result"]["y"] == [-1.0, 0.0, 1.0]
+    assert loss[1, 1] == pytest.approx(summary["final_train_loss_eval"], rel=1e-6)
+    assert 100 * err[1, 1] == pytest.approx(summary["final_train_err_eval"], abs=1e-9)
+    assert (np.delete(loss.ravel(), 4) > loss[1, 1]).all()  # a minimiser: every step is uphill
+
+
+def test_probes_pool_one_sample_per_seed_of_a_condition(why, tmp_path, cli_inproc):
+    from resnet_ablate.analysis import probe_figures as pf
+    from resnet_ablate.analysis import why as why_mod
+    from resnet_ablate.analysis.vocab import pm
+
+    _, runs, _ = why
+    first = _copy(runs["resnet20-A"], tmp_path)  # seed 0, its probes left behind
+    trained = cli_inproc("train", "model=resnet20-A", "model.layers=[1,1,1]", "dataset=digits",
+                         "protocol=demo", "iterations=30", "eval_every=15", "log_every=15",
+                         "progress=off", "wandb=disabled", "seed=1", f"runs_dir={tmp_path}",
+                         "run_id=second")
+    assert trained.returncode == 0, trained.stderr
+    second = tmp_path / "second"
+    s0, s1 = (json.loads((d / "summary.json").read_text()) for d in (first, second))
+    assert s0["condition"] == s1["condition"] and (s0["seed"], s1["seed"]) == (0, 1)
+    both = cli_inproc("probe", "lesion", "--runs", first, second, "--set", "parts=single",
+                      "--wandb", "disabled")
+    assert both.returncode == 0, both.stderr
+    # the first run again with another probe seed: a third record, not a third seed
+    again = cli_inproc("probe", "lesion", "--runs", first, "--set", "parts=single", "--seed",
+                       "7", "--wandb", "disabled")
+    assert again.returncode == 0, again.stderr
+    assert len(_records(first, "lesion")) == 2
+    rises = []
+    for run in (first, second):
+        rec = next(r for _, r in _records(run, "lesion") if r["seed"] != 7)["result"]
+        keep = [u["error"] for u in rec["single"] if u["how"] == "shortcut only (identity)"]
+        assert len(keep) == 1  # one unit a stage: only the first stage's keeps its shape
+        rises.append(100 * (np.mean(keep) - rec["baseline"]["error"]))
+    items = pf.load([first, second])
+    assert len(items) == 3
+    row = why_mod.table(items, "lesion").iloc[0]
+    assert row["seeds"] == 2
+    assert row["delete one unit: mean rise (pp)"] == pm(float(np.mean(rises)),
+                                                        float(np.std(rises, ddof=1)), 2)
+    tidy = why_mod.frame(items)
+    assert list(tidy.columns) == why_mod.COLUMNS
+    assert sorted(tidy.drop_duplicates("digest")["probe_seed"]) == [0, 1, 7]
+    assert not tidy[tidy["probe_seed"] == 7]["sample"].any()
+    means = why_mod.mean_by_condition(tidy).set_index("metric")
+    rise = means.loc["delete one unit: mean rise (pp)"]
+    assert rise["seeds"] == 2 and rise["condition"] == s0["condition"]
+    assert rise["mean"] == pytest.approx(np.mean(rises), abs=1e-9)
+    assert rise["std"] == pytest.approx(np.std(rises, ddof=1), abs=1e-9)
+    assert means.loc["intact test err %", "mean"] == pytest.approx(
+        np.mean([s0["final_test_err"], s1["final_test_err"]]), abs=1e-9)
+
+
+def test_a_plugin_that_cannot_be_loaded_is_one_line_and_writes_nothing(why, tmp_path,
+                                                                       cli_inproc):
+    _, runs, _ = why
+    run = _copy(runs["resnet20-A"], tmp_path)
+    (tmp_path / "broken_probe.py").write_text("import resnet_ablate as ra\n"
+                                              "raise RuntimeError('not today')\n")
+    before = _files(tmp_path)
+    for spec, message in ((tmp_path / "broken_probe.py",
+                           "could not be loaded: RuntimeError: not today"),
+                          (tmp_path / "absent.py", "does not exist"),
+                          ("no_such_module_xyz", "could not be loaded: ModuleNotFoundError")):
+        proc = cli_inproc("probe", "lesion", "--runs", run, "--plugins", spec)
+        assert_usage_error(proc, f"plugin '{spec}'", message)
+    assert _files(tmp_path) == before and not (run / "probes").exists()

@@ -114,8 +114,21 @@ def groups(items: Iterable[Probed], probe: str, weights: str | None = "final"
     out = {}
     for key in sorted(by, key=lambda k: _order(k, by[k])):
         name = key[0] if ways[key[0]] == 1 else f"{key[0]} [{key[1][:6]}]"
-        out[name] = sorted(by[key], key=lambda p: p.rec["seed"])
+        out[name] = sorted(_one_per_run(by[key]), key=lambda p: p.run.get("seed", p.rec["seed"]))
     return out
+
+
+def _one_per_run(items: list[Probed]) -> list[Probed]:
+    """One sample per seed of the condition: a run probed again with another probe seed
+    (same settings) keeps the record drawn with its own seed (the default), else the one
+    of the lowest probe seed; extra draws of one run are not more seeds."""
+    best: dict[str, Probed] = {}
+    for p in items:
+        run_id = p.rec["run_id"]
+        own = lambda q: (q.rec["seed"] != q.run.get("seed"), q.rec["seed"])  # noqa: E731
+        if run_id not in best or own(p) < own(best[run_id]):
+            best[run_id] = p
+    return list(best.values())
 
 
 def _palette(names: list[str]) -> dict[str, Any]:

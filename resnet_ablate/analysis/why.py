@@ -5,7 +5,9 @@ seeds). Read from the runs' probe records (resnet_ablate.run.probefiles).
 
 `why_it_works(run_dirs, out)` writes its figures and tables under `out` and returns
 (sections, findings): sections as the report's Section fields (kind, title, body, name,
-caption), findings as sentences.
+caption), findings as sentences. `frame(items)` is the probes as a tidy table (one row per
+record and number, `sample` marking one record per run), `mean_by_condition(frame)` the
+numbers over seeds per condition: what a store takes.
 """
 from __future__ import annotations
 
@@ -38,27 +40,27 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 # ---------------------------------------------------------------------------- per probe
-def _lesion_row(ps: list[pf.Probed]) -> dict[str, Any]:
-    rise = [pf.lesion_increase(p) for p in ps]
-    worst = [float(np.nanmax(pf.lesion_single(p)[0]) - 100 * p.result["baseline"]["error"])
-             if p.result.get("single") else None for p in ps]
-    last_k = [100 * p.result["delete_k_summary"]["error_mean"][-1]
-              if p.result.get("delete_k_summary") else None for p in ps]
-    ks = ps[0].result.get("delete_k_summary", {}).get("k") or [None]
-    return {"intact test err %": _stat([100 * p.result["baseline"]["error"] for p in ps]),
-            "delete one unit: mean rise (pp)": _stat(rise),
-            "worst single deletion (pp)": _stat(worst),
-            f"delete {ks[-1]} units: err %": _stat(last_k)}
+# Each probe's numbers per record (one run's sample), then mean ± std over a condition's
+# seeds: the report's tables and the store's probe_metrics rows are the same numbers.
+def _lesion_metrics(p: pf.Probed) -> dict[str, float | None]:
+    r = p.result
+    base = 100 * r["baseline"]["error"]
+    err = pf.lesion_single(p)[0]
+    last = r.get("delete_k_summary") or {}
+    out = {"intact test err %": base,
+           "delete one unit: mean rise (pp)": pf.lesion_increase(p),
+           "worst single deletion (pp)": float(np.nanmax(err) - base)
+           if len(err) and not np.isnan(err).all() else None}
+    if last.get("k"):
+        out[f"delete {last['k'][-1]} units: err %"] = 100 * last["error_mean"][-1]
+    return out
 
 
-def _landscape_row(ps: list[pf.Probed]) -> dict[str, Any]:
-    def mean_loss(p):
-        loss = p.arrays.get("loss")
-        return float(np.nanmean(loss)) if loss is not None else None
-
-    return {"centre loss": _stat([p.result["center"]["loss"] for p in ps], 3),
-            "mean loss on the grid": _stat([mean_loss(p) for p in ps], 3),
-            "max loss on the grid": _stat([float(np.nanmax(p.arrays["loss"])) for p in ps], 3)}
+def _landscape_metrics(p: pf.Probed) -> dict[str, float | None]:
+    loss = p.arrays.get("loss")
+    return {"centre loss": p.result["center"]["loss"],
+            "mean loss on the grid": float(np.nanmean(loss)) if loss is not None else None,
+            "max loss on the grid": float(np.nanmax(loss)) if loss is not None else None}
 
 
 def _barrier(p: pf.Probed) -> float:
@@ -68,10 +70,9 @@ def _barrier(p: pf.Probed) -> float:
     return float(np.nanmax(loss - line))
 
 
-def _path_row(ps: list[pf.Probed]) -> dict[str, Any]:
-    return {"initial loss": _stat([p.result["start_loss"] for p in ps], 3),
-            "final loss": _stat([p.result["end_loss"] for p in ps], 3),
-            "rise above the straight line": _stat([_barrier(p) for p in ps], 3)}
+def _path_metrics(p: pf.Probed) -> dict[str, float | None]:
+    return {"initial loss": p.result["start_loss"], "final loss": p.result["end_loss"],
+            "rise above the straight line": _barrier(p)}
 
 
 def _peak(p: pf.Probed) -> float | None:
@@ -80,39 +81,81 @@ def _peak(p: pf.Probed) -> float | None:
     return float(g["length"][int(np.argmax(total))]) if total else None
 
 
-def _paths_row(ps: list[pf.Probed]) -> dict[str, Any]:
-    def ratio(p):
-        norms = [u["grad_norm"] for u in p.result["unit_grad_norm"]]
-        return norms[0] / norms[-1] if norms and norms[-1] else None
-
-    return {"units (residual)": f"{ps[0].result['units']} ({ps[0].result['residual_units']})",
-            "gradient peaks at path length": _stat([_peak(p) for p in ps], 1),
-            "grad norm first / last unit": _stat([ratio(p) for p in ps], 3)}
+def _paths_metrics(p: pf.Probed) -> dict[str, float | None]:
+    norms = [u["grad_norm"] for u in p.result["unit_grad_norm"]]
+    return {"gradient peaks at path length": _peak(p),
+            "grad norm first / last unit": norms[0] / norms[-1] if norms and norms[-1]
+            else None}
 
 
-def _hessian_row(ps: list[pf.Probed]) -> dict[str, Any]:
-    return {"top eigenvalue": _stat([p.result["top_eigenvalues"][0] if p.result[
-        "top_eigenvalues"] else None for p in ps], 3),
-            "trace": _stat([p.result["trace"] for p in ps], 2)}
+def _hessian_metrics(p: pf.Probed) -> dict[str, float | None]:
+    top = p.result["top_eigenvalues"]
+    return {"top eigenvalue": top[0] if top else None, "trace": p.result["trace"]}
 
 
-def _plugin_row(ps: list[pf.Probed]) -> dict[str, Any]:
-    keys = [k for k, v in ps[0].result.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return {k: _stat([p.result.get(k) for p in ps], 4) for k in keys}
+def _plugin_metrics(p: pf.Probed) -> dict[str, float | None]:
+    return {k: float(v) for k, v in p.result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-ROWS: dict[str, Callable[[list[pf.Probed]], dict[str, Any]]] = {
-    "lesion": _lesion_row, "landscape": _landscape_row, "linear_path": _path_row,
-    "paths": _paths_row, "hessian": _hessian_row}
+METRICS: dict[str, Callable[[pf.Probed], dict[str, float | None]]] = {
+    "lesion": _lesion_metrics, "landscape": _landscape_metrics, "linear_path": _path_metrics,
+    "paths": _paths_metrics, "hessian": _hessian_metrics}
+DIGITS = {"centre loss": 3, "mean loss on the grid": 3, "max loss on the grid": 3,
+          "initial loss": 3, "final loss": 3, "rise above the straight line": 3,
+          "gradient peaks at path length": 1, "grad norm first / last unit": 3,
+          "top eigenvalue": 3}
+
+
+def metrics(p: pf.Probed) -> dict[str, float | None]:
+    """A record's numbers (a plugin probe's: its numeric result fields)."""
+    return METRICS.get(p.rec["probe"], _plugin_metrics)(p)
 
 
 def table(items: list[pf.Probed], probe: str) -> pd.DataFrame:
-    g = pf.groups(items, probe)
+    """One row per condition (probed alike): mean ± std of each number over its seeds."""
     rows = []
-    for name, ps in g.items():
-        rows.append({"condition": name, "seeds": len(ps), **ROWS.get(probe, _plugin_row)(ps)})
+    for name, ps in pf.groups(items, probe).items():
+        values = [metrics(p) for p in ps]
+        row: dict[str, Any] = {"condition": name, "seeds": len(ps)}
+        if probe == "paths":
+            row["units (residual)"] = f"{ps[0].result['units']} ({ps[0].result['residual_units']})"
+        for key in dict.fromkeys(k for v in values for k in v):
+            digits = DIGITS.get(key, 4 if probe not in METRICS else 2)
+            row[key] = _stat([v.get(key) for v in values], digits)
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+COLUMNS = ["run_id", "condition", "label", "seed", "probe", "digest", "settings_digest",
+           "probe_seed", "weights", "split", "sample", "metric", "value"]
+
+
+def frame(items: list[pf.Probed]) -> pd.DataFrame:
+    """The probes as a tidy table, one row per record and number: what a store keeps
+    beside the runs (join on run_id). `sample` marks the record that is its run's one
+    sample of its condition (pf.groups); mean_by_condition pools those."""
+    counted = {id(p) for probe in dict.fromkeys(p.rec["probe"] for p in items)
+               for ps in pf.groups(items, probe, weights=None).values() for p in ps}
+    rows = []
+    for p in items:
+        for metric, value in metrics(p).items():
+            rows.append({"run_id": p.rec["run_id"], "condition": p.rec["condition"],
+                         "label": p.label, "seed": p.run.get("seed"), "probe": p.rec["probe"],
+                         "digest": p.rec["digest"], "settings_digest": p.rec["settings_digest"],
+                         "probe_seed": p.rec["seed"], "weights": p.rec["weights"],
+                         "split": p.rec["data"]["split"], "sample": id(p) in counted,
+                         "metric": metric,
+                         "value": np.nan if value is None else float(value)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def mean_by_condition(df: pd.DataFrame) -> pd.DataFrame:
+    """Each number by condition, probe and settings: seeds (n), mean, std (ddof 1), over
+    one sample per seed."""
+    keys = ["condition", "label", "probe", "settings_digest", "weights", "metric"]
+    g = df[df["sample"]].groupby(keys, sort=False)["value"]
+    return g.agg(seeds="count", mean="mean", std="std").reset_index()
 
 
 # ---------------------------------------------------------------------------- findings
