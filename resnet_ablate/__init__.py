@@ -23,6 +23,7 @@ _EXPORTS = {
     "register_block": "resnet_ablate.variants.parts",
     "register_shortcut": "resnet_ablate.variants.parts",
     "register_stem": "resnet_ablate.variants.parts",
+    "register_probe": "resnet_ablate.probes.registry",
     "VariantSpec": "resnet_ablate.variants.spec",
     "load_plugins": ("resnet_ablate.variants.plugins", "load"),
     # The notebook API: collect runs, then ra.figures.error_vs_depth(c) -> (fig, caption)

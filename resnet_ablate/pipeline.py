@@ -38,6 +38,30 @@ def _yaml_text(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class ProbeRef:
+    """A probe of the experiment's finished runs (all, or those whose parameters match
+    `only`), at `settings`; run after its sweeps, each record once."""
+    name: str
+    only: dict[str, list[Any]] | None
+    settings: dict[str, Any]
+    seed: int | None = None
+
+    def command(self, runs_dir: Path) -> str:
+        words = ["resnet-ablate", "probe", self.name, "--runs", f"{runs_dir}/..."]
+        if self.settings:
+            words += ["--set", *[f"{k}={_word(v)}" for k, v in self.settings.items()]]
+        if self.seed is not None:
+            words += ["--seed", str(self.seed)]
+        where = "; ".join(f"{k} in {v}" for k, v in (self.only or {}).items())
+        return shlex.join(words) + (f"  # runs with {where}" if where else "")
+
+
+def _word(value: Any) -> str:
+    """A setting as --set reads it (a list: comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     title: str
@@ -49,6 +73,7 @@ class Experiment:
     notes: tuple[str, ...]
     where: str
     edf: str | None = None  # a factor: the report's error EDFs of the design spaces it splits
+    probes: tuple[ProbeRef, ...] = ()
 
 
 def list_experiments() -> list[str]:
@@ -84,12 +109,22 @@ def load_experiment(name_or_path: str) -> Experiment:
         if key in raw and not isinstance(raw[key], str):
             raise InputError(f"{where}: {key} must be a string")
     stem = Path(str(name_or_path)).name.removesuffix(".yaml")
+    probes = []
+    for p in raw.get("probes") or []:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not isinstance(
+                p.get("settings", {}), dict) or not isinstance(p.get("only") or {}, dict) or \
+                not all(isinstance(v, list) for v in (p.get("only") or {}).values()):
+            raise InputError(f"{where}: each probe is {{name: NAME, settings: {{...}}, only: "
+                             "{model: [...]}}")
+        probes.append(ProbeRef(p["name"], p.get("only"), dict(p.get("settings") or {}),
+                               p.get("seed")))
     return Experiment(
         name=raw.get("name", stem), title=raw.get("title", stem), paper=raw.get("paper", ""),
         protocol=raw.get("protocol", ""), sweeps=tuple(sweeps),
         figures=_strings(where, "figures", raw.get("figures", list(FIGURE_TITLES)), FIGURE_TITLES),
         tables=_strings(where, "tables", raw.get("tables", list(TABLE_TITLES)), TABLE_TITLES),
-        notes=_strings(where, "notes", raw.get("notes", [])), where=where, edf=raw.get("edf"))
+        notes=_strings(where, "notes", raw.get("notes", [])), where=where, edf=raw.get("edf"),
+        probes=tuple(probes))
 
 
 @dataclass
@@ -130,6 +165,8 @@ def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | 
     commands = [ref.command(runs_dir, jobs, settings) for ref in exp.sweeps]
     runner = SweepRunner(runs, runs_dir, exp.name, jobs=jobs, gpus=gpus,
                          jobs_per_gpu=jobs_per_gpu, launcher=launcher, log=log)
+    probing = plan_probes(exp, runner.runs)  # validated before any run starts
+    commands += [ref.command(runs_dir) for ref in exp.probes]
     result = ExperimentResult(exp, runner.runs, commands, dry_run=dry_run, out=out)
     if dry_run:
         return result
@@ -137,6 +174,7 @@ def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | 
     if runner.submitted:  # --no-wait: nothing to collect yet
         return result
     result.failed = any(r.state == "failed" for r in runner.runs)
+    run_probes(probing, runner.runs, runs_dir, log)
     from .analysis.collect import collect
     from .analysis.report import build
 
@@ -158,3 +196,36 @@ def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | 
         commands=[invoked, "# which ran:", *commands], title=exp.title,
         notes=list(exp.notes), progress=log, planned=planned, edf=exp.edf)
     return result
+
+
+def plan_probes(exp: Experiment, runs: list) -> list[tuple[ProbeRef, Any]]:
+    """Each of the experiment's probes parsed and checked (its name, its settings), with the
+    plugins its runs name loaded (a plugin probe, a plugin's variant)."""
+    if not exp.probes:
+        return []
+    from .probes.runner import parse_request
+    from .variants import plugins
+
+    params = {k for run in runs for k in run.params}
+    for ref in exp.probes:
+        bad = sorted(set(ref.only or {}) - params)
+        if bad:
+            raise InputError(f"{exp.where}: probe {ref.name}: only: {bad[0]!r} is not a "
+                             f"parameter of its sweeps ({', '.join(sorted(params))})")
+    for run in runs:
+        plugins.load(plugins.split(str(run.params.get("plugins") or "")))
+    return [(ref, parse_request(ref.name, ref.settings, seed=ref.seed)) for ref in exp.probes]
+
+
+def run_probes(probing: list[tuple[ProbeRef, Any]], runs: list, runs_dir: Path,
+               log: Callable[[str], None]) -> None:
+    """The probes of each finished run, a run at a time (one W&B probe run per run)."""
+    if not probing:
+        return
+    from .probes.runner import probe_runs
+
+    for run in runs:
+        wanted = [request for ref, request in probing if run.state == "finished" and all(
+            str(run.params.get(k)) in {str(a) for a in v} for k, v in (ref.only or {}).items())]
+        if wanted:
+            probe_runs(wanted, [runs_dir / run.run_id], log=log)

@@ -76,7 +76,7 @@ class Tracker:
 
     def __init__(self, mode: str, project: str, group: str | None, entity: str | None,
                  run_id: str, run_dir: Path, config: dict[str, Any], tags: list[str],
-                 resume: bool) -> None:
+                 resume: bool, job_type: str = "train") -> None:
         self.mode = resolve_mode(mode)
         self.run = None
         self.failed: str | None = None
@@ -87,11 +87,12 @@ class Tracker:
             import wandb
 
             kwargs: dict[str, Any] = dict(
-                project=project, entity=entity or None, group=group or None, job_type="train",
+                project=project, entity=entity or None, group=group or None, job_type=job_type,
                 name=run_id, config=config, tags=tags, dir=str(run_dir),
                 resume="allow" if resume else None, reinit="finish_previous")
-            # The W&B agent names its runs (WANDB_RUN_ID); elsewhere the run id is ours.
-            if not os.environ.get("WANDB_RUN_ID"):
+            # The W&B agent names its training runs (WANDB_RUN_ID); elsewhere, and for
+            # other jobs (probes of a finished run), the run id is ours.
+            if job_type != "train" or not os.environ.get("WANDB_RUN_ID"):
                 kwargs["id"] = run_id
             timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
             try:

@@ -399,15 +399,17 @@ def test_paths_probe_numbers():
 
 # ---------------------------------------------------------------------------- table, inputs
 def test_table_and_json_results():
-    assert set(PROBES) == {"lesion", "landscape", "paths", "hessian"}
+    assert {"lesion", "landscape", "linear_path", "paths", "hessian"} <= set(PROBES)
     m = tiny()
     small = {"lesion": {"draws": 1, "delete_ks": [1, 6], "swap_ks": [1]},
              "landscape": {"points": 3}, "paths": {"samples": 1, "lengths": [2]},
-             "hessian": {"max_iter": 3, "trace_iters": 2}}
-    for name, entry in PROBES.items():
+             "hessian": {"max_iter": 3, "trace_iters": 2}, "linear_path": {"points": 3}}
+    for name in small:
+        entry = PROBES[name]
         assert entry["defaults"] == {k: list(v) if isinstance(v, tuple) else v
                                      for k, v in vars(entry["settings"]()).items()}
-        r = run_probe(name, m, data(1), seed=0, **small[name])
+        extra = {"initial": tiny(seed=4).state_dict()} if entry["needs_initial"] else {}
+        r = run_probe(name, m, data(1), seed=0, **small[name], **extra)
         assert r["probe"] == name and r["seed"] == 0
         assert {k: r["settings"][k] for k in small[name]} == small[name]
         json.dumps({k: v for k, v in r.items() if k != "arrays"})
@@ -439,3 +441,58 @@ def test_bad_model_batches_and_probe_name():
         landscape.run(tiny(), [], seed=0)
     with pytest.raises(InputError, match="unknown probe 'lesions'"):
         run_probe("lesions", tiny(), data(1), seed=0)
+
+
+# ---------------------------------------------------------------------------- registry
+def test_linear_path_of_the_models_own_state_dict():
+    """final= the model's live state_dict (whose tensors the path overwrites) gives the
+    same path as a copy of it (it did not: the end point aliased the moving weights)."""
+    final, init = tiny(seed=0), tiny(seed=4)
+    batches = data()
+    copied = landscape.linear_path(final, init.state_dict(), copy.deepcopy(final.state_dict()),
+                                   batches, points=3, bn="eval")
+    live = landscape.linear_path(final, init.state_dict(), final.state_dict(), batches,
+                                 points=3, bn="eval")
+    assert np.array_equal(live["arrays"]["loss"], copied["arrays"]["loss"])
+    r = landscape.run_linear_path(final, batches, seed=3, initial=init.state_dict(), points=3,
+                                  bn="eval")
+    assert r["probe"] == "linear_path" and r["seed"] == 3 and r["alpha"] == [0.0, 0.5, 1.0]
+    assert r["end_loss"] == evaluate(final, batches)[0]
+    assert r["start_loss"] == evaluate(init, batches)[0]
+
+
+def test_register_probe_through_the_one_registry():
+    from dataclasses import dataclass
+
+    from resnet_ablate.probes.registry import REGISTRY
+    from resnet_ablate.variants.parts import Registry
+
+    assert isinstance(REGISTRY, Registry)
+
+    @dataclass(frozen=True)
+    class Scale:
+        factor: float = 2.0
+
+    @ra.register_probe("test_sum_of_logits", settings=Scale, paper="test", claim="test")
+    def summed(model, batches, *, seed, factor):
+        x, _ = next(iter(batches))
+        with torch.no_grad():
+            return {"probe": "test_sum_of_logits", "value": factor * float(model(x).sum())}
+
+    m = tiny()
+    x = data(1)[0][0]
+    with torch.no_grad():
+        expected = 3.0 * float(m(x).sum())
+    assert run_probe("test_sum_of_logits", m, data(1), seed=0, factor=3.0)["value"] == expected
+    assert PROBES["test_sum_of_logits"]["defaults"] == {"factor": 2.0}
+    with pytest.raises(InputError, match="probe 'test_sum_of_logits' is already registered"):
+        ra.register_probe("test_sum_of_logits")(summed)
+    with pytest.raises(InputError, match="split must be one of train, test"):
+        ra.register_probe("test_other", split="val")
+    with pytest.raises(InputError, match="every setting needs a default"):
+        @dataclass(frozen=True)
+        class NoDefault:
+            eps: float
+
+        ra.register_probe("test_other", settings=NoDefault)
+    assert "test_other" not in PROBES

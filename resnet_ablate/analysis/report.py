@@ -26,6 +26,7 @@ from .stats import (PairTest, by_condition, compare_caption, count_runs, diff_te
                     format_compare, holm_caption, pair_tests)
 from .tables import TABLE_BUILDERS
 from .vocab import ERROR_METRICS, describe, finished, plain_residual_pairs, scope_key
+from .why import why_it_works
 
 TABLE_FORMATS = {"md": "markdown", "csv": "csv", "tex": "latex"}
 
@@ -267,6 +268,10 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
             f"Test error by condition over seeds; 'runs': the runs found of each condition "
             f"in any status{planned_words}. {compare_caption(compare)} "
             f"{describe(finished(c.runs))}"))
+    local = [Path(s) for s in c.runs.get("source", []) if not str(s).startswith("wandb:")]
+    why, found = why_it_works(local, out, progress)  # the probes' section (analysis.why)
+    report.sections += [Section(**s) for s in why]
+    report.findings += found
     if report.skipped:
         report.sections.append(Section("list", "Skipped (runs missing, or not for this data)",
                                        [f"{n}: {w}" for n, w in report.skipped]))

@@ -27,9 +27,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _commands():
-    from . import analysis_cmds, model_cmds, run_cmds
+    from . import analysis_cmds, model_cmds, probe_cmds, run_cmds
 
-    return [*model_cmds.COMMANDS, *run_cmds.COMMANDS, *analysis_cmds.COMMANDS]
+    return [*model_cmds.COMMANDS, *run_cmds.COMMANDS, *analysis_cmds.COMMANDS,
+            *probe_cmds.COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -181,8 +181,10 @@ def linear_path(model: nn.Module, initial: Mapping[str, Tensor], final: Mapping[
                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
     data = fixed_batches(batches, num_batches, model_device(model), probe)
     saved = {k: state[k].detach().clone() for k in keys}
-    start = {k: initial[k].detach().to(saved[k].device, saved[k].dtype) for k in keys}
-    end = {k: final[k].detach().to(saved[k].device, saved[k].dtype) for k in keys}
+    # copies: `final` may be the model's own state_dict(), whose tensors the loop overwrites
+    start = {k: initial[k].detach().to(saved[k].device, saved[k].dtype, copy=True)
+             for k in keys}
+    end = {k: final[k].detach().to(saved[k].device, saved[k].dtype, copy=True) for k in keys}
     alphas = coordinates(span, points)
     loss = np.empty(points)
     error = np.empty(points)
@@ -204,3 +206,34 @@ def linear_path(model: nn.Module, initial: Mapping[str, Tensor], final: Mapping[
             "settings": {"points": points, "span": list(span), "bn": bn,
                          "num_batches": num_batches},
             "alpha": alphas, "arrays": {"loss": loss, "error": error}}
+
+
+PATH_PROBE = "linear_path"
+MAX_PATH_POINTS = 10_001
+
+
+@dataclass(frozen=True)
+class LinearPathSettings:
+    points: int = 21
+    span: tuple[float, float] = (0.0, 1.0)  # 0: the initial weights, 1: the final ones
+    bn: str = "batch"  # see linear_path: the initial running statistics are of no data
+    num_batches: int | None = None  # the fixed subset: first n batches; None: all
+
+    def __post_init__(self) -> None:
+        check_int(PATH_PROBE, "points", self.points, 2, MAX_PATH_POINTS)
+        _check_span(PATH_PROBE, self.span)
+        check_choice(PATH_PROBE, "bn", self.bn, BN_MODES)
+        check_int(PATH_PROBE, "num_batches", self.num_batches, 1, allow_none=True)
+
+
+def run_linear_path(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int,
+                    initial: Mapping[str, Tensor], **settings: Any) -> dict[str, Any]:
+    """linear_path from `initial` to the model's own weights, as a probe (the uniform
+    result; `seed` is recorded, the path draws nothing)."""
+    s = parse_settings(LinearPathSettings, PATH_PROBE, settings)
+    out = linear_path(model, initial, model.state_dict(), batches, points=s.points,
+                      span=s.span, bn=s.bn, num_batches=s.num_batches)
+    arrays = out.pop("arrays")
+    return result(PATH_PROBE, out["paper"], seed, s, model, alpha=out["alpha"],
+                  start_loss=float(arrays["loss"][0]), end_loss=float(arrays["loss"][-1]),
+                  max_loss=float(arrays["loss"].max()), arrays=arrays)

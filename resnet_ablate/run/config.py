@@ -100,6 +100,9 @@ class RunConfig:
     num_workers: int = _s(4, "DataLoader workers (loader mode)")
     eval_batch_size: int = _s(1000, "images per evaluation batch")
     responses: bool = _s(True, "record Fig. 7's layer responses at the end")
+    probes: str = _s("", "probes of the finished run, at their default settings, comma-"
+                         "separated: lesion, landscape, linear_path, paths, hessian or a "
+                         "plugin's (other settings: `resnet-ablate probe`)")
     plugins: str = _s("", "modules or .py files that register blocks/variants, "
                           "comma-separated")
     max_params: int = _s(3_000_000_000, "refuse models with more parameters (counted before "

@@ -142,12 +142,7 @@ def _check_plugins(cfg: RunConfig) -> None:
     if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
         raise InputError(f"{cfg.runs_dir}/{cfg.run_id}/config.json: plugins must be a list of "
                          "names")
-    plugins.autoload()
-    missing = plugins.missing(named)
-    if missing:
-        raise InputError(f"resume refused: run {cfg.run_id} was trained with plugin(s) "
-                         f"{', '.join(missing)}, not loaded now; name them with plugins="
-                         f"{','.join(missing)} (or {plugins.ENV}) to resume it")
+    plugins.require(named, cfg.run_id, "plugins=", "resume it", prefix="resume refused: ")
 
 
 def _resolve_spec(request: TrainRequest, mode: str) -> tuple[VariantSpec, Any]:
@@ -197,6 +192,10 @@ def prepare(request: TrainRequest) -> Prepared:
         _check_plugins(cfg)
     if cfg.compile:
         _check_backend(cfg.compile_backend)
+    if cfg.probes:  # an unknown probe is refused before anything is written
+        from ..probes.runner import parse_names
+
+        parse_names(cfg.probes)
     mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
     spec, _ = _resolve_spec(request, mode)
     # Refused at once when absurd: counted on the meta device, before any data loads.
@@ -361,6 +360,11 @@ def train(words: list[str]) -> int:
             tracker.log_responses(summary.get("layer_responses") or [])
             tracker.update_summary({k: v for k, v in record.results(summary).items()
                                     if isinstance(v, (int, float, str, bool))})
+            if status == "finished" and request.config.probes:  # the run's files are written
+                from ..probes.runner import after_training
+
+                after_training(prep.rundir.path, request.config.probes, tracker,
+                               should_stop=lambda: stop.signal is not None)
             tracker.finish(exit_code=0 if status != "failed" else 1)
             _report(summary, prep.rundir)
             return 1 if status == "failed" else 0

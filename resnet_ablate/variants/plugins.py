@@ -131,3 +131,15 @@ def missing(recorded: list[str]) -> list[str]:
     """The plugins a run record names that this process has not loaded."""
     have = set(_recorded) | _seen
     return [p for p in recorded if p not in have]
+
+
+def require(named: list[str], run: str, option: str, purpose: str, prefix: str = "") -> None:
+    """The plugins a run record names, loaded now (named by the user, RESNET_ABLATE_PLUGINS or
+    an entry point), or a one-line InputError saying how to name them: a record never makes
+    code run by itself."""
+    autoload()
+    gone = missing(named)
+    if gone:
+        raise InputError(f"{prefix}run {run} was trained with plugin(s) {', '.join(gone)}, not "
+                         f"loaded now; name them with {option}{','.join(gone)} (or {ENV}) to "
+                         f"{purpose}")

@@ -1,0 +1,413 @@
+"""Figures of the probes of why residual nets train, from the probe records in run
+directories (resnet_ablate.run.probefiles; read directly for now, a store later).
+
+One line (or panel) per condition, the mean over its seeds with a band of ±1 std, as the
+paper figures are drawn (resnet_ablate.analysis.figures); records of one condition are
+pooled only when probed alike (one settings digest), and a condition probed two ways is
+two lines. Errors in percent of the probe's split.
+
+    lesion_figure      Veit et al. (2016) Fig. 3 and 5: test error per deleted unit; vs
+                       the number k of units deleted (and swapped), plain vs residual
+    landscape_figures  Li et al. (2018) Fig. 5: per depth, the variants' 2D contours beside
+                       their 1D slices (and the Goodfellow et al. linear path)
+    paths_figure       Veit et al. (2016) Fig. 6: path lengths, gradient by path length,
+                       per-unit gradient norm at the end (and at initialisation)
+    hessian_figure     Yao et al. (2020): the top Hessian eigenvalue and trace vs depth
+    run_figure         one record's figure (W&B)
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from ..errors import InputError  # noqa: E402
+from ..run import probefiles  # noqa: E402
+from ..run.rundir import RunDir  # noqa: E402
+from .collect import run_row  # noqa: E402
+from .vocab import labels  # noqa: E402
+
+Figure = tuple[plt.Figure, str]
+
+
+@dataclass
+class Probed:
+    """One probe record with its arrays and the run it probed."""
+    path: Path | None
+    rec: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    run: dict[str, Any]  # the run's row (resnet_ablate.analysis.collect.run_row)
+    label: str
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return self.rec["result"]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What pools seeds: the condition's label and how it was probed."""
+        return self.label, self.rec["settings_digest"]
+
+
+def load(run_dirs: Iterable[str | Path], probe: str | None = None) -> list[Probed]:
+    """Every complete probe record of the finished runs among `run_dirs`."""
+    found = []
+    for d in map(Path, run_dirs):
+        records = probefiles.records(d, probe)
+        if not records:
+            continue
+        try:
+            summary = RunDir(d.parent, d.name).read_summary()
+        except InputError:
+            continue
+        if summary is None or summary.get("status") != "finished":
+            continue
+        found.append((run_row(summary, str(d)), records))
+    if not found:
+        return []
+    frame = pd.DataFrame([row for row, _ in found])
+    names = dict(zip(frame["source"], labels(frame)))
+    return [Probed(path, rec, probefiles.arrays(path, rec), row, names[row["source"]])
+            for row, records in found for path, rec in records]
+
+
+def single(rec: dict[str, Any], arrays: dict[str, np.ndarray],
+           run: dict[str, Any] | None = None) -> Probed:
+    """A record on its own (one run's W&B figure)."""
+    return Probed(None, rec, arrays, dict(run or {}), rec.get("model", "?"))
+
+
+# ---------------------------------------------------------------------------- grouping
+def _order(key: tuple[str, str], items: list[Probed]) -> tuple:
+    r = items[0].run
+    return (str(r.get("family")) != "plain", _num(r.get("depth")), key)
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.inf
+
+
+def groups(items: Iterable[Probed], probe: str, weights: str | None = "final"
+           ) -> dict[str, list[Probed]]:
+    """Records of `probe` by condition and settings, seeds together, plain before residual,
+    shallow before deep; a condition probed two ways gets its settings digest in its name."""
+    by: dict[tuple[str, str], list[Probed]] = {}
+    for p in items:
+        if p.rec["probe"] == probe and (weights is None or p.rec.get("weights") == weights):
+            by.setdefault(p.key, []).append(p)
+    ways: dict[str, int] = {}
+    for label, _ in by:
+        ways[label] = ways.get(label, 0) + 1
+    out = {}
+    for key in sorted(by, key=lambda k: _order(k, by[k])):
+        name = key[0] if ways[key[0]] == 1 else f"{key[0]} [{key[1][:6]}]"
+        out[name] = sorted(_one_per_run(by[key]), key=lambda p: p.run.get("seed", p.rec["seed"]))
+    return out
+
+
+def _one_per_run(items: list[Probed]) -> list[Probed]:
+    """One sample per seed of the condition: a run probed again with another probe seed
+    (same settings) keeps the record drawn with its own seed (the default), else the one
+    of the lowest probe seed; extra draws of one run are not more seeds."""
+    best: dict[str, Probed] = {}
+    for p in items:
+        run_id = p.rec["run_id"]
+        own = lambda q: (q.rec["seed"] != q.run.get("seed"), q.rec["seed"])  # noqa: E731
+        if run_id not in best or own(p) < own(best[run_id]):
+            best[run_id] = p
+    return list(best.values())
+
+
+def _palette(names: list[str]) -> dict[str, Any]:
+    return dict(zip(names, sns.color_palette("tab10", max(len(names), 1))))
+
+
+def _band(ax, x, rows: list[np.ndarray], color, label: str, **kw) -> None:
+    """Mean over rows (seeds) with a ±1 std band (none for one seed); NaN gaps kept."""
+    data = np.asarray(rows, dtype=float)
+    with warnings.catch_warnings():  # all-NaN columns (units a plain net cannot lose) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(data, 0) if len(data) else data
+        std = np.nanstd(data, 0) if len(data) > 1 else None
+    ax.plot(x, mean, color=color, label=f"{label} (n={len(rows)})", **kw)
+    if std is not None:
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+
+
+def _seeds(g: dict[str, list[Probed]]) -> str:
+    counts = sorted({len(v) for v in g.values()})
+    return "/".join(map(str, counts)) + " seed(s) per condition"
+
+
+# ---------------------------------------------------------------------------- lesion
+def lesion_single(p: Probed) -> tuple[np.ndarray, np.ndarray]:
+    """(test error % per deleted unit, True where the unit keeps its shape) of a record;
+    NaN where a unit cannot be deleted."""
+    rows = p.result.get("single") or []
+    err = np.array([np.nan if r["error"] is None else 100 * r["error"] for r in rows])
+    keeps = np.array([not r["how"].startswith("not deletable") and (
+        "zero-pad" not in r["how"] and "projection" not in r["how"]) for r in rows])
+    return err, keeps
+
+
+def lesion_increase(p: Probed) -> float | None:
+    """Mean rise of test error (pp) when one shape-preserving unit is deleted: the units
+    both a plain and a residual net can lose (downsampling units apart, as Veit et al.)."""
+    err, keeps = lesion_single(p)
+    if not len(err) or not keeps.any():
+        return None
+    return float(np.nanmean(err[keeps]) - 100 * p.result["baseline"]["error"])
+
+
+def lesion_figure(items: Iterable[Probed]) -> Figure | None:
+    g = groups(items, "lesion")
+    if not g:
+        return None
+    has_k = any(p.result.get("delete_k") for v in g.values() for p in v)
+    has_swap = any(p.result.get("swap_k") for v in g.values() for p in v)
+    ncols = 1 + has_k + has_swap
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4), squeeze=False)
+    axes = axes[0]
+    colors = _palette(list(g))
+    for name, ps in g.items():
+        single_rows = [lesion_single(p)[0] for p in ps if p.result.get("single")]
+        if single_rows and len({len(r) for r in single_rows}) == 1:
+            x = np.arange(1, len(single_rows[0]) + 1)
+            _band(axes[0], x, single_rows, colors[name], name, marker=".", linewidth=1)
+            base = np.mean([100 * p.result["baseline"]["error"] for p in ps])
+            axes[0].axhline(base, color=colors[name], linestyle="--", linewidth=0.8)
+        col = 1
+        for part in ("delete_k", "swap_k"):
+            if not (has_k if part == "delete_k" else has_swap):
+                continue
+            summaries = [p.result.get(f"{part}_summary") for p in ps]
+            summaries = [s for s in summaries if s]
+            if summaries and len({tuple(s["k"]) for s in summaries}) == 1:
+                _band(axes[col], summaries[0]["k"],
+                      [100 * np.array(s["error_mean"]) for s in summaries], colors[name],
+                      name, marker="o", markersize=3)
+            col += 1
+    axes[0].set(xlabel="deleted unit (depth order)", ylabel="test error (%)",
+                title="delete one unit (Veit et al. Fig. 3)")
+    titles = [("delete_k", "units deleted, k", "delete k random units (Fig. 5a)"),
+              ("swap_k", "pairs swapped, k", "swap k random pairs in a stage (Fig. 5b)")]
+    col = 1
+    for part, xlabel, title in titles:
+        if has_k if part == "delete_k" else has_swap:
+            axes[col].set(xlabel=xlabel, ylabel="test error (%)", title=title)
+            col += 1
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig, (f"Lesion study (Veit et al. 2016): test error when units are deleted at "
+                 f"test time; dashed: the intact net. Mean ± std over seeds ({_seeds(g)}); "
+                 "gaps: a plain unit that changes shape cannot be deleted.")
+
+
+# ---------------------------------------------------------------------------- landscape
+def _slice(p: Probed) -> tuple[list[float], np.ndarray]:
+    """The 1D curve through the centre: the 1D landscape, or the 2D grid's y = 0 row."""
+    loss = p.arrays["loss"]
+    xs = p.result["x"]
+    if loss.ndim == 1:
+        return xs, loss
+    ys = np.asarray(p.result["y"])
+    return xs, loss[int(np.argmin(np.abs(ys)))]
+
+
+def landscape_figures(items: Iterable[Probed]) -> list[tuple[int, Figure]]:
+    """One figure per depth: a row per variant, its 2D contour (the lowest seed: each run
+    has its own random directions) beside its 1D slices (every seed) and linear path."""
+    items = list(items)
+    g = groups(items, "landscape")
+    paths = groups(items, "linear_path")
+    by_depth: dict[int, list[str]] = {}
+    for name, ps in g.items():
+        by_depth.setdefault(int(_num(ps[0].run.get("depth", 0)) if math.isfinite(
+            _num(ps[0].run.get("depth"))) else 0), []).append(name)
+    out = []
+    for depth, names in sorted(by_depth.items()):
+        has_path = any(n in paths for n in names)
+        ncols = 2 + has_path
+        fig, axes = plt.subplots(len(names), ncols, figsize=(4.4 * ncols, 3.6 * len(names)),
+                                 squeeze=False)
+        for row, name in enumerate(names):
+            ps = g[name]
+            first = ps[0]
+            ax = axes[row][0]
+            loss = first.arrays["loss"]
+            if loss.ndim == 2:
+                x, y = np.meshgrid(first.result["x"], first.result["y"])
+                finite = loss[np.isfinite(loss)]
+                top = min(float(finite.max()), 10 * max(float(finite.min()), 1e-3) + 5)
+                levels = np.linspace(float(finite.min()), top, 15)
+                cs = ax.contour(x, y, np.clip(loss, None, top), levels=levels,
+                                cmap="viridis", linewidths=0.8)
+                ax.clabel(cs, cs.levels[::3], fontsize=6, fmt="%.2g")
+                ax.plot(0, 0, "k+")
+                ax.set(title=f"{name}: 2D (seed {first.rec['seed']})", xlabel="d1",
+                       ylabel="d2")
+            else:
+                ax.text(0.5, 0.5, "1D landscape only", ha="center", va="center",
+                        transform=ax.transAxes)
+                ax.set_axis_off()
+            ax = axes[row][1]
+            for p in ps:
+                xs, curve = _slice(p)
+                ax.plot(xs, curve, linewidth=1, label=f"seed {p.rec['seed']}")
+            ax.set(yscale="log", title=f"{name}: 1D slice", xlabel="step along d1",
+                   ylabel="training loss")
+            ax.legend(fontsize=6)
+            if has_path:
+                ax = axes[row][2]
+                for p in paths.get(name, []):
+                    ax.plot(p.result["alpha"], p.arrays["loss"], linewidth=1,
+                            label=f"seed {p.rec['seed']}")
+                ax.set(yscale="log", title=f"{name}: initial -> final", xlabel="alpha",
+                       ylabel="training loss")
+                if paths.get(name):
+                    ax.legend(fontsize=6)
+        fig.tight_layout()
+        s = first.rec["settings"]
+        caption = (
+            f"Loss landscapes at depth {depth} (Li et al. 2018, Fig. 5): filter-normalised "
+            f"random directions, BN {s.get('bn')} mode, {s.get('points')} points per axis on "
+            f"{s.get('span')}; training loss on a fixed subset of the training split. Left: "
+            "2D contours (one seed); middle: the 1D slice through the minimiser, every seed"
+            + ("; right: the linear path from the initial to the final weights (Goodfellow "
+               "et al. 2015)." if has_path else "."))
+        out.append((depth, (fig, caption)))
+    return out
+
+
+# ---------------------------------------------------------------------------- paths
+def paths_figure(items: Iterable[Probed]) -> Figure | None:
+    items = list(items)
+    g = groups(items, "paths")
+    if not g:
+        return None
+    init = groups(items, "paths", weights="initial")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    colors = _palette(list(dict.fromkeys([*g, *init])))
+    for name, ps in g.items():
+        dist = ps[0].result["length_distribution"]
+        axes[0].plot(dist["length"], dist["share"], color=colors[name], label=name)
+        lengths = [tuple(p.result["gradient_by_length"]["length"]) for p in ps]
+        if len(set(lengths)) == 1:
+            _band(axes[1], list(lengths[0]),
+                  [np.array(p.result["gradient_by_length"]["mean"]) for p in ps],
+                  colors[name], name, marker=".")
+    for which, gg, style in (("end", g, "-"), ("initialisation", init, "--")):
+        for name, ps in gg.items():
+            norms = [np.array([u["grad_norm"] for u in p.result["unit_grad_norm"]]) for p in ps]
+            if len({len(n) for n in norms}) == 1:
+                _band(axes[2], np.arange(1, len(norms[0]) + 1), norms, colors[name],
+                      f"{name}, {which}", linestyle=style)
+    axes[0].set(xlabel="path length", ylabel="share of paths", title="path lengths (Fig. 6a)")
+    axes[1].set(xlabel="path length", ylabel="gradient magnitude at the input", yscale="log",
+                title="gradient by path length (Fig. 6b)")
+    axes[2].set(xlabel="unit (depth order)", ylabel="||dL/dx|| at the unit's input",
+                yscale="log", title="per-unit gradient norm")
+    for ax in axes:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig, ("Gradient paths (Veit et al. 2016, Sec. 5): the share of paths of each length "
+                 "(binomial over the residual units), the gradient magnitude reaching the "
+                 "first unit's input through sampled paths of each length, and the gradient "
+                 "norm at each unit's input (solid: final weights; dashed: initial). Mean ± "
+                 f"std over seeds ({_seeds(g)}).")
+
+
+# ---------------------------------------------------------------------------- hessian
+def hessian_figure(items: Iterable[Probed]) -> Figure | None:
+    g = groups(items, "hessian")
+    if not g:
+        return None
+    series: dict[str, list[tuple[float, list[Probed]]]] = {}
+    for name, ps in g.items():
+        r = ps[0].run
+        family = "plain" if r.get("family") == "plain" else f"{r.get('family')} " \
+            f"{r.get('shortcut') or ''}".strip()
+        series.setdefault(family, []).append((_num(r.get("depth")), ps))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    colors = _palette(list(series))
+    for family, points in series.items():
+        points.sort(key=lambda t: t[0])
+        depths = [d for d, _ in points]
+        for ax, value in ((axes[0], lambda p: p.result["top_eigenvalues"][0]),
+                          (axes[1], lambda p: p.result["trace"])):
+            vals = [[value(p) for p in ps if value(p) is not None] for _, ps in points]
+            mean = [np.mean(v) if v else np.nan for v in vals]
+            std = [np.std(v) if len(v) > 1 else 0.0 for v in vals]
+            ax.errorbar(depths, mean, yerr=std, marker="o", capsize=3, color=colors[family],
+                        label=family)
+    axes[0].set(xlabel="depth", ylabel="top eigenvalue", yscale="log",
+                title="Hessian top eigenvalue (power iteration)")
+    axes[1].set(xlabel="depth", ylabel="trace", yscale="symlog",
+                title="Hessian trace (Hutchinson)")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, ("Hessian of the training loss at the final weights on a fixed subset (Yao et "
+                 f"al. 2020): mean ± std over seeds ({_seeds(g)}).")
+
+
+# ---------------------------------------------------------------------------- one run
+def _linear_path_figure(items: Iterable[Probed]) -> Figure | None:
+    g = groups(items, "linear_path")
+    if not g:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, ps in g.items():
+        for p in ps:
+            ax.plot(p.result["alpha"], p.arrays["loss"], label=f"{name}, seed {p.rec['seed']}")
+    ax.set(yscale="log", xlabel="alpha (0: initial, 1: final)", ylabel="training loss",
+           title="linear path (Goodfellow et al. 2015)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, "The training loss on the straight line from the initial to the final weights."
+
+
+def _first_landscape(items: Iterable[Probed]) -> Figure | None:
+    figs = landscape_figures(items)
+    return figs[0][1] if figs else None
+
+
+def _hessian_samples(items: Iterable[Probed]) -> Figure | None:
+    items = [p for p in items if p.rec["probe"] == "hessian"]
+    if not items or "trace_samples" not in items[0].arrays:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for p in items:
+        ax.hist(p.arrays["trace_samples"], bins=20, alpha=0.6, label=p.label)
+    ax.set(xlabel="v.Hv (Hutchinson samples)", ylabel="count", title="Hessian trace samples")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, "Hutchinson's samples of the trace."
+
+
+ONE_RUN: dict[str, Callable[[list[Probed]], Figure | None]] = {
+    "lesion": lesion_figure, "landscape": _first_landscape, "linear_path": _linear_path_figure,
+    "paths": paths_figure, "hessian": _hessian_samples}
+
+
+def run_figure(rec: dict[str, Any], arrays: dict[str, np.ndarray],
+               run: dict[str, Any] | None = None) -> plt.Figure | None:
+    """The figure of one record (None for a probe with no figure, e.g. a plugin's)."""
+    builder = ONE_RUN.get(rec.get("probe"))
+    if builder is None:
+        return None
+    made = builder([single({**rec, "weights": "final"}, arrays, run)])  # drawn as probed
+    return made[0] if made else None

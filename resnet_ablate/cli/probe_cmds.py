@@ -1,0 +1,64 @@
+"""`probe`: a probe of why residual nets train, on finished runs; each result is written
+under runs/<run_id>/probes/ (resnet_ablate.probes.runner), once per settings and seed."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+BUILTIN = "lesion, landscape, linear_path, paths, hessian"
+
+
+def add_probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help=f"the probe: {BUILTIN}, or one a plugin registers "
+                                "(ra.register_probe)")
+    p.add_argument("--runs", nargs="+", type=Path, required=True, metavar="DIR",
+                   help="run directories, or folders of runs (their finished runs)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="the probe's settings (e.g. points=11 span=[-0.5,0.5]), batch_size "
+                        "(default: the run's), weights=final|initial")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the probe's own seed (default: each run's seed)")
+    p.add_argument("--plugins", default="", metavar="MOD,FILE.py",
+                   help="plugins to load: the runs' (their variants) and probes of your own")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default; on a CPU other jobs share, 1 is "
+                        "often the fastest)")
+    p.add_argument("--data-dir", default=None,
+                   help="where the runs' data is now, if not where they recorded it")
+    p.add_argument("--wandb", choices=["run", "auto", "online", "offline", "disabled"],
+                   default="run",
+                   help="W&B for the results: run (default: as the probed run logged), or a "
+                        "mode; a W&B run of job_type probe, grouped with the run")
+
+
+def run_probe_cmd(args: argparse.Namespace) -> int:
+    from ..probes.runner import expand_runs, parse_request, probe_runs
+    from ..variants import plugins
+
+    if args.threads < 0:
+        raise InputError(f"--threads must be >= 0; got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.plugins:
+        plugins.load(plugins.split(args.plugins))
+    request = parse_request(args.name, words=args.settings, seed=args.seed)
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    runs = expand_runs(args.runs, lambda m: print(f"resnet-ablate: {m}", file=sys.stderr))
+    outcomes = probe_runs([request], runs, device=args.device, data_dir=args.data_dir,
+                          wandb=args.wandb, log=log)
+    written = sum(o.written for o in outcomes)
+    print(f"{request.name}: {written} record(s) written, {len(outcomes) - written} already "
+          f"there, of {len(outcomes)} run(s)")
+    return 0
+
+
+COMMANDS = [
+    ("probe", "probe finished runs: lesion, loss landscape, gradient paths, Hessian (or a "
+              "plugin's); results under runs/<id>/probes/", add_probe_args, run_probe_cmd),
+]
