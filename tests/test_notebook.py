@@ -134,8 +134,10 @@ def test_line_styles_are_named_the_same_way_everywhere(collected):
                                                                 legend.get_texts())
               if "(" in t.get_text()}
     assert styles == {("training error (dashed)", "--"), ("test error (solid)", "-")}
-    fig4, caption4 = ra.figures.fig4(collected)  # digits has a validation split
-    assert "dashed = training error, solid = validation error" in caption4
+    # Fig. 4's bold curve is the paper's ImageNet val set: the test split here (a held-out
+    # validation split of training images is not drawn), in the same words.
+    fig4, caption4 = ra.figures.fig4(collected)
+    assert "dashed = training error, solid = test error" in caption4
 
 
 def test_a_single_evaluation_point_draws_markers(collected):

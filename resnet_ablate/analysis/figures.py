@@ -24,6 +24,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputError
+from ..run import record
 from ..reference import FAIL_ABOVE, MEDIAN, paper_number  # (None unless the condition is
 # the paper's)
 from . import inference, names, style
@@ -369,9 +370,11 @@ def _ablation_panel(ax, df: pd.DataFrame, depth: int) -> None:
     ax.set_title(f"Test error by variant, {depth} layers")
 
 
-def check_edf_factor(runs: pd.DataFrame, factor: str) -> None:
-    """A factor a design space can be split by: a factor column of the runs (or model)."""
-    allowed = sorted(set(condition_columns(runs)) | {"model"})
+def check_edf_factor(runs: pd.DataFrame | None, factor: str) -> None:
+    """A factor a design space can be split by: a factor column of the runs (None: of the
+    record's schema, checked before any run is read), or model."""
+    columns = record.columns([record.FACTOR]) if runs is None else condition_columns(runs)
+    allowed = sorted(set(columns) | {"model"})
     if factor not in allowed:
         raise InputError(f"--edf {factor!r}: not a factor of the runs; allowed: "
                          f"{', '.join(allowed)}")

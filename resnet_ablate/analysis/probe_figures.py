@@ -23,21 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import matplotlib
+import matplotlib.figure
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from ..errors import InputError
+from ..run import probefiles
+from ..run.rundir import RunDir
+from .collect import run_row
+from . import style
+from .vocab import labels
 
-from ..errors import InputError  # noqa: E402
-from ..run import probefiles  # noqa: E402
-from ..run.rundir import RunDir  # noqa: E402
-from .collect import run_row  # noqa: E402
-from .vocab import labels  # noqa: E402
-
-Figure = tuple[plt.Figure, str]
+Figure = tuple[matplotlib.figure.Figure, str]
 
 
 @dataclass
@@ -131,8 +128,12 @@ def _one_per_run(items: list[Probed]) -> list[Probed]:
     return list(best.values())
 
 
-def _palette(names: list[str]) -> dict[str, Any]:
-    return dict(zip(names, sns.color_palette("tab10", max(len(names), 1))))
+def _palette(g: dict[str, list[Probed]]) -> dict[str, Any]:
+    """The figures' shared colours (analysis.style): a family and shortcut's hue, shades by
+    depth."""
+    return style.palette([{"label": name, **{k: ps[0].run.get(k) for k in
+                                             ("family", "shortcut", "depth")}}
+                          for name, ps in g.items()])
 
 
 def _band(ax, x, rows: list[np.ndarray], color, label: str, **kw) -> None:
@@ -179,9 +180,9 @@ def lesion_figure(items: Iterable[Probed]) -> Figure | None:
     has_k = any(p.result.get("delete_k") for v in g.values() for p in v)
     has_swap = any(p.result.get("swap_k") for v in g.values() for p in v)
     ncols = 1 + has_k + has_swap
-    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4), squeeze=False)
+    fig, axes = style.figure(1, ncols, figsize=(5.2 * ncols, 4), squeeze=False)
     axes = axes[0]
-    colors = _palette(list(g))
+    colors = _palette(g)
     for name, ps in g.items():
         single_rows = [lesion_single(p)[0] for p in ps if p.result.get("single")]
         if single_rows and len({len(r) for r in single_rows}) == 1:
@@ -241,7 +242,7 @@ def landscape_figures(items: Iterable[Probed]) -> list[tuple[int, Figure]]:
     for depth, names in sorted(by_depth.items()):
         has_path = any(n in paths for n in names)
         ncols = 2 + has_path
-        fig, axes = plt.subplots(len(names), ncols, figsize=(4.4 * ncols, 3.6 * len(names)),
+        fig, axes = style.figure(len(names), ncols, figsize=(4.4 * ncols, 3.6 * len(names)),
                                  squeeze=False)
         for row, name in enumerate(names):
             ps = g[name]
@@ -299,8 +300,8 @@ def paths_figure(items: Iterable[Probed]) -> Figure | None:
     if not g:
         return None
     init = groups(items, "paths", weights="initial")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    colors = _palette(list(dict.fromkeys([*g, *init])))
+    fig, axes = style.figure(1, 3, figsize=(15, 4))
+    colors = _palette({**init, **g})
     for name, ps in g.items():
         dist = ps[0].result["length_distribution"]
         axes[0].plot(dist["length"], dist["share"], color=colors[name], label=name)
@@ -309,12 +310,12 @@ def paths_figure(items: Iterable[Probed]) -> Figure | None:
             _band(axes[1], list(lengths[0]),
                   [np.array(p.result["gradient_by_length"]["mean"]) for p in ps],
                   colors[name], name, marker=".")
-    for which, gg, style in (("end", g, "-"), ("initialisation", init, "--")):
+    for which, gg, dash in (("end", g, "-"), ("initialisation", init, "--")):
         for name, ps in gg.items():
             norms = [np.array([u["grad_norm"] for u in p.result["unit_grad_norm"]]) for p in ps]
             if len({len(n) for n in norms}) == 1:
                 _band(axes[2], np.arange(1, len(norms[0]) + 1), norms, colors[name],
-                      f"{name}, {which}", linestyle=style)
+                      f"{name}, {which}", linestyle=dash)
     axes[0].set(xlabel="path length", ylabel="share of paths", title="path lengths (Fig. 6a)")
     axes[1].set(xlabel="path length", ylabel="gradient magnitude at the input", yscale="log",
                 title="gradient by path length (Fig. 6b)")
@@ -341,8 +342,8 @@ def hessian_figure(items: Iterable[Probed]) -> Figure | None:
         family = "plain" if r.get("family") == "plain" else f"{r.get('family')} " \
             f"{r.get('shortcut') or ''}".strip()
         series.setdefault(family, []).append((_num(r.get("depth")), ps))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    colors = _palette(list(series))
+    fig, axes = style.figure(1, 2, figsize=(10, 4))
+    colors = _palette({f: pts[0][1] for f, pts in series.items()})
     for family, points in series.items():
         points.sort(key=lambda t: t[0])
         depths = [d for d, _ in points]
@@ -369,7 +370,7 @@ def _linear_path_figure(items: Iterable[Probed]) -> Figure | None:
     g = groups(items, "linear_path")
     if not g:
         return None
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = style.figure(figsize=(5, 4))
     for name, ps in g.items():
         for p in ps:
             ax.plot(p.result["alpha"], p.arrays["loss"], label=f"{name}, seed {p.rec['seed']}")
@@ -389,7 +390,7 @@ def _hessian_samples(items: Iterable[Probed]) -> Figure | None:
     items = [p for p in items if p.rec["probe"] == "hessian"]
     if not items or "trace_samples" not in items[0].arrays:
         return None
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = style.figure(figsize=(5, 4))
     for p in items:
         ax.hist(p.arrays["trace_samples"], bins=20, alpha=0.6, label=p.label)
     ax.set(xlabel="v.Hv (Hutchinson samples)", ylabel="count", title="Hessian trace samples")
@@ -404,7 +405,7 @@ ONE_RUN: dict[str, Callable[[list[Probed]], Figure | None]] = {
 
 
 def run_figure(rec: dict[str, Any], arrays: dict[str, np.ndarray],
-               run: dict[str, Any] | None = None) -> plt.Figure | None:
+               run: dict[str, Any] | None = None) -> matplotlib.figure.Figure | None:
     """The figure of one record (None for a probe with no figure, e.g. a plugin's)."""
     builder = ONE_RUN.get(rec.get("probe"))
     if builder is None:

@@ -237,13 +237,10 @@ def paths_findings(items: list[pf.Probed]) -> list[str]:
 
 # ---------------------------------------------------------------------------- the section
 def _save(out: Path, name: str, fig) -> None:
-    import matplotlib.pyplot as plt
-
     for ext in ("png", "pdf"):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
         atomic_write_bytes(out / "figures" / f"{name}.{ext}", buf.getvalue())
-    plt.close(fig)
 
 
 def _section(kind: str, title: str = "", body: Any = None, name: str = "",

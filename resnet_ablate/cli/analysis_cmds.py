@@ -124,11 +124,15 @@ def run_figures(args: argparse.Namespace) -> int:
         figures = figures or definition["figures"]
         tables = tables or definition["tables"]
         title = title or definition["title"]
+    if args.edf:
+        from ..analysis.figures import check_edf_factor
+
+        check_edf_factor(None, args.edf)  # the schema's factors, before anything is written
     c = _collect(args, args.store or args.out / "data" / "store.duckdb")
     if args.edf:
         from ..analysis.figures import check_edf_factor
 
-        check_edf_factor(c.runs, args.edf)  # before anything is written
+        check_edf_factor(c.runs, args.edf)
     report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
                    title=title or "resnet-ablate report", metric=args.metric,
                    progress=lambda m: print(m, file=sys.stderr), edf=args.edf)

@@ -48,10 +48,7 @@ def _log(tracker: Any, outcomes: Sequence[Any], step: int) -> None:
         payload[f"{tag}/table"] = wandb.Table(columns=columns, data=rows)
         fig = run_figure(rec, arrays)
         if fig is not None:
-            import matplotlib.pyplot as plt
-
             payload[f"{tag}/figure"] = wandb.Image(fig)
-            plt.close(fig)
         summary.update(scalars(rec["probe"], rec["result"]))
     tracker.log(payload, step)
     tracker.update_summary(summary)
