@@ -1,8 +1,10 @@
 """ImageFolder trees (`train/<class>/*.jpg` beside `val/` and/or `test/`): finding the
 splits, probing the image size, the tree's fingerprint, decoding small images once into a
-cached uint8 tensor. A file that does not decode is a one-line error naming it."""
+cached uint8 tensor. A file that does not decode (a decompression bomb included) and a
+symlink that resolves to nothing or loops are one-line errors naming them."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -15,12 +17,35 @@ from ..errors import InputError, MissingInput
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+def _kind(entry: os.DirEntry | Path) -> str:
+    """'dir', 'file' or 'other' (a FIFO, a device: never opened) of a directory entry, its
+    symlinks followed; a symlink that loops or leads nowhere, or an entry that cannot be
+    examined, is a one-line error naming it (never a silently smaller data set)."""
+    path = entry.path if isinstance(entry, os.DirEntry) else str(entry)
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+        if entry.is_symlink():
+            os.stat(path)  # raises: it leads nowhere
+        return "other"
+    except OSError as exc:
+        why = ("a symlink loop" if exc.errno == errno.ELOOP else "a symlink to nothing"
+               if exc.errno == errno.ENOENT else exc.strerror or str(exc))
+        raise InputError(f"{path}: cannot be read ({why})") from None
+
+
+def _dir(path: Path) -> bool:
+    return _kind(path) == "dir"
+
+
 def splits(root: Path) -> dict[str, Path]:
     """train/ plus val/ and/or test/ under root (ImageNet has val/, cifar10-jpg has test/)."""
-    if not root.is_dir():
+    if not _dir(root):
         raise MissingInput(f"data_dir {str(root)!r} does not exist; imagefolder needs "
                                 f"DATA_DIR/train/<class>/*.jpg and DATA_DIR/val or test/<class>/")
-    found = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    found = {s: root / s for s in ("train", "val", "test") if _dir(root / s)}
     if "train" not in found or len(found) < 2:
         raise MissingInput(f"imagefolder needs {root}/train/<class>/ and {root}/val/ or "
                                 f"{root}/test/<class>/; found {sorted(found) or 'neither'}")
@@ -32,8 +57,28 @@ def test_dir(found: dict[str, Path]) -> Path:
     return found.get("test", found.get("val"))
 
 
+def _class_dirs(folder: Path) -> list[Path]:
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries if _kind(e) == "dir")
+
+
+def _image_files(class_dir: Path) -> list[os.DirEntry]:
+    """The image files of one class folder, sorted by name; an image's name on anything but
+    a regular file (a FIFO would block its reader) is a one-line error."""
+    with os.scandir(class_dir) as entries:
+        found = sorted((e for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS)),
+                       key=lambda e: e.name)
+    for entry in found:
+        kind = _kind(entry)
+        if kind != "file":
+            raise InputError(f"{entry.path}: not a readable image (a "
+                             f"{'directory' if kind == 'dir' else 'FIFO, socket or device'}, "
+                             "not a regular file)")
+    return found
+
+
 def classes_of(train: Path) -> list[str]:
-    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+    classes = [p.name for p in _class_dirs(train)]
     if not classes:
         raise MissingInput(f"no class folders under {train}/")
     return classes
@@ -44,15 +89,14 @@ def list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     error (cheap to find here, from the listing)."""
     index = {c: i for i, c in enumerate(classes)}
     out = []
-    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for class_dir in _class_dirs(folder):
         if class_dir.name not in index:
             raise InputError(f"{class_dir}: class {class_dir.name!r} is not among the training "
                              f"classes ({len(classes)} folders under train/)")
-        for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
-            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                if entry.stat().st_size == 0:
-                    raise InputError(f"{entry.path}: not a readable image (empty file)")
-                out.append((Path(entry.path), index[class_dir.name]))
+        for entry in _image_files(class_dir):
+            if entry.stat().st_size == 0:
+                raise InputError(f"{entry.path}: not a readable image (empty file)")
+            out.append((Path(entry.path), index[class_dir.name]))
     if not out:
         raise MissingInput(f"no images under {folder}/<class>/")
     return out
@@ -70,14 +114,16 @@ def listing(found: dict[str, Path], classes: list[str]) -> dict[str, list[tuple[
 
 def open_image(path: Path, mode: str | None = None):
     """A decoded PIL image, converted to `mode` (RGB by default; "keep": as stored); a
-    one-line error naming the file if it does not decode."""
+    one-line error naming the file if it does not decode, or if its header claims more
+    pixels than PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, twice over)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
             return im.copy() if mode == "keep" else im.convert(mode or "RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not a readable image ({type(exc).__name__}: "
                          f"{str(exc)[:80]})") from None
 
@@ -87,9 +133,8 @@ def first_image(data_dir: str):
     how many channels)."""
     found = splits(Path(data_dir))
     for name in classes_of(found["train"]):  # the first file found: no full listing
-        for entry in sorted(os.scandir(found["train"] / name), key=lambda e: e.name):
-            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                return open_image(Path(entry.path), mode="keep")
+        for entry in _image_files(found["train"] / name):
+            return open_image(Path(entry.path), mode="keep")
     raise MissingInput(f"no images under {found['train']}/<class>/")
 
 
