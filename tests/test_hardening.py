@@ -131,7 +131,8 @@ def test_pickles_that_would_run_code_are_refused_everywhere_they_are_read(small_
 
     bad = tmp_path / "model.pt"
     bad.write_bytes(evil)
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    # timm re-raises torch's UnpicklingError as its own RuntimeError (timm >= 1.0.20)
+    with pytest.raises((pickle.UnpicklingError, RuntimeError), match="[Ww]eights.only"):
         timm.create_model("ra_resnet20_a", pretrained=True,
                           pretrained_cfg_overlay=dict(file=str(bad)))
     assert not marker.exists()
@@ -197,7 +198,8 @@ def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path):
     def hostile_labels(record):  # names that reach labels, captions and table cells
         hostile_names(record)
         record["model"] = XSS + "m"
-        record["block"] = "<script>alert(1)</script>" + UP
+        record["run_id"] = XSS + "2"  # two runs: one id would keep one
+        record["block"] = "<script>alert(1)</script>" + UP + r" $\bogus{$"  # mathtext
         record["stem"] = XSS
         record["options"] = {"x": "![i](http://evil/x.png)"}
 
@@ -208,7 +210,7 @@ def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path):
     out = tmp_path / "nested" / "out"
     before = _tree(tmp_path)
     proc = run_cli("figures", "--runs", runs, "--out", out, "--figures", "fig6", "fig7",
-                   "--tables", "table6", "--title", XSS)
+                   "ablation", "error_vs_depth", "--tables", "table6", "--title", XSS)
     assert proc.returncode == 0, proc.stderr
     outside = [p for p in _tree(tmp_path) if p not in before and not p.startswith("nested")]
     assert outside == [] and not (tmp_path / "x").exists()
@@ -238,6 +240,31 @@ def test_markdown_text_and_slugs():
     assert [slug(v) for v in (UP, "..", "", "a/b'c\"d", "he2015-cifar", "x" * 99)] == [
         "x", "x", "x", "a_b_c_d", "he2015-cifar", "x" * 40]
     assert _fence(["a ```` b"]) == "`````"
+
+
+# ------------------------------------------------------------------ 4. figures' side
+def test_figures_draw_a_history_read_twice_once(small_run, tmp_path):
+    """A run's history rows twice (one run reached through two --runs folders) and an
+    evaluation at iteration 0: the curves have one point per evaluation, the figure is
+    drawn (it crashed on duplicate bin edges)."""
+    import pandas as pd
+
+    from resnet_ablate.analysis import figures, report
+    from resnet_ablate.analysis.collect import Collected, collect
+
+    runs = tmp_path / "runs"
+    for depth, run_id in ((20, "r20"), (56, "r56")):
+        _copy_run(small_run, runs, run_id, lambda r, d=depth: r.update(depth=d))
+    c = collect([runs])
+    once = figures.curves(c, figures._done(c))
+    zero = c.history[c.history["metric"] == "test_err"].head(1).assign(iteration=0)
+    twice = Collected(c.runs, pd.concat([c.history, c.history, zero]), c.responses)
+    drawn = figures.curves(twice, figures._done(twice))
+    assert len(once) == 2 * (2 + 2) and len(drawn) == len(once) + 1  # + the point at 0
+    assert not drawn.duplicated(["run_id", "kind", "iteration"]).any()
+    built = report.build(twice, tmp_path / "out", figures=["fig6"], tables=[],
+                         progress=lambda _: None)
+    assert built.figures == ["fig6"] and (tmp_path / "out" / "figures" / "fig6.png").stat().st_size
 
 
 # ------------------------------------------------------------------ 6. signals at the save
@@ -304,8 +331,8 @@ def test_sigterm_to_the_process_group_in_loader_mode_saves_the_run(tmp_path):
     words = ["model=resnet20-A", "dataset=imagefolder", f"data_dir={data}",
              "scale_range=[36,44]", "crop=32", "batch_size=4", "iterations=30",
              "eval_every=30", "checkpoint_every=0", "log_every=1", "num_workers=2",
-             "val_size=0", "responses=false", "progress=lines", "wandb=disabled",
-             f"runs_dir={tmp_path / 'runs'}", "run_id=g"]
+             "val_size=0", "lr_schedule=step", "responses=false", "progress=lines",
+             "wandb=disabled", f"runs_dir={tmp_path / 'runs'}", "run_id=g"]
     proc = subprocess.Popen([sys.executable, "-m", "resnet_ablate", "train", *words],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -523,6 +550,9 @@ def test_the_decoded_image_cache_is_not_stale_after_a_same_size_same_mtime_rewri
     assert second.images[4, :, 0, 0].tolist() == [0, 255, 0]  # b/1.ppm, the new pixels
     assert first.images[4, :, 0, 0].tolist() == [40, 0, 0]
     assert torch.equal(second.images[:4], first.images[:4])
+    relabelled = [(path, 1 - label) for path, label in files]  # a class folder added first
+    assert folders.cache_key(root / "train", relabelled) != folders.cache_key(root / "train",
+                                                                              files)
 
 
 # ------------------------------------------------------------------ 10. sweep files

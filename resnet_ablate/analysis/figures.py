@@ -34,8 +34,14 @@ class MissingRuns(Exception):
 
 def _done(c: Collected) -> pd.DataFrame:
     runs = finished(c.runs).copy()
-    runs["label"] = labels(runs)
+    runs["label"] = _as_drawn(labels(runs))
     return runs
+
+
+def _as_drawn(text: pd.Series) -> pd.Series:
+    """Names a run recorded, drawn as they are: '$' escaped, else "$...$" is parsed as
+    mathtext (an unknown command in it: a traceback at savefig)."""
+    return text.astype(str).str.replace("$", r"\$", regex=False)
 
 
 def curves(c: Collected, runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
@@ -45,11 +51,16 @@ def curves(c: Collected, runs: pd.DataFrame, split: str = "test") -> pd.DataFram
     hist = c.history[c.history["run_id"].isin(runs["run_id"])]
     out = []
     for run_id, h in hist.groupby("run_id"):
+        # one row per (metric, iteration): a history read twice (one run reached through
+        # two folders) or an evaluation at iteration 0 would repeat a bin edge
+        h = h.dropna(subset=["iteration", "value"]).drop_duplicates(["metric", "iteration"])
         evals = h[h["metric"] == f"{split}_err"].sort_values("iteration")
         train = h[h["metric"] == "train_err"].sort_values("iteration")
         if evals.empty or train.empty:
             continue
-        edges = np.concatenate([[0], evals["iteration"].to_numpy()])
+        edges = np.unique(np.concatenate([[0], evals["iteration"].to_numpy()]))
+        if len(edges) < 2:  # evaluated at iteration 0 only: no interval to average over
+            continue
         bins = pd.cut(train["iteration"], edges, labels=edges[1:], right=True)
         binned = train.groupby(bins, observed=True)["value"].mean()
         for it, err in binned.items():
@@ -198,7 +209,7 @@ def fig7(c: Collected) -> Figure:
 
 
 def _points(runs: pd.DataFrame, x: str) -> pd.DataFrame:
-    runs = runs.assign(series_label=series_labels(runs))
+    runs = runs.assign(series_label=_as_drawn(series_labels(runs)))
     long = runs.melt(id_vars=["run_id", "condition", "series_label", "depth", "params",
                               "macs", "label"],
                      value_vars=["final_train_err", "final_test_err"], var_name="split",

@@ -169,20 +169,27 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
+def cache_key(folder: Path, files: list[tuple[Path, int]]) -> str:
+    """The decoded-image cache's key: each file's path, label, inode, size, mtime and ctime.
+    Rewriting a file changes its ctime, which no one can set back (utime sets mtime only),
+    so a cached tensor never serves stale pixels; a label is keyed too (a class folder
+    added before others renumbers them). One stat per file: about as much as listing the
+    tree (benchmarks/cache_key.py), far less than a digest of the bytes."""
+    h = hashlib.sha1(str(folder.resolve()).encode())
+    for p, label in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(folder)}:{label}:{st.st_ino}:{st.st_size}:"
+                 f"{st.st_mtime_ns}:{st.st_ctime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def decode(folder: Path, files: list[tuple[Path, int]]) -> Split:
-    """Decode an ImageFolder split once into a uint8 tensor, cached by each file's inode,
-    size, mtime and ctime: rewriting a file changes its ctime, which no one can set back
-    (utime sets mtime only), so a cached tensor never serves stale pixels."""
+    """Decode an ImageFolder split once into a uint8 tensor, cached under cache_key."""
     import numpy as np
 
     from ..io import atomic_torch_save
 
-    h = hashlib.sha1(str(folder.resolve()).encode())
-    for p, _ in files:
-        st = p.stat()
-        h.update(f"{p.relative_to(folder)}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:"
-                 f"{st.st_ctime_ns}".encode())
-    cache = _cache_dir() / f"imagefolder-{h.hexdigest()[:16]}.pt"
+    cache = _cache_dir() / f"imagefolder-{cache_key(folder, files)}.pt"
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)

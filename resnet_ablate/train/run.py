@@ -223,6 +223,7 @@ def prepare(request: TrainRequest) -> Prepared:
     if dist.enabled and protocol.batch_size % dist.world_size:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
+    made = [d for d in rundir.path.parents if not d.exists()]  # runs_dir, if the claim makes it
     resuming, created = _claim(rundir, cfg.resume, dist)
     try:
         data = open_run_data(cfg.dataset, cfg.data_dir, cfg.download, mode, DataSettings(
@@ -288,6 +289,11 @@ def prepare(request: TrainRequest) -> Prepared:
         rundir.release()
         if created and dist.is_main:  # bad input: leave nothing behind
             shutil.rmtree(rundir.path, ignore_errors=True)
+            for folder in made:  # nearest first; one another run wrote into stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         raise
     dist.barrier()
     trainer.sinks.tracker = (
