@@ -166,7 +166,7 @@ class _Page(html.parser.HTMLParser):
 
 SAFE_LINK = re.compile(r"(figures|tables)/[A-Za-z0-9_-]+\.(png|pdf|csv|tex)")
 PAGE_TAGS = {"meta", "title", "style", "h1", "h2", "p", "ul", "li", "strong", "img", "a",
-             "table", "thead", "tbody", "tr", "th", "td", "pre"}
+             "table", "thead", "tbody", "tr", "th", "td", "pre", "code"}  # code: the commands
 
 
 def _assert_inert(page: str) -> None:
