@@ -519,6 +519,20 @@ def test_bombs_and_bad_links_among_the_images_are_named(tmp_path, monkeypatch, c
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_image_over_the_bomb_limit_but_under_twice_it_is_refused_too(tmp_path):
+    """PIL only warns between MAX_IMAGE_PIXELS and twice that (and decodes): refused."""
+    from PIL import Image
+
+    from resnet_ablate.data.folders import open_image
+    from resnet_ablate.errors import InputError
+
+    path = tmp_path / "big.png"
+    Image.new("1", (10000, 10000)).save(path)  # 100M pixels: 1.12x the limit
+    with pytest.raises(InputError, match=r"big.png: not a readable image "
+                                         r"\(DecompressionBombWarning: Image size"):
+        open_image(path)
+
+
 def test_the_decoded_image_cache_is_not_stale_after_a_same_size_same_mtime_rewrite(
         tmp_path, monkeypatch):
     """Pixels rewritten in place, size and mtime set back (os.utime): the inode's ctime

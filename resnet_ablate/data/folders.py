@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -115,15 +116,18 @@ def listing(found: dict[str, Path], classes: list[str]) -> dict[str, list[tuple[
 def open_image(path: Path, mode: str | None = None):
     """A decoded PIL image, converted to `mode` (RGB by default; "keep": as stored); a
     one-line error naming the file if it does not decode, or if its header claims more
-    pixels than PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, twice over)."""
+    pixels than PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS: PIL itself only
+    warns below twice that, and would decode up to 179M pixels)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy() if mode == "keep" else im.convert(mode or "RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im.copy() if mode == "keep" else im.convert(mode or "RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            Image.DecompressionBombError) as exc:
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"{path}: not a readable image ({type(exc).__name__}: "
                          f"{str(exc)[:80]})") from None
 
