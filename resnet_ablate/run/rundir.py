@@ -26,7 +26,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import InputError, MissingInput
 from ..io import MAX_JSON_BYTES, atomic_torch_save, atomic_write_json, atomic_write_text, \
@@ -250,12 +250,14 @@ class RunDir:
             old.unlink(missing_ok=True)
         return path
 
-    def load_checkpoint(self, map_location="cpu", like: dict[str, Any] | None = None
-                        ) -> dict[str, Any]:
+    def load_checkpoint(self, map_location="cpu", like: dict[str, Any] | None = None,
+                        accept: Callable[[dict], None] | None = None) -> dict[str, Any]:
         """The newest checkpoint that loads and has every field, of its type; `like`: the
         state a fresh trainer of this run would save (its model's tensors, optimizer,
         schedule and data state), which every field must match in kind, dtype and shape.
         A truncated, corrupt, incomplete or mismatched one is reported and skipped.
+        `accept(state)` raises to refuse a readable one (other settings): before the shapes
+        are compared, so another model is "refused", not "unreadable".
         weights_only: a checkpoint is data; loading it can never run code."""
         import torch
 
@@ -265,14 +267,25 @@ class RunDir:
         for path in candidates:
             try:
                 state = torch.load(path, map_location=map_location, weights_only=True)
+                _check_checkpoint(state)
+            except Exception as exc:  # noqa: BLE001
+                _unreadable(path, exc)
+                continue
+            if accept is not None:
+                accept(state)
+            try:
                 _check_checkpoint(state, like)
                 return state
             except Exception as exc:  # noqa: BLE001
-                print(f"resnet-ablate: warning: checkpoint {path} is unreadable "
-                      f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); trying "
-                      "the previous one", file=sys.stderr, flush=True)
+                _unreadable(path, exc)
         raise MissingInput(f"no readable checkpoint in {self.checkpoint_dir} (each is named "
                            "above); nothing to resume from")
+
+
+def _unreadable(path: Path, exc: Exception) -> None:
+    print(f"resnet-ablate: warning: checkpoint {path} is unreadable ({type(exc).__name__}: "
+          f"{' '.join(str(exc).split())[:160]}); trying the previous one", file=sys.stderr,
+          flush=True)
 
 
 def _check_checkpoint(state: Any, like: dict[str, Any] | None = None) -> None:

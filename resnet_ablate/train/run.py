@@ -268,17 +268,20 @@ def prepare(request: TrainRequest) -> Prepared:
                           Sinks(NullTracker("not started"), progress, files))
         if resuming:
             rundir.clean_tmp()
-            state = rundir.load_checkpoint(map_location=device, like=checkpoint_like(trainer))
-            diffs = record.identity_diff(state["identity"], identity)
-            refused = [d for kind, d in diffs if kind != NUMERICS
-                       or cfg.resume_numerics == "same"]
-            if refused:
-                hint = (" (or resume_numerics=any to continue under other numerics, not "
-                        "bitwise)" if all(k == NUMERICS for k, _ in diffs) else "")
-                raise InputError(f"resume refused: {rundir.path} was trained with other "
-                                 f"settings ({'; '.join(refused[:3])}); bitwise resume needs "
-                                 f"the same ones{hint}")
-            notes["resumed_with"] = [d for _, d in diffs]
+            def accept(state: dict) -> None:  # another run's settings: refused
+                diffs = record.identity_diff(state["identity"], identity)
+                refused = [d for kind, d in diffs if kind != NUMERICS
+                           or cfg.resume_numerics == "same"]
+                if refused:
+                    hint = (" (or resume_numerics=any to continue under other numerics, not "
+                            "bitwise)" if all(k == NUMERICS for k, _ in diffs) else "")
+                    raise InputError(f"resume refused: {rundir.path} was trained with other "
+                                     f"settings ({'; '.join(refused[:3])}); bitwise resume "
+                                     f"needs the same ones{hint}")
+                notes["resumed_with"] = [d for _, d in diffs]
+
+            state = rundir.load_checkpoint(map_location=device, like=checkpoint_like(trainer),
+                                           accept=accept)
             trainer.load_state_dict(state)
             if dist.is_main:  # a failed run (a full disk) resumes: not failed now
                 rundir.summary_path.unlink(missing_ok=True)
