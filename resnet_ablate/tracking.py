@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 from .errors import InputError
 
-# Characters W&B refuses in project and entity names (its server answers with an error and
-# the run would have no W&B record).
+# What W&B refuses in a project name (wandb.Settings.validate_project: these characters, over
+# 128 characters): its run would start with no W&B record. The entity shares the path
+# ENTITY/PROJECT, so the same characters are refused there; tags are 1-64 characters.
 FORBIDDEN = '/\\#?%:'
 MAX_NAME = 128
+MAX_TAG = 64
 
 MODES = ("auto", "online", "offline", "disabled")
 # How long an online run may wait for the server before going offline (W&B's own default
@@ -27,15 +29,17 @@ INIT_TIMEOUT_S = 8.0
 
 
 def check_names(project: str, entity: str, group: str) -> None:
-    """What W&B would refuse, refused before training in one line."""
+    """What W&B would refuse, refused before training in one line (and control characters,
+    which no name shows)."""
     for key, value in (("wandb_project", project), ("wandb_entity", entity),
                        ("wandb_group", group)):
         if len(value) > MAX_NAME:
             raise InputError(f"{key} must be at most {MAX_NAME} characters; got {len(value)}")
-        bad = sorted({c for c in value if c in FORBIDDEN or not c.isprintable()})
-        if bad and key != "wandb_group":
-            raise InputError(f"{key} {value!r}: W&B does not allow {' '.join(map(repr, bad))}"
-                             f" in names (allowed: letters, digits, '-', '_', '.')")
+        bad = sorted({c for c in value if (c in FORBIDDEN and key != "wandb_group")
+                      or not c.isprintable()})
+        if bad:
+            raise InputError(f"{key} {value!r}: W&B refuses {' '.join(map(repr, bad))} in "
+                             f"names (refused: {' '.join(FORBIDDEN)} and control characters)")
     if not project:
         raise InputError("wandb_project must name a project")
 
@@ -65,10 +69,12 @@ def resolve_mode(mode: str) -> str:
 
 
 def tags(values: dict[str, Any]) -> list[str]:
-    """Run tags to filter by in the W&B UI, from a run's flat record."""
-    return [f"family:{values['family']}", f"depth:{values['depth']}",
-            f"shortcut:{values['shortcut'] or 'none'}", f"block:{values['block']}",
-            f"protocol:{values['protocol']}"]
+    """Run tags to filter by in the W&B UI, from a run's flat record (a plugin's long block
+    name cut to W&B's 64 characters: a longer tag would refuse the whole run)."""
+    return [tag[:MAX_TAG] for tag in (
+        f"family:{values['family']}", f"depth:{values['depth']}",
+        f"shortcut:{values['shortcut'] or 'none'}", f"block:{values['block']}",
+        f"protocol:{values['protocol']}")]
 
 
 class Tracker:

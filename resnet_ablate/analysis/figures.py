@@ -44,8 +44,14 @@ class MissingRuns(Exception):
 
 def _done(c: Collected) -> pd.DataFrame:
     runs = finished(c.runs).copy()
-    runs["label"] = labels(runs)
+    runs["label"] = _as_drawn(labels(runs))
     return runs
+
+
+def _as_drawn(text: pd.Series) -> pd.Series:
+    """Names a run recorded, drawn as they are: '$' escaped, else "$...$" is parsed as
+    mathtext (an unknown command in it: a traceback at savefig)."""
+    return text.astype(str).str.replace("$", r"\$", regex=False)
 
 
 def curves(c: Collected, runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
@@ -218,7 +224,7 @@ def fig7(c: Collected) -> Figure:
 
 
 def _points(runs: pd.DataFrame, x: str) -> pd.DataFrame:
-    runs = runs.assign(series_label=series_labels(runs))
+    runs = runs.assign(series_label=_as_drawn(series_labels(runs)))
     long = runs.melt(id_vars=["run_id", "condition", "series_label", "depth", "params",
                               "macs", "label"],
                      value_vars=["final_train_err", "final_test_err"], var_name="split",

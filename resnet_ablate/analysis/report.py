@@ -1,13 +1,20 @@
 """A report folder: every figure (PNG and PDF), every table (Markdown, CSV, LaTeX), the
 `compare` table, what was measured in words, and an index with the exact commands and
 versions used. The report is built once, as a list of sections, and rendered to both
-Markdown and HTML. Figures whose runs are missing are listed as skipped."""
+Markdown and HTML. Figures whose runs are missing are listed as skipped.
+
+Every value that comes from a run (ids, model, data set and protocol names, captions, table
+cells) is escaped for the page it lands on, in text and in attributes, and a file's name is
+built only from a slug of such values (letters, digits, '-', '_'), so a summary can neither
+inject markup nor write outside the report folder. The report's title and an experiment's
+notes are the user's own (notes are Markdown)."""
 from __future__ import annotations
 
 import html
 import importlib.metadata
 import io
 import platform
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -33,12 +40,51 @@ TABLE_FORMATS = {"md": "markdown", "csv": "csv", "tex": "latex"}
 
 @dataclass
 class Section:
-    """One part of the report: kind text | list | figure | table | code."""
+    """One part of the report: kind text | markdown (the user's own) | list | figure | table |
+    code. Text, list items, titles and captions are plain text, escaped by each renderer."""
     kind: str
     title: str = ""
     body: Any = None  # text | list of str | figure name | DataFrame | list of lines
     name: str = ""  # file stem of a figure or table
     caption: str = ""  # what a figure or table shows, measured
+
+
+class Lead(str):
+    """A finding: plain text with a bold lead. As a str, its Markdown ("**lead** text", as
+    the CLI prints it); the renderers escape `lead` and `text` and set the lead bold."""
+
+    def __new__(cls, lead: str, text: str) -> "Lead":
+        self = super().__new__(cls, f"**{lead}** {text}")
+        self.lead, self.text = lead, text
+        return self
+
+
+def slug(value: Any, limit: int = 40) -> str:
+    """A file-name part from a value a run recorded: ASCII letters, digits, '-' and '_' only
+    (no '/', '..', quotes or markup), at most `limit` characters, never empty."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(value)).strip("_-")[:limit] or "x"
+
+
+_MD = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`",
+                     "*": "\\*", "[": "\\[", "]": "\\]", "|": "\\|"})
+
+
+def md_text(value: Any) -> str:
+    """Plain text as Markdown that shows it as it is: one line (no new block can start),
+    HTML's and Markdown's special characters escaped (no tag, link, image, emphasis, code
+    or table cell can be opened); '_' inside a word stays as it is (never emphasis)."""
+    text = " ".join(str(value).split()).translate(_MD)
+    text = re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
+    return "\\" + text if text.startswith("#") else text
+
+
+def _md_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A table's text cells and column names as Markdown text (numbers as they are)."""
+    out = df.rename(columns=md_text)
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            out[column] = out[column].map(lambda v: md_text(v) if isinstance(v, str) else v)
+    return out
 
 
 @dataclass
@@ -80,8 +126,8 @@ def _scopes(c: Collected) -> list[tuple[str, Collected]]:
     keys, every = scope_key(done), scope_key(c.runs)
     scopes = []
     for i, (key, runs) in enumerate(sorted(done.groupby(keys), key=lambda kv: kv[0])):
-        suffix = "" if keys.nunique() == 1 else f"-{runs['dataset'].iloc[0]}-" \
-            f"{runs['protocol'].iloc[0]}-{i + 1}"
+        suffix = "" if keys.nunique() == 1 else f"-{slug(runs['dataset'].iloc[0])}-" \
+            f"{slug(runs['protocol'].iloc[0])}-{i + 1}"  # a file name: unique by its number
         scopes.append((suffix, c.subset(c.runs[every == key])))
     return scopes
 
@@ -161,13 +207,13 @@ def degradation_findings(c: Collected, metric: str = "train") -> list[str]:
                    f"better than {names['phi']}")
         scope = plain.iloc[0]
         n = min(len(v) for v in e.values())
-        findings.append(
-            f"**{scope['dataset']} / {scope['protocol']}, option {shortcut}** ({n}+ seed(s) "
+        findings.append(Lead(
+            f"{scope['dataset']} / {scope['protocol']}, option {shortcut}", f"({n}+ seed(s) "
             f"per condition; {text}; means with their 95% t-interval over seeds; "
             f"{how_many}): {names['phi']} {_mean_ci(e['phi'])} vs {names['plo']} "
             f"{_mean_ci(e['plo'])} ({how}): {plain_word}. {names['rhi']} "
             f"{_mean_ci(e['rhi'])} vs {names['phi']} ({how_plain}) and vs {names['rlo']} "
-            f"{_mean_ci(e['rlo'])} ({how_short}): {fix}.")
+            f"{_mean_ci(e['rlo'])} ({how_short}): {fix}."))
         test_err = [f"{names[key]} {_mean_ci(errs(frame, depth, 'final_test_err'))}"
                     for key, frame, depth in (("plo", plain, lo), ("phi", plain, hi),
                                               ("rlo", res, lo), ("rhi", res, hi))]
@@ -224,7 +270,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
     done = int((c.runs["status"] == "finished").sum()) if len(c.runs) else 0
     report.sections.append(Section("text", body=f"{len(c.runs)} runs collected ({done} "
                                    f"finished) on {time.strftime('%Y-%m-%d %H:%M %Z')}."))
-    report.sections += [Section("text", body=n) for n in notes or []]
+    report.sections += [Section("markdown", body=n) for n in notes or []]
     report.findings = degradation_findings(c, metric)
     if report.findings:
         report.sections.append(Section("list", "What was measured", report.findings))
@@ -315,35 +361,63 @@ def _save_figure(out: Path, name: str, fig) -> None:
 
 
 def _write_table(out: Path, name: str, df: pd.DataFrame) -> None:
-    for ext, fmt in TABLE_FORMATS.items():
-        atomic_write_text(out / "tables" / f"{name}.{ext}", render(df, fmt))
+    for ext, fmt in TABLE_FORMATS.items():  # LaTeX: tabulate escapes its specials
+        atomic_write_text(out / "tables" / f"{name}.{ext}",
+                          render(_md_frame(df) if fmt == "markdown" else df, fmt))
+
+
+def _md_item(item: str) -> str:
+    if isinstance(item, Lead):
+        return f"**{md_text(item.lead)}** {md_text(item.text)}"
+    return md_text(item)
+
+
+def _fence(lines: list[str]) -> str:
+    """A code fence longer than any run of backticks inside (which would end it early)."""
+    longest = max((len(m) for line in lines for m in re.findall(r"`+", line)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def to_markdown(report: Report) -> str:
-    md = [f"# {report.title}", ""]
+    md = [f"# {md_text(report.title)}", ""]
     for s in report.sections:
         if s.title:
-            md += [f"## {s.title}", ""]
+            md += [f"## {md_text(s.title)}", ""]
         if s.caption:
-            md += [s.caption, ""]
+            md += [md_text(s.caption), ""]
         if s.kind == "text":
+            md += [md_text(s.body), ""]
+        elif s.kind == "markdown":
             md += [s.body, ""]
         elif s.kind == "list":
-            md += [*[f"- {item}" for item in s.body], ""]
-        elif s.kind == "figure":
+            md += [*[f"- {_md_item(item)}" for item in s.body], ""]
+        elif s.kind == "figure":  # s.name: a slug (letters, digits, '-', '_')
             md += [f"![{s.name}](figures/{s.name}.png)", "", f"[PDF](figures/{s.name}.pdf)",
                    ""]
         elif s.kind == "table":
-            md += [render(s.body, "markdown"),
+            md += [render(_md_frame(s.body), "markdown"),
                    f"[CSV](tables/{s.name}.csv) · [LaTeX](tables/{s.name}.tex)", ""]
         elif s.kind == "code":
-            md += ["```", *s.body, "```", ""]
+            fence = _fence(s.body)
+            md += [fence, *s.body, fence, ""]
     return "\n".join(md)
 
 
-def to_html(report: Report) -> str:
+def _html_item(item: str) -> str:
     e = html.escape
-    h = [f"<!doctype html><meta charset='utf-8'><title>{e(report.title)}</title>",
+    if isinstance(item, Lead):
+        return f"<strong>{e(item.lead)}</strong> {e(item.text)}"
+    return e(item)
+
+
+# No script runs in the page, whatever a value escaped wrongly would carry.
+CSP = "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'"
+
+
+def to_html(report: Report) -> str:
+    e = html.escape  # quote=True: safe in double-quoted attributes too
+    h = [f'<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" '
+         f'content="{CSP}"><title>{e(report.title)}</title>',
          "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
          "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
          "padding:3px 6px}img{max-width:100%}</style>", f"<h1>{e(report.title)}</h1>"]
@@ -352,18 +426,17 @@ def to_html(report: Report) -> str:
             h.append(f"<h2>{e(s.title)}</h2>")
         if s.caption:
             h.append(f"<p>{e(s.caption)}</p>")
-        if s.kind == "text":
+        if s.kind in ("text", "markdown"):
             h.append(f"<p>{e(s.body)}</p>")
         elif s.kind == "list":
-            h.append("<ul>" + "".join(f"<li>{e(i).replace('**', '')}</li>" for i in s.body)
-                     + "</ul>")
+            h.append("<ul>" + "".join(f"<li>{_html_item(i)}</li>" for i in s.body) + "</ul>")
         elif s.kind == "figure":
-            h.append(f"<img src='figures/{s.name}.png'><p><a href='figures/{s.name}.pdf'>PDF"
-                     "</a></p>")
+            h.append(f'<img src="figures/{e(s.name)}.png" alt="{e(s.title)}"><p>'
+                     f'<a href="figures/{e(s.name)}.pdf">PDF</a></p>')
         elif s.kind == "table":
             h.append(s.body.to_html(index=False, na_rep="", escape=True)
-                     + f"<p><a href='tables/{s.name}.csv'>CSV</a> · "
-                       f"<a href='tables/{s.name}.tex'>LaTeX</a></p>")
+                     + f'<p><a href="tables/{e(s.name)}.csv">CSV</a> · '
+                       f'<a href="tables/{e(s.name)}.tex">LaTeX</a></p>')
         elif s.kind == "code":
             h.append("<pre>" + e("\n".join(s.body)) + "</pre>")
     return "\n".join(h)

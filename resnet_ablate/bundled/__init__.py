@@ -72,7 +72,8 @@ def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
 
 def load_yaml(kind: str, name_or_path: str | Path) -> tuple[str, Any]:
     """(where, data) of a sweep, experiment or report file: yaml's safe loader only, a
-    syntax error named with its line, an alias bomb refused before it is built."""
+    syntax error named with its line, an alias bomb refused before it is built, nesting
+    too deep for the (recursive) loader refused in one line."""
     import yaml
 
     where, text = find(kind, name_or_path)
@@ -82,6 +83,9 @@ def load_yaml(kind: str, name_or_path: str | Path) -> tuple[str, Any]:
             raise InputError(f"{where}: expands to over {MAX_YAML_NODES:,} values (YAML "
                              "aliases); refused")
         return where, yaml.safe_load(text)
+    except RecursionError:  # "[[[[...": a few hundred levels; a real file has a few
+        raise InputError(f"{where}: nested too deeply (lists or mappings hundreds of "
+                         "levels deep); refused") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(f"{where}: not valid YAML"

@@ -15,6 +15,7 @@ pixel grid for a per-pixel mean.
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -39,6 +40,13 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     """One seed per (run seed, epoch, image): the augmentation of that draw."""
     return ((seed * 1_000_003 + epoch) * 2_147_483_647 + index) % (2 ** 63)
 
+
+def leave_stop_signals(_worker_id: int) -> None:
+    """A worker ignores SIGTERM/SIGINT: they are the main process's, which defers them to the
+    end of an iteration, saves, and stops its workers itself. A scheduler or Ctrl-C signals
+    the whole process group, and a worker killed by it failed the run, unsaved."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 class Lighting:
     """AlexNet PCA colour augmentation on a (3, H, W) tensor in [0, 1]."""
@@ -193,7 +201,7 @@ class LoaderData:
 
     def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
         workers = self.settings.num_workers
-        return DataLoader(dataset, num_workers=workers,
+        return DataLoader(dataset, num_workers=workers, worker_init_fn=leave_stop_signals,
                           pin_memory=self.settings.device.type == "cuda", **kwargs)
 
     def _train_iterator(self):

@@ -26,7 +26,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import InputError, MissingInput
 from ..io import MAX_JSON_BYTES, atomic_torch_save, atomic_write_json, atomic_write_text, \
@@ -243,10 +243,15 @@ class RunDir:
             old.unlink(missing_ok=True)
         return path
 
-    def load_checkpoint(self, map_location="cpu") -> dict[str, Any]:
-        """The newest checkpoint that loads and has every field, of its type; a truncated,
-        corrupt or incomplete one is reported and skipped. weights_only: a checkpoint is
-        data; loading it can never run code."""
+    def load_checkpoint(self, map_location="cpu", like: dict[str, Any] | None = None,
+                        accept: Callable[[dict], None] | None = None) -> dict[str, Any]:
+        """The newest checkpoint that loads and has every field, of its type; `like`: the
+        state a fresh trainer of this run would save (its model's tensors, optimizer,
+        schedule and data state), which every field must match in kind, dtype and shape.
+        A truncated, corrupt, incomplete or mismatched one is reported and skipped.
+        `accept(state)` raises to refuse a readable one (other settings): before the shapes
+        are compared, so another model is "refused", not "unreadable".
+        weights_only: a checkpoint is data; loading it can never run code."""
         import torch
 
         candidates = self.checkpoints()
@@ -256,15 +261,29 @@ class RunDir:
             try:
                 state = torch.load(path, map_location=map_location, weights_only=True)
                 _check_checkpoint(state)
+            except Exception as exc:  # noqa: BLE001
+                _unreadable(path, exc)
+                continue
+            if accept is not None:
+                accept(state)
+            try:
+                _check_checkpoint(state, like)
                 return state
             except Exception as exc:  # noqa: BLE001
-                print(f"resnet-ablate: warning: checkpoint {path} is unreadable "
-                      f"({type(exc).__name__}: {str(exc)[:120]}); trying the previous one",
-                      file=sys.stderr, flush=True)
-        raise MissingInput(f"no readable checkpoint in {self.checkpoint_dir}")
+                _unreadable(path, exc)
+        raise MissingInput(f"no readable checkpoint in {self.checkpoint_dir} (each is named "
+                           "above); nothing to resume from")
 
 
-def _check_checkpoint(state: Any) -> None:
+def _unreadable(path: Path, exc: Exception) -> None:
+    print(f"resnet-ablate: warning: checkpoint {path} is unreadable ({type(exc).__name__}: "
+          f"{' '.join(str(exc).split())[:160]}); trying the previous one", file=sys.stderr,
+          flush=True)
+
+
+def _check_checkpoint(state: Any, like: dict[str, Any] | None = None) -> None:
+    """A checkpoint's fields, of their types, consistent with each other (one history row
+    per iteration) and, given `like`, shaped as this run's trainer saves them."""
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise InputError(f"format {got!r}, expected {CHECKPOINT_FORMAT}")
@@ -283,8 +302,81 @@ def _check_checkpoint(state: Any) -> None:
     for name, value in tensors:
         if not isinstance(value, torch.Tensor):
             raise InputError(f"field {name!r} is not a tensor")
-    if not isinstance(state["history"].get("evals"), list):
-        raise InputError("field 'history.evals' is not a list")
+    rows = {k: state["history"][k].shape for k in HISTORY_COLUMNS}
+    if any(shape != (state["iteration"],) for shape in rows.values()):
+        raise InputError(f"history has {sorted(set(map(tuple, rows.values())))} rows for "
+                         f"iteration {state['iteration']} (one row per iteration)")
+    evals = state["history"].get("evals")
+    if not isinstance(evals, list) or not all(
+            isinstance(e, dict) and _number(e.get("iteration")) for e in evals):
+        raise InputError("field 'history.evals' is not a list of {iteration: ..., ...}")
+    for key in ("val_err", "test_err", "iteration"):
+        if not _number(state["best"].get(key)):
+            raise InputError(f"field 'best.{key}' is not a number")
+    if not _number(state["counters"].get("train_time")) or not isinstance(
+            state["counters"].get("images_seen"), int):
+        raise InputError("fields 'counters.train_time' and 'counters.images_seen' must be "
+                         "numbers")
+    if like is None:
+        return
+    model = strip_module_prefix(state["model"])
+    if set(model) != set(like["model"]):
+        extra, absent = sorted(set(model) - set(like["model"])), sorted(
+            set(like["model"]) - set(model))
+        raise InputError(f"its model has other tensors than this run's (missing "
+                         f"{absent[:2]}, unexpected {extra[:2]})")
+    for key in ("model", "optimizer", "schedule", "data", "rng"):
+        _match(like[key], model if key == "model" else state[key], key)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# torch's own optimizer and LR-scheduler states gain keys between versions (their loaders
+# fill in what an older one lacks): of their keys only these must be there ('#': any index).
+REQUIRED_KEYS = {"optimizer": ("state", "param_groups"), "optimizer.param_groups.#": ("params",),
+                 "optimizer.state": (), "optimizer.state.#": (),
+                 "schedule": ("last_epoch", "lr_lambdas"), "schedule.lr_lambdas.#": ()}
+
+
+def _match(like: Any, value: Any, where: str) -> None:
+    """`value` has `like`'s structure: a mapping with like's keys (more allowed: a GPU run's
+    CUDA generator; fewer where REQUIRED_KEYS says), a list as long (an empty one: any list),
+    a tensor of like's dtype and shape (an empty one: of its number of dimensions), a number,
+    flag or string as like's."""
+    import torch
+
+    if isinstance(like, torch.Tensor):
+        if not isinstance(value, torch.Tensor) or value.dtype != like.dtype or (
+                value.shape != like.shape if like.numel() else value.dim() != like.dim()):
+            got = (f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+                   if isinstance(value, torch.Tensor) else f"a {type(value).__name__}")
+            raise InputError(f"field {where!r} is {got}, expected a {like.dtype} tensor of "
+                             f"shape {tuple(like.shape)}")
+    elif isinstance(like, dict):
+        if not isinstance(value, dict):
+            raise InputError(f"field {where!r} is a {type(value).__name__}, expected a mapping")
+        required = REQUIRED_KEYS.get(re.sub(r"\.\d+(?=\.|$)", ".#", where), like)
+        for key, sub in like.items():
+            if key in value:
+                _match(sub, value[key], f"{where}.{key}")
+            elif key in required:
+                raise InputError(f"field '{where}.{key}' is missing")
+    elif isinstance(like, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or (like and len(value) != len(like)):
+            raise InputError(f"field {where!r} is not a list of {len(like)}")
+        for i, (sub, item) in enumerate(zip(like, value)):
+            _match(sub, item, f"{where}.{i}")
+    elif isinstance(like, bool):
+        if not isinstance(value, bool):
+            raise InputError(f"field {where!r} is not true or false")
+    elif isinstance(like, (int, float)):
+        if not _number(value) or (isinstance(like, int) and not isinstance(value, int)):
+            raise InputError(f"field {where!r} is not "
+                             + ("an integer" if isinstance(like, int) else "a number"))
+    elif isinstance(like, str) and not isinstance(value, str):
+        raise InputError(f"field {where!r} is not a string")
 
 
 def strip_module_prefix(state_dict: dict) -> dict:

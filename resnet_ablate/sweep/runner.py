@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..io import atomic_write_json
+from ..io import MAX_JSON_BYTES, atomic_write_json, read_json
 from ..run.rundir import EXIT_LOCKED, RunDir
 from .sweepfile import SweepError, SweepSpec, plan, validate_values
 
@@ -100,7 +100,14 @@ def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
         unknown = sorted(set(only) - set(spec.parameters))
         if unknown:
             raise SweepError(f"{spec.path}: only: {unknown[0]!r} is not a parameter")
-        configs = [c for c in configs if all(_matches(c[k], v) for k, v in only.items())]
+        kept = [c for c in configs if all(_matches(c[k], v) for k, v in only.items())]
+        if configs and not kept:
+            asked = "; ".join(f"{k}={','.join(map(str, v))}" for k, v in only.items())
+            values = "; ".join(f"{k}: {', '.join(sorted({str(c[k]) for c in configs}))}"
+                               for k in only)
+            raise SweepError(f"{spec.path}: only {asked} matches none of its {len(configs)} "
+                             f"runs (its values: {values})")
+        configs = kept
     validate_values(spec, configs)
     runs: dict[str, PlannedRun] = {}
     for params in configs:
@@ -305,9 +312,9 @@ class SweepRunner:
 
     def _recorded_failures(self) -> None:
         """Runs refused at start leave no run directory; the sweep's record remembers."""
-        try:
-            recorded = json.loads(self.state_path.read_text()).get("runs", {})
-        except (OSError, ValueError, AttributeError):
+        try:  # data someone may have replaced: a bounded read that never blocks (a FIFO)
+            recorded = read_json(self.state_path, MAX_JSON_BYTES).get("runs", {})
+        except (OSError, ValueError, AttributeError):  # InputError is a ValueError
             return
         for run in self.runs:
             rec = recorded.get(run.run_id) if isinstance(recorded, dict) else None

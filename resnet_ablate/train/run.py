@@ -145,6 +145,15 @@ def _check_plugins(cfg: RunConfig) -> None:
     plugins.require(named, cfg.run_id, "plugins=", "resume it", prefix="resume refused: ")
 
 
+def checkpoint_like(trainer: Trainer) -> dict[str, Any]:
+    """The state this trainer saves, its optimizer's per-parameter buffers (momentum)
+    included: what a checkpoint must match to be resumed from (else the previous one is)."""
+    like = trainer.state_dict()
+    like["optimizer"]["state"] = {i: {"momentum_buffer": p.detach()}
+                                  for i, p in enumerate(trainer.model.parameters())}
+    return like
+
+
 def _resolve_spec(request: TrainRequest, mode: str) -> tuple[VariantSpec, Any]:
     """The run's spec, once: the variant with the data's classes and channels (from the
     data set's description: nothing is loaded yet) and the user's overrides, validated."""
@@ -213,6 +222,7 @@ def prepare(request: TrainRequest) -> Prepared:
     if dist.enabled and protocol.batch_size % dist.world_size:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
+    made = [d for d in rundir.path.parents if not d.exists()]  # runs_dir, if the claim makes it
     resuming, created = _claim(rundir, cfg.resume, dist)
     try:
         data = open_run_data(cfg.dataset, cfg.data_dir, cfg.download, mode, DataSettings(
@@ -238,22 +248,6 @@ def prepare(request: TrainRequest) -> Prepared:
             env={k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
                                             "SLURM_JOB_ID") if k in os.environ})
         identity = record.identity(values)
-        state = None
-        if resuming:
-            rundir.clean_tmp()
-            state = rundir.load_checkpoint(map_location=device)
-            diffs = record.identity_diff(state["identity"], identity)
-            refused = [d for kind, d in diffs if kind != NUMERICS
-                       or cfg.resume_numerics == "same"]
-            if refused:
-                hint = (" (or resume_numerics=any to continue under other numerics, not "
-                        "bitwise)" if all(k == NUMERICS for k, _ in diffs) else "")
-                raise InputError(f"resume refused: {rundir.path} was trained with other "
-                                 f"settings ({'; '.join(refused[:3])}); bitwise resume needs "
-                                 f"the same ones{hint}")
-            notes["resumed_with"] = [d for _, d in diffs]
-        if resuming and dist.is_main:  # a failed run (a full disk) resumes: not failed now
-            rundir.summary_path.unlink(missing_ok=True)
         torch.manual_seed(cfg.seed)
         model = ResNet(spec).to(device)  # the one build
         if values["macs"] is None:  # a part that cannot run on the meta device
@@ -261,6 +255,35 @@ def prepare(request: TrainRequest) -> Prepared:
 
             values["macs"] = complexity(model, input_size=data.input_size,
                                         with_fvcore=False)["macs"]
+        progress = Progress(cfg.progress, protocol.iterations, rundir.run_id,
+                            enabled=dist.is_main)
+        options = TrainOptions(amp=cfg.amp == "bf16", channels_last=cfg.channels_last,
+                               compile=cfg.compile, compile_backend=cfg.compile_backend,
+                               checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
+                               responses=cfg.responses)
+        files = RunFiles(rundir, identity, cfg.keep_checkpoints) if dist.is_main else None
+        # W&B starts once the run is known good; until then the trainer logs nowhere
+        trainer = Trainer(model, protocol, data, dist, options,
+                          Sinks(NullTracker("not started"), progress, files))
+        if resuming:
+            rundir.clean_tmp()
+            def accept(state: dict) -> None:  # another run's settings: refused
+                diffs = record.identity_diff(state["identity"], identity)
+                refused = [d for kind, d in diffs if kind != NUMERICS
+                           or cfg.resume_numerics == "same"]
+                if refused:
+                    hint = (" (or resume_numerics=any to continue under other numerics, not "
+                            "bitwise)" if all(k == NUMERICS for k, _ in diffs) else "")
+                    raise InputError(f"resume refused: {rundir.path} was trained with other "
+                                     f"settings ({'; '.join(refused[:3])}); bitwise resume "
+                                     f"needs the same ones{hint}")
+                notes["resumed_with"] = [d for _, d in diffs]
+
+            state = rundir.load_checkpoint(map_location=device, like=checkpoint_like(trainer),
+                                           accept=accept)
+            trainer.load_state_dict(state)
+            if dist.is_main:  # a failed run (a full disk) resumes: not failed now
+                rundir.summary_path.unlink(missing_ok=True)
         if dist.is_main and not resuming:
             rundir.write_config(record.nest(values))
             rundir.write_model(model.state_dict(), initial=True)
@@ -268,24 +291,20 @@ def prepare(request: TrainRequest) -> Prepared:
         rundir.release()
         if created and dist.is_main:  # bad input: leave nothing behind
             shutil.rmtree(rundir.path, ignore_errors=True)
+            for folder in made:  # nearest first; one another run wrote into stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         raise
     dist.barrier()
-    tracker = (Tracker(cfg.wandb, cfg.wandb_project, cfg.wandb_group, cfg.wandb_entity,
-                       rundir.run_id, rundir.path, record.wandb_config(values),
-                       tags(values), resume=resuming)
-               if dist.is_main else NullTracker("rank > 0"))
-    progress = Progress(cfg.progress, protocol.iterations, rundir.run_id, enabled=dist.is_main)
+    trainer.sinks.tracker = (
+        Tracker(cfg.wandb, cfg.wandb_project, cfg.wandb_group, cfg.wandb_entity, rundir.run_id,
+                rundir.path, record.wandb_config(values), tags(values), resume=resuming)
+        if dist.is_main else NullTracker("rank > 0"))
     for warning in notes["schedule_warnings"]:
         progress.message(f"warning: {warning}")
-    options = TrainOptions(amp=cfg.amp == "bf16", channels_last=cfg.channels_last,
-                           compile=cfg.compile, compile_backend=cfg.compile_backend,
-                           checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
-                           responses=cfg.responses)
-    files = RunFiles(rundir, identity, cfg.keep_checkpoints) if dist.is_main else None
-    trainer = Trainer(model, protocol, data, dist, options, Sinks(tracker, progress, files))
-    if state is not None:
-        trainer.load_state_dict(state)
-    return Prepared(trainer, rundir, values, dist, tracker, notes)
+    return Prepared(trainer, rundir, values, dist, trainer.sinks.tracker, notes)
 
 
 def _finite(value: Any) -> Any:

@@ -18,6 +18,7 @@ from ..errors import InputError
 from .parts import BLOCKS, SHORTCUTS, STEMS
 
 STRIDE_IN = ("1x1", "3x3")
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
 _FAMILY = re.compile(r"[a-z][a-z0-9_]*")
 
 # Keys `create_model(name, **overrides)` and `model.KEY=value` accept; depth follows layers.
@@ -47,6 +48,11 @@ class Options(dict):
                                  f"null; got {v!r}")
             if isinstance(v, float) and not math.isfinite(v):
                 raise InputError(f"{what}.{key}: must be finite; got {v}")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > FLOAT32_MAX:
+                # finite here, infinite in the float32 network (a scale, a bias): refused
+                raise InputError(f"{what}.{key}: must be within float32's range "
+                                 f"(|x| <= {FLOAT32_MAX:.4g}); got "
+                                 f"{f'{v:.4g}' if isinstance(v, float) else str(v)[:12] + '...'}")
         super().__init__(sorted(value.items()))
 
     @classmethod
