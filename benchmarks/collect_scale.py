@@ -4,7 +4,8 @@ collected into the store, at N = 100, 300 and 1,000; then an incremental collect
 new run and after one changed run, `compare` and Fig. 6 from the store. Each step runs in a
 fresh process of its own, which reports the wall and CPU time of its work (its imports
 timed apart) and its peak RSS. For the ratios, in the same run: today's in-memory collect
-(main's collect.py, loaded from git, at --old-at runs, a size it survives) and the
+(the last in-memory collect.py, loaded from git at OLD_COLLECT, at --old-at runs, a size it
+survives) and the
 alternatives the store was chosen over: pyarrow streaming the same CSVs into one Parquet
 file, and write-to-temp-then-rename (copying the store) to make an update atomic.
 
@@ -33,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 EVAL_EVERY, TEMPLATES = 1000, 8
+# The commit before the store: its collect.py built every history row as a Python dict.
+OLD_COLLECT = "01f21254e6bed57fcd55062a344b8e91d6b85933"
 
 # Each step: a child process that times its imports and its work and prints one JSON line;
 # peak RSS is the kernel's high-water mark of this process image (VmHWM: ru_maxrss would
@@ -142,9 +145,9 @@ def main() -> None:
         raise SystemExit(f"needs {need / 1e9:.1f} GB free in {root}, has {free / 1e9:.1f}")
     runs, store, parquet = root / "runs", root / "store.duckdb", root / "history.parquet"
     old_py = root / "main_collect.py"
-    old_py.write_text(subprocess.run(["git", "show", "main:resnet_ablate/analysis/collect.py"],
-                                     cwd=REPO, capture_output=True, text=True,
-                                     check=True).stdout)
+    old_py.write_text(subprocess.run(
+        ["git", "show", f"{OLD_COLLECT}:resnet_ablate/analysis/collect.py"],
+        cwd=REPO, capture_output=True, text=True, check=True).stdout)
     from synthetic import history
 
     t = time.time()

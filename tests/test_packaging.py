@@ -67,7 +67,7 @@ def test_demo_reproduce_and_sweep_from_an_empty_directory(installed):
     assert demo.stdout.count("pending") == 12 and "resnet-ablate sweep demo" in demo.stdout
     fig = _run(installed, "reproduce", "he2016-table1", "--dry-run")
     assert fig.returncode == 0, fig.stderr
-    assert fig.stdout.count("pending") == 27  # 9 variants x 3 seeds
+    assert fig.stdout.count("pending") == 48  # Table 1's 16 rows x 3 seeds
     sweep = _run(installed, "sweep", "cifar-degradation", "--dry-run", "--only", "seed=0")
     assert sweep.returncode == 0, sweep.stderr
     assert sweep.stdout.count("resnet-ablate train model=") == 9

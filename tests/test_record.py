@@ -211,10 +211,10 @@ def test_a_shortened_cifar10_run_shows_no_paper_number_and_says_why(tmp_path, cl
     table = cli_inproc("compare", "--runs", tmp_path / "runs", "--format", "json")
     assert table.returncode == 0, table.stderr
     row = json.loads(table.stdout)[0]
-    assert row["paper (mean ± std, or as reported)"] == (
+    assert row["paper (how it was computed)"] == (
         "paper: n/a — batch_size=16, lr=0.05, iterations=8, eval_every=8 differ from "
         "he2015-cifar")
-    assert row["Δ mean"] == "" and row["paper best"] == ""
+    assert row["Δ (like with like)"] == "" and row["Δ best (same n)"] == ""
 
 
 def test_the_paper_number_needs_the_papers_condition():
@@ -281,7 +281,8 @@ TORCH_FREE = ["resnet_ablate.variants.spec", "resnet_ablate.variants.registry",
               "resnet_ablate.variants.plugins", "resnet_ablate.variants.timm_hook",
               "resnet_ablate.run.protocol", "resnet_ablate.run.config",
               "resnet_ablate.run.words", "resnet_ablate.run.record",
-              "resnet_ablate.run.rundir", "resnet_ablate.reference", "resnet_ablate.io",
+              "resnet_ablate.run.rundir", "resnet_ablate.run.probefiles",
+              "resnet_ablate.reference", "resnet_ablate.io",
               "resnet_ablate.errors", "resnet_ablate.bundled", "resnet_ablate.tracking",
               "resnet_ablate.cli.main"]
 

@@ -527,3 +527,53 @@ def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):
     assert "resuming at iteration" in out
     s = json.loads((tmp_path / "r" / run.run_id / "summary.json").read_text())
     assert s["status"] == "finished" and s["iterations"] == 60
+
+
+def test_a_signal_to_the_runner_reaches_its_runs_and_starts_no_more(tmp_path):
+    """SIGTERM to the sweep runner alone (a scheduler's preemption, `kill PID`): the run in
+    flight gets it, checkpoints and stops; the next run never starts; the runner exits 143
+    and leaves no train process behind (before: the runner died, its children trained on)."""
+    import signal
+    import subprocess
+    import sys
+
+    sweep = _write(tmp_path, """
+name: stop
+method: grid
+command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
+parameters:
+  model: {values: [resnet20-A, plain20]}
+  model.layers: {value: [1, 1, 1]}
+  iterations: {value: 1000000}
+  eval_every: {value: 1000000}
+  progress: {value: "off"}
+  wandb: {value: disabled}
+""")
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_ablate", "sweep", str(sweep),
+                             "--runs-dir", str(runs)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    first = None
+    while time.time() < deadline and first is None:  # the first run is training
+        first = next((d for d in runs.glob("resnet20-A-*") if (d / "config.json").exists()),
+                     None)
+        time.sleep(0.5)
+    assert first is not None, proc.stdout.read() if proc.poll() is not None else "no run"
+    time.sleep(3)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 143, out
+    assert "stopped by SIGTERM" in out, out
+    assert list((first / "checkpoints").glob("ckpt-*.pt")), out  # it checkpointed
+    assert not list(runs.glob("plain20-*")), "the second run started"
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+            and first.name.encode() in _cmdline(p)]
+    assert not left, "a train process outlived the runner"
+
+
+def _cmdline(p: Path) -> bytes:
+    try:
+        return (p / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -310,7 +310,7 @@ def ablation(c: Collected) -> Figure:
     every = c.runs.copy()
     if every.empty:
         raise MissingRuns("needs finished runs")
-    every["label"] = labels(every)
+    every["label"] = _as_drawn(labels(every))
     depths = [d for d, g in every.groupby("depth") if g["condition"].nunique() >= 2]
     if not depths:
         raise MissingRuns("needs two or more variants at one depth")

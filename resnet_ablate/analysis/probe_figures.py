@@ -211,7 +211,6 @@ def lesion_figure(items: Iterable[Probed]) -> Figure | None:
             axes[col].set(xlabel=xlabel, ylabel="test error (%)", title=title)
             col += 1
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
     return fig, (f"Lesion study (Veit et al. 2016): test error when units are deleted at "
                  f"test time; dashed: the intact net. Mean ± std over seeds ({_seeds(g)}); "
                  "gaps: a plain unit that changes shape cannot be deleted.")
@@ -280,7 +279,6 @@ def landscape_figures(items: Iterable[Probed]) -> list[tuple[int, Figure]]:
                        ylabel="training loss")
                 if paths.get(name):
                     ax.legend(fontsize=6)
-        fig.tight_layout()
         s = first.rec["settings"]
         caption = (
             f"Loss landscapes at depth {depth} (Li et al. 2018, Fig. 5): filter-normalised "
@@ -323,7 +321,6 @@ def paths_figure(items: Iterable[Probed]) -> Figure | None:
                 yscale="log", title="per-unit gradient norm")
     for ax in axes:
         ax.legend(fontsize=6)
-    fig.tight_layout()
     return fig, ("Gradient paths (Veit et al. 2016, Sec. 5): the share of paths of each length "
                  "(binomial over the residual units), the gradient magnitude reaching the "
                  "first unit's input through sampled paths of each length, and the gradient "
@@ -360,7 +357,6 @@ def hessian_figure(items: Iterable[Probed]) -> Figure | None:
                 title="Hessian trace (Hutchinson)")
     for ax in axes:
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig, ("Hessian of the training loss at the final weights on a fixed subset (Yao et "
                  f"al. 2020): mean ± std over seeds ({_seeds(g)}).")
 
@@ -377,7 +373,6 @@ def _linear_path_figure(items: Iterable[Probed]) -> Figure | None:
     ax.set(yscale="log", xlabel="alpha (0: initial, 1: final)", ylabel="training loss",
            title="linear path (Goodfellow et al. 2015)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig, "The training loss on the straight line from the initial to the final weights."
 
 
@@ -395,7 +390,6 @@ def _hessian_samples(items: Iterable[Probed]) -> Figure | None:
         ax.hist(p.arrays["trace_samples"], bins=20, alpha=0.6, label=p.label)
     ax.set(xlabel="v.Hv (Hutchinson samples)", ylabel="count", title="Hessian trace samples")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig, "Hutchinson's samples of the trace."
 
 

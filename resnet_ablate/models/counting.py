@@ -29,14 +29,15 @@ from .resnet import ResNet, create_model
 def _per_stage(model: nn.Module, layers: tuple[int, ...] | list[int],
                of: Callable[[nn.Module], int]) -> dict[str, int]:
     """of(module) per stage over the full depth of a model shortened to two blocks per
-    stage: the stem, each stage's first block + its second x (n - 1), the head (final norm
-    and classifier)."""
+    stage: the stem, each stage's first block + its second x (n - 1), the head (final norm,
+    pooling and classifier)."""
     out = {"stem": of(model.stem)}
     for i, (stage, count) in enumerate(zip(model.stages, layers)):
         blocks = list(stage)
         out[f"stage{i + 1}"] = of(blocks[0]) + (of(blocks[1]) * (count - 1) if count > 1
                                                 else 0)
-    out["head"] = of(model.final_norm) + of(model.fc)
+    # the head: every other child (final norm, global pooling, classifier, a plugin's own)
+    out["head"] = sum(of(m) for n, m in model.named_children() if n not in ("stem", "stages"))
     return out
 
 
@@ -45,7 +46,7 @@ def _stage_of(qualname: str) -> str:
     parts = qualname.split(".")
     if parts[0] == "stages" and len(parts) > 1:
         return f"stage{int(parts[1]) + 1}"
-    return "head" if parts[0] in ("fc", "final_norm", "head") else "stem"
+    return "head" if parts[0] in ("fc", "final_norm", "head", "head_pool") else "stem"
 
 
 def _input_shape(model: nn.Module, input_size: int | tuple | None) -> tuple[int, ...]:

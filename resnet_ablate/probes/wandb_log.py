@@ -15,6 +15,8 @@ on disk are complete whatever W&B does.
 """
 from __future__ import annotations
 
+import io
+
 from typing import Any, Callable, Sequence
 
 from ..run import probefiles, record
@@ -48,7 +50,13 @@ def _log(tracker: Any, outcomes: Sequence[Any], step: int) -> None:
         payload[f"{tag}/table"] = wandb.Table(columns=columns, data=rows)
         fig = run_figure(rec, arrays)
         if fig is not None:
-            payload[f"{tag}/figure"] = wandb.Image(fig)
+            # W&B's own conversion of a figure goes through pyplot: hand it the PNG
+            import PIL.Image
+
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+            buf.seek(0)
+            payload[f"{tag}/figure"] = wandb.Image(PIL.Image.open(buf))
         summary.update(scalars(rec["probe"], rec["result"]))
     tracker.log(payload, step)
     tracker.update_summary(summary)

@@ -9,6 +9,7 @@ process is training (each run directory is locked by the process training it).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ import queue
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -280,6 +282,11 @@ class SweepRunner:
         self.todo_at_start: list[PlannedRun] = []
         self.state_path = runs_dir / ".sweeps" / f"{name}.json"
         self._lock = threading.Lock()
+        # The train processes running now, and the signal that stops the sweep (see
+        # _relaying_signals): a scheduler's SIGTERM reaches the runner, not its children.
+        self._procs: set[subprocess.Popen] = set()
+        self._stop: int | None = None
+        self._relay = False
         self._done = 0
         self._work: dict[str, float | None] = {}  # run_id -> planned_work (the ETA's weights)
         self._ended: set[str] = set()
@@ -381,6 +388,8 @@ class SweepRunner:
     def _execute(self, run: PlannedRun, index: int, total: int) -> None:
         gpu = self.slots.get() if self.slots is not None else None
         try:
+            if self._stop is not None:  # the sweep is stopping: no new run starts
+                return
             self._read(run)
             if run.state not in self._wanted():  # another runner got to it first
                 self._skip(run, index, total)
@@ -396,8 +405,7 @@ class SweepRunner:
                 out.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} runner pid {os.getpid()}: "
                           f"{run.shell}\n")
                 out.flush()
-                code = subprocess.call(run.command, env=self.env(run, gpu), stdout=out,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                code = self._train(run, gpu, out)
             run.seconds = time.perf_counter() - start
             with open(log_path, "rb") as f:
                 f.seek(offset)
@@ -410,6 +418,49 @@ class SweepRunner:
         finally:
             if gpu is not None:
                 self.slots.put(gpu)
+
+    def _train(self, run: PlannedRun, gpu: str | None, out) -> int:
+        """One train process to its end. Where the runner relays signals, the child has a
+        session of its own, so every stop signal reaches it once, from the runner."""
+        proc = subprocess.Popen(run.command, env=self.env(run, gpu), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=self._relay)
+        with self._lock:
+            self._procs.add(proc)
+        if self._stop is not None:  # a signal came while it started
+            proc.send_signal(self._stop)
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+
+    @contextlib.contextmanager
+    def _relaying_signals(self):
+        """SIGTERM and SIGINT to the runner (a scheduler's preemption, `kill`, Ctrl-C) go on
+        to every train process, which checkpoints and exits; no new run starts; the sweep
+        ends with 128 + the signal once they have. (Only where signals can be handled: the
+        main thread.)"""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def relay(signum, _frame):
+            self._stop = self._stop or signum
+            with self._lock:
+                procs = list(self._procs)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signum)
+
+        previous = {sig: signal.signal(sig, relay) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._relay = True
+        try:
+            yield
+        finally:
+            self._relay = False
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _report(self, run: PlannedRun, index: int, total: int) -> None:
         with self._lock:
@@ -466,11 +517,17 @@ class SweepRunner:
             self._save_state()
             return self.runs
         self._work = {r.run_id: planned_work(r.params) for r in todo} if len(todo) > 1 else {}
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        with self._relaying_signals(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
             futures = [pool.submit(self._execute, r, i + 1, len(todo))
                        for i, r in enumerate(todo)]
             for f in futures:
                 f.result()
+        if self._stop is not None:
+            self._save_state()
+            name = signal.Signals(self._stop).name
+            self.log(f"sweep {self.name}: stopped by {name}; the runs it stopped checkpointed "
+                     f"and resume when the same command runs again")
+            raise SystemExit(128 + self._stop)
         return self.runs
 
 

@@ -17,6 +17,7 @@ import platform
 import shutil
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +196,15 @@ class Prepared:
     notes: dict[str, list[str]]  # record results known before training (warnings)
 
 
+def _missing(path: Path) -> bool:
+    """Whether a folder is not there (a name the file system cannot hold: it is not, and
+    the claim says so in one line)."""
+    try:
+        return not path.exists()
+    except OSError:
+        return False
+
+
 def prepare(request: TrainRequest) -> Prepared:
     cfg, protocol = request.config, request.protocol
     if cfg.run_id and cfg.resume != "false":
@@ -222,7 +232,7 @@ def prepare(request: TrainRequest) -> Prepared:
     if dist.enabled and protocol.batch_size % dist.world_size:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
-    made = [d for d in rundir.path.parents if not d.exists()]  # runs_dir, if the claim makes it
+    made = [d for d in rundir.path.parents if _missing(d)]  # runs_dir, if the claim makes it
     resuming, created = _claim(rundir, cfg.resume, dist)
     try:
         data = open_run_data(cfg.dataset, cfg.data_dir, cfg.download, mode, DataSettings(
