@@ -43,16 +43,13 @@ RULES = [
                                                  "folder to pick the protocol)"),
     (r"^resnet-ablate (train|sweep|reproduce|demo) .*--dry-run", "run", ""),
     (r"^resnet-ablate (train|sweep|reproduce|demo)\b", "dry", ""),
-    (r"^resnet-ablate (models|complexity|--help|collect|compare|figures)\b", "run", ""),
+    (r"^resnet-ablate (models|complexity|--help|collect|compare|figures|sql|probe)\b", "run", ""),
     (r"^python -c ", "run", ""),
 ]
 # Known README blocks that do not run as pasted, by the digest of their text, with what
 # must change (tests/test_readme.py xfails them strictly: once the block is fixed its
 # digest changes and it runs like every other).
-PENDING = {
-    "52d6f9d6e3": "the collect line needs `from pathlib import Path` (or ra.collect with "
-                  "strings)",
-}
+PENDING: dict[str, str] = {}  # none now: every block runs as pasted
 COMMAND_START = re.compile(r"^(resnet-ablate|make|python|wandb|torchrun|CUDA_VISIBLE_DEVICES=|"
                            r"pip|cd|export)\b")
 SYNOPSIS = re.compile(r"\[(--|[A-Z])|\|")  # usage text: [--flag], [PATTERN], a|b
@@ -111,15 +108,16 @@ def cases():
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """An empty folder a user pastes into: runs/demo holds one real run (what `make demo`
-    leaves), the README's own files are written there as the README names them."""
+    """An empty folder a user pastes into: runs/demo holds two real runs (what `make demo`
+    leaves, in miniature), the README's own files are written there as the README names them."""
     from resnet_ablate.cli import main
 
     root = tmp_path_factory.mktemp("readme")
-    code = main(["train", "model=resnet20-A", "model.layers=[1,1,1]", "iterations=4",
-                 "eval_every=4", "wandb=disabled", "progress=off", "responses=false",
-                 f"runs_dir={root / 'runs' / 'demo'}", "run_id=r"])
-    assert code == 0
+    for model in ("resnet20-A", "resnet56-A"):  # two depths, 27 units to lesion
+        code = main(["train", f"model={model}", "iterations=4", "eval_every=4",
+                     "wandb=disabled", "progress=off", "responses=false",
+                     f"runs_dir={root / 'runs' / 'demo'}", f"run_id={model}"])
+        assert code == 0, model
     for lang, body in blocks(README.read_text()):
         named = re.match(r"# (\w+\.py)\n", body)
         if lang == "python" and named:

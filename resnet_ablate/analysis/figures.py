@@ -251,7 +251,9 @@ def error_vs_depth(c: Collected) -> Figure:
     fig, axes = style.figure(1, len(splits), figsize=(4.1 * len(splits), 3.4), squeeze=False)
     for ax, split in zip(axes[0], splits):
         sns.pointplot(data=long[long["split"] == split], x="depth", y="err",
-                      hue="series_label", errorbar=_t_interval, dodge=0.25, markers="o",
+                      hue="series_label", errorbar=_t_interval, markers="o",
+                      dodge=0.25 if long["series_label"].nunique() > 1 else False,  # (seaborn
+                      # divides the dodge by the hue levels - 1)
                       capsize=0.1, palette=colors, ax=ax)
         ax.set(xlabel="depth (layers)", ylabel="error (%)", title=split)
         ax.legend(frameon=False, fontsize=8, title="")
