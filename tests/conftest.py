@@ -149,3 +149,25 @@ def mini(tmp_path_factory):
                    root / "report", "--jobs", "2", cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return root, proc
+
+
+def image_folder(root: Path, side: int, mode: str = "RGB", train: int = 6, test: int = 2,
+                 bad: bytes | None = None) -> Path:
+    """A small ImageFolder tree of seeded noise PNGs: train/ and test/, classes a and b,
+    `train`/`test` images per class, `side` pixels square, grey ("L") or RGB; `bad`: the
+    bytes of one more file, train/a/9.jpg."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test)):
+        for cls in ("a", "b"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                shape = (side, side) if mode == "L" else (side, side, 3)
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
+                    folder / f"{i}.png")
+    if bad is not None:
+        (root / "train" / "a" / "9.jpg").write_bytes(bad)
+    return root

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CIFAR10_JPG
+from conftest import CIFAR10_JPG, image_folder
 from resnet_ablate.data import DataSettings, hold_out
 from resnet_ablate.data.base import NO_VAL, Split
 from resnet_ablate.data.catalog import get_dataset, image_mode
@@ -204,28 +204,12 @@ def test_missing_cifar_says_where_the_files_go(tmp_path):
     assert not (tmp_path / "nothing").exists()
 
 
-def _image_folder(root, side, bad=None):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("test", 2)):
-        for cls in ("a", "b"):
-            d = root / split / cls
-            d.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(
-                    d / f"{i}.png")
-    if bad is not None:
-        (root / "train" / "a" / "9.jpg").write_bytes(bad)
-    return root
-
-
 @pytest.mark.parametrize("bad, why", [(b"", "empty file"), (b"hello, I am text", "cannot "
                                                                                "identify")])
 @pytest.mark.parametrize("mode", ["tensor", "loader"])
 def test_an_image_that_does_not_decode_is_named(tmp_path, monkeypatch, bad, why, mode):
     monkeypatch.setenv("RESNET_ABLATE_CACHE", str(tmp_path / "cache"))
-    root = _image_folder(tmp_path / "imgs", 80 if mode == "loader" else 8, bad)
+    root = image_folder(tmp_path / "imgs", 80 if mode == "loader" else 8, bad=bad)
     import dataclasses
 
     from resnet_ablate.data.catalog import open_run_data
@@ -242,7 +226,7 @@ def test_an_image_that_does_not_decode_is_named(tmp_path, monkeypatch, bad, why,
 
 
 def test_image_mode_is_decided_once(tmp_path):
-    small, large = _image_folder(tmp_path / "s", 8), _image_folder(tmp_path / "l", 80)
+    small, large = image_folder(tmp_path / "s", 8), image_folder(tmp_path / "l", 80)
     assert image_mode("imagefolder", str(small), "auto") == "tensor"
     assert image_mode("imagefolder", str(large), "auto") == "loader"
     assert image_mode("digits", "", "auto") == "tensor"
@@ -258,7 +242,7 @@ def test_loader_augmentation_follows_seed_epoch_and_index_not_workers(tmp_path):
     from resnet_ablate.data.loader import LoaderData
     from resnet_ablate.run.protocol import HE2015_IMAGENET
 
-    root = _image_folder(tmp_path / "l", 80)
+    root = image_folder(tmp_path / "l", 80)
     p = dataclasses.replace(HE2015_IMAGENET, val_size=2, batch_size=4, crop=64,
                             scale_range=(64, 96))
     batches = []

@@ -18,11 +18,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import assert_usage_error, run_cli
+from conftest import assert_usage_error, image_folder, run_cli
 
 # A small finished run (two checkpoints kept) that the crafted records start from.
 RUN = ["model=resnet20-A", "dataset=digits", "iterations=40", "eval_every=20",
@@ -119,7 +118,7 @@ def test_pickles_that_would_run_code_are_refused_everywhere_they_are_read(small_
     from resnet_ablate.data import folders
 
     monkeypatch.setenv("RESNET_ABLATE_CACHE", str(tmp_path / "cache"))
-    root = _image_folder(tmp_path / "imgs", 8)
+    root = image_folder(tmp_path / "imgs", 8, train=8)
     files = folders.list_images(root / "train", ["a", "b"])
     first = folders.decode(root / "train", files)
     [cache] = (tmp_path / "cache").glob("imagefolder-*.pt")
@@ -273,27 +272,12 @@ def test_figures_draw_a_history_read_twice_once(small_run, tmp_path):
 
 
 # ------------------------------------------------------------------ 6. signals at the save
-def _tiny_folder(root: Path, side: int = 8, mode: str = "L") -> Path:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 8), ("test", 2)):
-        for cls in ("a", "b"):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                shape = (side, side) if mode == "L" else (side, side, 3)
-                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
-                    folder / f"{i}.png")
-    return root
-
-
 def test_sigterm_during_the_final_save_waits_for_the_files(tmp_path):
     """Two SIGTERMs (a scheduler's preemption, then its second try) land while the final
     checkpoint and model.pt are written: 12M parameters on a 16-image folder, so the save
     lasts long enough to be seen (its temporary files). The run ends finished, exit 0,
     with every file complete and consistent."""
-    data = _tiny_folder(tmp_path / "imgs")
+    data = image_folder(tmp_path / "imgs", 8, mode="L", train=8)
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
         [sys.executable, "-m", "resnet_ablate", "train", "model=resnet20-A",
@@ -332,7 +316,7 @@ def test_sigterm_to_the_process_group_in_loader_mode_saves_the_run(tmp_path):
     """A scheduler (and Ctrl-C) signals every process of the job: DataLoader workers leave
     it to the main process, which checkpoints and exits 143 (a worker killed by it used to
     fail the run with a traceback, its iterations lost); resume then ends the run."""
-    data = _tiny_folder(tmp_path / "imgs", side=80, mode="RGB")
+    data = image_folder(tmp_path / "imgs", 80, train=8)
     words = ["model=resnet20-A", "dataset=imagefolder", f"data_dir={data}",
              "scale_range=[36,44]", "crop=32", "batch_size=4", "iterations=30",
              "eval_every=30", "checkpoint_every=0", "log_every=1", "num_workers=2",
@@ -472,10 +456,6 @@ def test_values_of_the_wrong_type_or_beyond_float32_are_refused(tmp_path, cli_in
 
 
 # ------------------------------------------------------------------ 9. image folders
-def _image_folder(root: Path, side: int) -> Path:
-    return _tiny_folder(root, side=side, mode="RGB")
-
-
 def _bomb(root: Path) -> None:
     """A 400-megapixel PNG of a few kB: over twice PIL's MAX_IMAGE_PIXELS."""
     from PIL import Image
@@ -511,7 +491,7 @@ def _fifo(root: Path) -> None:
 def test_bombs_and_bad_links_among_the_images_are_named(tmp_path, monkeypatch, cli_inproc,
                                                        mode, make, named, why):
     monkeypatch.setenv("RESNET_ABLATE_CACHE", str(tmp_path / "cache"))
-    root = _image_folder(tmp_path / "imgs", 80 if mode == "loader" else 8)
+    root = image_folder(tmp_path / "imgs", 80 if mode == "loader" else 8, train=8)
     make(root)
     words = (["model=resnet18-A", "scale_range=[36,44]", "crop=32", "num_workers=0"]
              if mode == "loader" else ["crop=8", "pad=1"])

@@ -341,6 +341,16 @@ def prob_improvement(a: Iterable[float], b: Iterable[float], level: float = LEVE
     return Interval(point, low, high, n, "bootstrap", level)
 
 
+def check_detect(detect: float | None) -> None:
+    """A difference to plan seeds for (`--detect`): None (the observed one) or a positive,
+    finite number of percentage points."""
+    if detect is not None and not (math.isfinite(detect) and detect > 0):
+        from ..errors import InputError
+
+        raise InputError(f"--detect must be a positive difference in percentage points "
+                         f"(e.g. 0.3); got {detect}")
+
+
 def seeds_needed(a: Iterable[float], b: Iterable[float] | None = None,
                  detect: float | None = None, alpha: float = ALPHA,
                  power: float = 0.8) -> int | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import importlib.metadata
-import io
 import platform
 import re
 import subprocess
@@ -24,8 +23,8 @@ from typing import Any
 import pandas as pd
 
 from ..formatting import render
-from ..io import atomic_write_bytes, atomic_write_text
-from . import names
+from ..io import atomic_write_text
+from . import names, style
 from .collect import Collected
 from .figures import FIGURE_BUILDERS, MissingRuns, edf_figure, edf_table
 from .inference import NEEDS_RUNS, NOT_SIGNIFICANT, SIGNIFICANT, mean_ci
@@ -282,7 +281,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
             except MissingRuns as why:
                 report.skipped.append((fname, str(why)))
                 continue
-            _save_figure(out, fname, fig)
+            style.save(fig, out / "figures", fname)
             report.figures.append(fname)
             report.sections.append(Section("figure", f"{names.FIGURE_TITLES[name]}{suffix}", fname,
                                            fname, caption))
@@ -341,7 +340,7 @@ def _edf_section(report: Report, c: Collected, factor: str, progress) -> None:
     except MissingRuns as why:
         report.skipped.append((name, str(why)))
         return
-    _save_figure(report.out, name, fig)
+    style.save(fig, report.out / "figures", name)
     report.figures.append(name)
     report.sections.append(Section("figure", f"{names.EDF_TITLE}: {factor}", name, name,
                                    caption))
@@ -351,13 +350,6 @@ def _edf_section(report: Report, c: Collected, factor: str, progress) -> None:
     report.sections.append(Section("table", f"{names.EDF_TITLE}: {factor}, KS tests", df, name,
                                    caption))
     progress(f"figure and table {name}")
-
-
-def _save_figure(out: Path, name: str, fig) -> None:
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
-        atomic_write_bytes(out / "figures" / f"{name}.{ext}", buf.getvalue())
 
 
 def _write_table(out: Path, name: str, df: pd.DataFrame) -> None:

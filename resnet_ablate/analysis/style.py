@@ -129,6 +129,23 @@ def figure(nrows: int = 1, ncols: int = 1, **subplots: Any):
     return fig, fig.subplots(nrows, ncols, **subplots)
 
 
+def image_bytes(fig, fmt: str = "png", dpi: int = 150) -> bytes:
+    """The figure as a file's bytes (png, pdf, ...), cropped to what is drawn."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def save(fig, folder, name: str) -> None:
+    """folder/name.png and .pdf, each written atomically."""
+    from ..io import atomic_write_bytes
+
+    for ext in ("png", "pdf"):
+        atomic_write_bytes(folder / f"{name}.{ext}", image_bytes(fig, ext))
+
+
 def place_labels(ax, points: list[tuple[float, float, str]], fontsize: float = 7,
                  offset: tuple[float, float] = (4, 4)) -> list[Any]:
     """Annotate each (x, y, text) near its point; a label that would overlap one already

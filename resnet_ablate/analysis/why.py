@@ -11,7 +11,6 @@ numbers over seeds per condition: what a store takes.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -19,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ..formatting import render
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_text
 from . import probe_figures as pf
+from . import style
 from .vocab import pm
 
 TITLE = "Why it works"
@@ -236,13 +236,6 @@ def paths_findings(items: list[pf.Probed]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- the section
-def _save(out: Path, name: str, fig) -> None:
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
-        atomic_write_bytes(out / "figures" / f"{name}.{ext}", buf.getvalue())
-
-
 def _section(kind: str, title: str = "", body: Any = None, name: str = "",
              caption: str = "") -> dict[str, Any]:
     return {"kind": kind, "title": title, "body": body, "name": name, "caption": caption}
@@ -284,7 +277,7 @@ def why_it_works(run_dirs: Iterable[str | Path], out: Path,
         if made:
             figures.append((name, title, made))
     for name, title, (fig, caption) in figures:
-        _save(out, name, fig)
+        style.save(fig, out / "figures", name)
         sections.append(_section("figure", title, name, name, caption))
         progress(f"figure {name}")
     for probe in probes:

@@ -124,14 +124,12 @@ def run_figures(args: argparse.Namespace) -> int:
         figures = figures or definition["figures"]
         tables = tables or definition["tables"]
         title = title or definition["title"]
-    if args.edf:
-        from ..analysis.figures import check_edf_factor
+    from ..analysis.figures import check_edf_factor
 
-        check_edf_factor(None, args.edf)  # the schema's factors, before anything is written
+    if args.edf:  # the schema's factors, before anything is written
+        check_edf_factor(None, args.edf)
     c = _collect(args, args.store or args.out / "data" / "store.duckdb")
-    if args.edf:
-        from ..analysis.figures import check_edf_factor
-
+    if args.edf:  # and these runs'
         check_edf_factor(c.runs, args.edf)
     report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
                    title=title or "resnet-ablate report", metric=args.metric,
@@ -187,15 +185,12 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    import math
-
+    from ..analysis.inference import check_detect
     from ..analysis.stats import by_condition, compare_caption, format_compare
     from ..analysis.vocab import ERROR_METRICS, describe, finished
     from ..formatting import render
 
-    if args.detect is not None and not (math.isfinite(args.detect) and args.detect > 0):
-        raise InputError(f"--detect must be a positive difference in percentage points "
-                         f"(e.g. 0.3); got {args.detect}")
+    check_detect(args.detect)
     seeds = args.power or args.detect is not None
     c = _collect(args, args.store)
     column, text = ERROR_METRICS[args.metric]

@@ -247,8 +247,7 @@ def print_submission(runner) -> None:
 
 
 def _seeds_for(spec, args: argparse.Namespace) -> list:
-    import math
-
+    from ..analysis.inference import check_detect
     from ..sweep.runner import plan_seeds_for
 
     pairs = []
@@ -261,9 +260,7 @@ def _seeds_for(spec, args: argparse.Namespace) -> list:
     if args.only or args.count is not None:
         raise InputError("--seeds-for plans its own runs; it does not combine with --only "
                          "or --count")
-    if args.detect is not None and not (math.isfinite(args.detect) and args.detect > 0):
-        raise InputError(f"--detect must be a positive difference in percentage points "
-                         f"(e.g. 0.3); got {args.detect}")
+    check_detect(args.detect)
     return plan_seeds_for(spec, args.runs_dir, pairs, detect=args.detect)
 
 

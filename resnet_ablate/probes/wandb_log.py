@@ -53,10 +53,10 @@ def _log(tracker: Any, outcomes: Sequence[Any], step: int) -> None:
             # W&B's own conversion of a figure goes through pyplot: hand it the PNG
             import PIL.Image
 
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-            buf.seek(0)
-            payload[f"{tag}/figure"] = wandb.Image(PIL.Image.open(buf))
+            from ..analysis.style import image_bytes
+
+            png = io.BytesIO(image_bytes(fig, "png", dpi=100))
+            payload[f"{tag}/figure"] = wandb.Image(PIL.Image.open(png))
         summary.update(scalars(rec["probe"], rec["result"]))
     tracker.log(payload, step)
     tracker.update_summary(summary)
