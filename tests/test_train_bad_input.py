@@ -1,6 +1,9 @@
 """`train` refuses bad input in one line, exit 2, before anything is written; a bug is a
 traceback and exit 1, never a "usage error". Each case here is a row of
 docs/reliability.md."""
+
+import subprocess
+import sys
 import time
 
 import pytest
@@ -65,19 +68,81 @@ def test_too_many_activations_are_refused(tmp_path, cli_inproc):
     assert_usage_error(proc, "activations per image at 8 px exceed max_activations=1,000")
 
 
+@pytest.mark.parametrize("shapes_on", ["cpu", "meta"])
 @pytest.mark.parametrize("name, side", [("resnet110-A", 32), ("preresnet164", 32),
-                                        ("resnet50-B", 224)])
-def test_the_size_check_counts_activations_exactly(name, side):
+                                        ("resnet50-B", 224), ("plain20", 32)])
+def test_the_size_check_counts_activations_exactly(name, side, shapes_on, monkeypatch):
     """The cap admits exactly the activations the full model has (counted by an independent
-    forward of it) and refuses one fewer, however far the cheap bound overshoots."""
+    forward of it) and refuses one fewer, however far the cheap bound overshoots; its MACs
+    are the full model's too, whether the shapes come from the CPU's empty batch or (for an
+    absurdly wide short model) the meta device."""
     import resnet_ablate as ra
-    from resnet_ablate.models.counting import check_size as check
+    from resnet_ablate.models import counting
 
-    exact = ra.complexity(name, input_size=side, with_fvcore=False)["activations"]
+    if shapes_on == "meta":
+        monkeypatch.setattr(counting, "_CPU_SHAPES_MAX_PARAMS", 0)
+    full = ra.complexity(name, input_size=side, with_fvcore=False)
+    exact = full["activations"]
     spec = ra.get_spec(name)
-    check(spec, side, 10 ** 12, exact)
+    assert counting.check_size(spec, side, 10 ** 12, exact) == {
+        "params": full["params"], "activations": exact, "macs": full["macs"]}
     with pytest.raises(InputError, match=f"{exact:,} activations per image"):
-        check(spec, side, 10 ** 12, exact - 1)
+        counting.check_size(spec, side, 10 ** 12, exact - 1)
+
+
+def test_the_size_check_imports_no_compiler_and_takes_parts_that_refuse_an_empty_batch(
+        tmp_path):
+    """The size check leaves torch._dynamo unimported (the meta device's first op imports
+    it: 2 s of every sweep's planning, which makes no optimizer). A block that refuses an
+    empty batch (`x.view(x.size(0), -1)`) is measured on the meta device instead, to the
+    same counts as the meta device gives."""
+    (tmp_path / "viewing.py").write_text(VIEWING_PLUGIN)
+    script = """
+import sys
+import resnet_ablate as ra
+from resnet_ablate.models import counting
+size = counting.check_size(ra.get_spec("resnet110-A"), 32, 10 ** 12, 10 ** 12)
+print("dynamo" if "torch._dynamo" in sys.modules else "no-dynamo", size["macs"])
+import viewing
+spec = ra.get_spec("viewing20")
+meta = counting._measure_on(counting._short_model(spec), spec, 32, "meta")
+print(counting.check_size(spec, 32, 10 ** 12, 10 ** 12)["activations"] == meta[0] > 0)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["no-dynamo", "252887680", "True"], proc.stdout
+
+
+VIEWING_PLUGIN = """
+import torch
+from torch import nn
+import resnet_ablate as ra
+
+
+class Flat(nn.Module):  # an old-style reshape: refuses an empty batch on the CPU
+    def forward(self, x):
+        return x.view(x.size(0), -1).view_as(x)
+
+
+@ra.register_block("viewing")
+class Viewing(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_chans, planes, stride, shortcut, norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, planes, 3, stride, 1, bias=False)
+        self.bn = norm_layer(planes)
+        self.flat = Flat()
+        self.downsample = shortcut
+
+    def forward(self, x):
+        out = self.flat(self.bn(self.conv(x)))
+        return out if self.downsample is None else out + self.downsample(x)
+
+
+ra.register_variant("viewing20", base="resnet20-B", block="viewing")
+"""
 
 
 def test_runs_dir_under_a_regular_file(tmp_path, cli_inproc):

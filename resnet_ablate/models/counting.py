@@ -8,11 +8,15 @@ pass. `fvcore_flops` is fvcore's FlopCountAnalysis total, which adds batch norm 
 The stage builder makes every block after the first of a stage the shape of the second, so
 two blocks per stage stand for any depth (`_per_stage`): fvcore traces a shortened view of a
 model, and the size check builds a shortened model on the meta device (no memory, no
-compute), so `model.layers=[100000000,1,1]` is refused in milliseconds, exactly.
+compute), so `model.layers=[100000000,1,1]` is refused in milliseconds, exactly. Its shapes
+come from a forward of an empty batch on the CPU (the short model's weights allocated, never
+filled): the meta device would give the same shapes, but its first elementwise op imports
+torch._dynamo, two seconds of every `train`'s start-up.
 """
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections import defaultdict
 from typing import Any, Callable
@@ -221,11 +225,21 @@ def stage_table(names: list[str], input_size: int | None = None,
 
 
 # ---------------------------------------------------------------- size before building
+# The short model is allocated on the CPU for the empty-batch forward up to this many
+# parameters (uninitialized memory, 4 bytes each); beyond it (only absurd widths) the meta
+# device gives the shapes.
+_CPU_SHAPES_MAX_PARAMS = 50_000_000
+
+
+def _per_image(output: torch.Tensor) -> int:
+    return math.prod(output.shape[1:])  # the batch may be empty
+
+
 def _macs_of(module: nn.Module, output: torch.Tensor) -> int:
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
-        return output.numel() * (module.in_channels // module.groups * kh * kw)
-    return output.numel() * module.in_features
+        return _per_image(output) * (module.in_channels // module.groups * kh * kw)
+    return _per_image(output) * module.in_features
 
 
 def _run(modules: list[nn.Module], x: torch.Tensor
@@ -238,7 +252,7 @@ def _run(modules: list[nn.Module], x: torch.Tensor
         for m in top.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 def hook(mod, _i, out, top=top):
-                    counts[top][0] += out.numel()
+                    counts[top][0] += _per_image(out)
                     counts[top][1] += _macs_of(mod, out)
                 handles.append(m.register_forward_hook(hook))
     try:
@@ -261,9 +275,22 @@ def _params(module: nn.Module) -> int:
 
 
 def _measure(model: ResNet, spec: VariantSpec, side: int) -> tuple[int, int]:
-    """(activations, MACs) of `spec` at batch 1: its short model run once on a meta tensor,
-    each later block counted from the second."""
-    x = torch.zeros(1, spec.in_chans, side, side, device="meta")
+    """(activations, MACs) per image of `spec`: its short model run once on an empty batch,
+    each later block counted from the second; on the CPU when the short model is small
+    (shapes from CPU kernels, no dynamo import), else (or if a part refuses an empty batch,
+    e.g. `x.view(x.size(0), -1)`) on the meta device."""
+    if _params(model) <= _CPU_SHAPES_MAX_PARAMS:
+        try:
+            with torch.no_grad():
+                return _measure_on(copy.deepcopy(model).to_empty(device="cpu"), spec, side,
+                                   "cpu")
+        except (NotImplementedError, RuntimeError):
+            pass
+    return _measure_on(model, spec, side, "meta")
+
+
+def _measure_on(model: ResNet, spec: VariantSpec, side: int, device: str) -> tuple[int, int]:
+    x = torch.zeros(0 if device == "cpu" else 1, spec.in_chans, side, side, device=device)
     blocks = [b for stage in model.stages for b in stage]
     counts, x = _run([model.stem, *blocks], x)
     x = model.final_norm(x)
