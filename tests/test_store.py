@@ -220,8 +220,9 @@ def test_a_full_disk_mid_collect_is_one_line_and_leaves_the_store(tmp_path):
     make_runs(runs, 10, iterations=2000, eval_every=500, templates=2)
     collect([runs], store=store)
     before = _history_sum(store)
-    make_runs(runs, 40, start=10, iterations=2000, eval_every=500, templates=2)
+    make_runs(runs, 40, start=10, iterations=8000, eval_every=500, templates=2)
     limit = store.stat().st_size + 256 * 1024  # the disk fills while the new runs go in
+    # (their history part, ~5 MB, is the biggest file written)
 
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

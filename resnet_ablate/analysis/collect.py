@@ -307,8 +307,7 @@ def _update(db: Store, roots: list[Path], wandb_path, group, api, stale: bool,
         conn.execute("UPDATE runs SET gone = true, counted = false WHERE run_id IN "
                      "(SELECT unnest($ids::VARCHAR[]))", {"ids": gone})
         for table in ("history", "evaluations", "responses", "probes"):
-            conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
-                         {"ids": gone})
+            db.replace(table, gone, None)
     changed = {s.run_id for s in rows_new} | {s.run_id for s in history_new
                                               if s.state == "collected"}
     _derive(db, [s for s in owners.values() if s.run_id in changed and s.state == "collected"
@@ -375,8 +374,8 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
                 if seen.run_id in failed:
                     seen.skip(failed[seen.run_id], "history")
             ids = [s.run_id for s in batch]
-            _replace(conn, "history", ids, table)
-            _replace(conn, "evaluations", ids, ingest.evaluation_rows(table))
+            db.replace("history", ids, table)
+            db.replace("evaluations", ids, ingest.evaluation_rows(table))
             db.step()
             done += len(batch)
             progress(f"collect: {done}/{total} histories read")
@@ -390,32 +389,19 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
         except Exception as exc:  # noqa: BLE001  the API failed for this run
             seen.skip(f"W&B history: {type(exc).__name__}: {str(exc)[:120]}")
             table = None
-        _replace(conn, "history", [seen.run_id], table)
-        _replace(conn, "evaluations", [seen.run_id], ingest.evaluation_rows(table))
+        db.replace("history", [seen.run_id], table)
+        db.replace("evaluations", [seen.run_id], ingest.evaluation_rows(table))
         db.step()
         done += 1
         progress(f"collect: {done}/{total} histories read")
-
-
-def _replace(conn, table: str, run_ids: list[str], rows) -> None:
-    """`table`'s rows of these runs replaced by `rows` (an Arrow table, or None)."""
-    if run_ids:
-        conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
-                     {"ids": run_ids})
-    if rows is not None and rows.num_rows:
-        conn.register("_rows", rows)
-        try:
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
-        finally:
-            conn.unregister("_rows")
 
 
 def _write_runs(db: Store, seens: list[Seen]) -> None:
     """The runs rows (and Fig. 7's responses) of runs whose summary is new or changed."""
     ids = [s.run_id for s in seens]
     responses = [r for s in seens for r in ingest.response_rows(s.summary)]
-    _replace(db.conn, "runs", ids, ingest.runs_table([s.row for s in seens]))
-    _replace(db.conn, "responses", ids, ingest.responses_table(responses))
+    db.replace("runs", ids, ingest.runs_table([s.row for s in seens]))
+    db.replace("responses", ids, ingest.responses_table(responses))
 
 
 def _write_probes(db: Store, seens: list[Seen]) -> None:
@@ -427,7 +413,7 @@ def _write_probes(db: Store, seens: list[Seen]) -> None:
         found, notes = ingest.probe_rows(seen.run_id, seen.rundir.path, names)
         rows += found
         seen.probe_note = "\n".join(f"{seen.path}: {n}" for n in notes) or None
-    _replace(db.conn, "probes", [s.run_id for s in seens], ingest.probes_table(rows))
+    db.replace("probes", [s.run_id for s in seens], ingest.probes_table(rows))
 
 
 def _derive(db: Store, seens: list[Seen]) -> None:
@@ -438,7 +424,11 @@ def _derive(db: Store, seens: list[Seen]) -> None:
         return
     conn = db.conn
     ids = [s.run_id for s in seens]
-    conn.execute(f"""
+    old = conn.execute("SELECT count(*) FROM runs WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))"
+                       " AND status = 'finished' AND final_train_err_running IS NULL",
+                       {"ids": ids}).fetchone()[0]
+    if old:  # records before 0.2 (a scan of the history: only then)
+        conn.execute(f"""
         UPDATE runs SET final_train_err = d.err, final_train_err_running = d.err FROM (
             SELECT h.run_id, avg(h.train_err) AS err FROM history h JOIN runs r USING (run_id)
             WHERE r.run_id IN (SELECT unnest($ids::VARCHAR[])) AND r.status = 'finished'
@@ -447,10 +437,10 @@ def _derive(db: Store, seens: list[Seen]) -> None:
               AND h.iteration <= r.iterations AND h.train_err IS NOT NULL
             GROUP BY h.run_id) d WHERE runs.run_id = d.run_id""", {"ids": ids})
     last = dict(conn.execute(
-        "SELECT r.run_id, coalesce(max(h.iteration), 0) FROM runs r LEFT JOIN history h "
-        "USING (run_id) WHERE r.run_id IN (SELECT unnest($ids::VARCHAR[])) GROUP BY r.run_id "
-        "HAVING coalesce(max(h.iteration), 0) < any_value(r.iterations)", {"ids": ids}
-    ).fetchall())
+        "SELECT r.run_id, coalesce(max(h.last_iteration), 0) FROM runs r LEFT JOIN "
+        "history_parts h USING (run_id) WHERE r.run_id IN (SELECT unnest($ids::VARCHAR[])) "
+        "GROUP BY r.run_id HAVING coalesce(max(h.last_iteration), 0) < "
+        "any_value(r.iterations)", {"ids": ids}).fetchall())
     iterations = dict(conn.execute("SELECT run_id, iterations FROM runs WHERE run_id IN "
                                    "(SELECT unnest($ids::VARCHAR[]))", {"ids": ids}).fetchall())
     for seen in seens:

@@ -1,10 +1,12 @@
 """Run files into the store's rows (runs, history, responses, probes), in bounded memory.
-history.csv goes through DuckDB's own CSV reader (never a Python dict per row), a batch of
-files at a time, each opened and checked by us first (a regular file inside the runs
-folder, of bounded size, with the harness's header) and handed to DuckDB as that open
-descriptor: nothing can swap it for a FIFO in between, and a run directory deleted
-meanwhile is still read whole. A batch that fails is read again file by file: the broken
-file is named, the rest kept.
+history.csv goes through Arrow's CSV reader (never a Python dict per row; two files at a
+time on two threads), a batch of files at a time, each opened and checked by us first (a
+regular file inside the runs folder, of bounded size, with the harness's header) and read
+from that open descriptor, exactly the size checked: nothing can swap it for a FIFO in
+between, and a run directory deleted meanwhile is still read whole. A file Arrow refuses
+is read again by DuckDB's CSV reader, from the same descriptor: its error names what is
+wrong (a row's column count, a value that is not a number), or it reads what Arrow's
+stricter reader would not; the broken file is named, the rest kept.
 
 Reads happen on a cursor of their own: an error there never aborts the collect's
 transaction. Every file opened is counted in READS (a test checks that an incremental
@@ -13,6 +15,7 @@ collect opens only the new run's files).
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,10 @@ READS: collections.Counter = collections.Counter()  # files opened, by kind
 BATCH_BYTES = int(os.environ.get("RESNET_ABLATE_COLLECT_BATCH_BYTES", 64 << 20))
 _HEADER_BYTES = 1 << 16
 _FD_PATHS = os.path.isdir("/proc/self/fd")  # Linux: DuckDB reads our checked descriptor
+THREADS = min(2, os.cpu_count() or 1)  # files parsed at once (Arrow frees the GIL)
+# What history.csv writes for a missing value (an empty cell) and NaN (Python's repr):
+# NULL in the store. Arrow's default list also takes NA, N/A, NULL ...: not the harness's.
+_NULLS = ["", "nan", "NaN", "-nan"]
 
 
 @dataclass
@@ -89,7 +96,7 @@ def _select(header: tuple[str, ...], granularity: str) -> tuple[dict[str, str], 
     cells = []
     for col in HISTORY_COLUMNS_SQL:
         if col == "run_id":
-            cells.append("c.filename AS run_id")  # the file's name, mapped to its run after
+            cells.append("NULL::VARCHAR AS run_id")  # set after: the file's run
         elif col == "granularity":
             cells.append(f"'{granularity}' AS granularity")
         elif col not in columns:
@@ -102,49 +109,94 @@ def _select(header: tuple[str, ...], granularity: str) -> tuple[dict[str, str], 
 
 
 def read_histories(cursor, files: list[HistoryFile], granularity: str = "iteration"):
-    """(Arrow table of history rows, {run_id: why}) for files of one batch: one DuckDB read
-    per header; a read that fails is repeated per file to name the broken one."""
+    """(Arrow table of history rows, {run_id: why}) for files of one batch: each parsed by
+    Arrow (THREADS at a time); one Arrow refuses is read by DuckDB on `cursor` instead,
+    whose error, if it refuses it too, says why."""
     import pyarrow as pa
+
+    def parse(f: HistoryFile):
+        try:
+            return _arrow_read(f, granularity), None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None, f
 
     tables, failed = [], {}
-    by_header: dict[tuple[str, ...], list[HistoryFile]] = {}
-    for f in files:
-        by_header.setdefault(f.header, []).append(f)
-    for header, group in by_header.items():
-        columns, select = _select(header, granularity)
-        pending = [group]
-        while pending:
-            part = pending.pop()
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
+        done = list(pool.map(parse, files))
+    for f, (table, refused) in zip(files, done):
+        if refused is not None:
             try:
-                tables.append(_read(cursor, part, columns, select))
+                table = _duckdb_read(cursor, f, granularity)
             except Exception as exc:  # noqa: BLE001  duckdb.Error: the file's fault
-                if len(part) > 1:
-                    pending += [[f] for f in part]
-                else:
-                    failed[part[0].run_id] = f"history.csv: {one_line(exc)}"
-    table = pa.concat_tables(tables) if tables else None
-    if table is not None:  # a row without its iteration: the file is not the harness's
-        import pyarrow.compute as pc
-
-        missing = pc.unique(pc.filter(table["run_id"], pc.is_null(table["iteration"])))
-        for run_id in missing.to_pylist():
-            failed[run_id] = "history.csv has rows without an iteration"
-        if len(missing):
-            table = table.filter(pc.invert(pc.is_in(table["run_id"], missing)))
-    return table, failed
+                failed[f.run_id] = f"history.csv: {one_line(exc)}"
+                continue
+        if table["iteration"].null_count:  # the file is not the harness's
+            failed[f.run_id] = "history.csv has rows without an iteration"
+            continue
+        tables.append(table)
+    return (pa.concat_tables(tables).unify_dictionaries() if tables else None), failed
 
 
-def _read(cursor, files: list[HistoryFile], columns: dict[str, str], select: str):
+def _arrow_read(f: HistoryFile, granularity: str):
+    """One history.csv through Arrow's CSV reader: the store's columns (a known one the
+    header lacks: NULL; unknown ones parsed as text and dropped), NaN as NULL; ArrowInvalid
+    when a row does not parse."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
 
-    names = [f.name for f in files]
+    names = [n if n in HISTORY_TYPES else f"_extra{i}" for i, n in enumerate(f.header)]
+    known = [n for n in names if n in HISTORY_TYPES]
+    types = {"BIGINT": pa.int64(), "DOUBLE": pa.float64()}
+    table = pcsv.read_csv(
+        pa.py_buffer(_pread(f.fd, f.size)),
+        read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+        convert_options=pcsv.ConvertOptions(
+            column_types={n: types[HISTORY_TYPES[n]] for n in known}, include_columns=known,
+            null_values=_NULLS, strings_can_be_null=True, quoted_strings_can_be_null=False))
+    n = table.num_rows
+    same = pa.repeat(pa.scalar(0, pa.int32()), n)  # one value a file: a dictionary of one
+    cols = {}
+    for col, tp in HISTORY_COLUMNS_SQL.items():
+        if col in ("run_id", "granularity"):
+            value = f.run_id if col == "run_id" else granularity
+            cols[col] = pa.DictionaryArray.from_arrays(same, pa.array([value]))
+        elif col in known:
+            cols[col] = table[col]
+        else:
+            cols[col] = pa.nulls(n, types[tp])
+    return pa.table(cols, schema=history_schema())
+
+
+def _pread(fd: int, size: int) -> bytes:
+    """Exactly the `size` bytes checked (a file grown since is read as it was then)."""
+    chunks, at = [], 0
+    while at < size:
+        chunk = os.pread(fd, min(size - at, 1 << 30), at)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        at += len(chunk)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def _duckdb_read(cursor, f: HistoryFile, granularity: str):
+    """One history.csv through DuckDB's CSV reader (its typed columns: a DuckDB error says
+    which row or value is wrong), in the same Arrow schema as _arrow_read's."""
+    import pyarrow as pa
+
+    columns, select = _select(f.header, granularity)
     sql = (f"SELECT {select} FROM read_csv($files, header = true, columns = $columns, "
-           "auto_detect = false, filename = true) c")
-    table = cursor.sql(sql, params={"files": names, "columns": columns}).to_arrow_table()
-    which = pc.index_in(table["run_id"], value_set=pa.array(names)).combine_chunks()
-    runs = pa.DictionaryArray.from_arrays(which, pa.array([f.run_id for f in files]))
-    return table.set_column(0, "run_id", runs)  # each row's file, as its run
+           "auto_detect = false) c")
+    table = cursor.sql(sql, params={"files": [f.name], "columns": columns}).to_arrow_table()
+    table = table.set_column(0, "run_id", pa.repeat(f.run_id, table.num_rows))
+    return table.cast(history_schema())
+
+
+def history_schema():
+    """The Arrow schema of history rows (a part's: resnet_ablate.analysis.parts)."""
+    from .parts import schema
+
+    return schema(tuple(HISTORY_COLUMNS_SQL.items()))
 
 
 def batches(items: Iterable[Any], size_of, limit: int = BATCH_BYTES) -> Iterable[list[Any]]:
