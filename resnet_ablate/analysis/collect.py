@@ -20,6 +20,7 @@ naming both (the `counted` column).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -347,39 +348,58 @@ def _claim(seens: list[Seen]) -> dict[str, Seen]:
 # ---------------------------------------------------------------------------- writing rows
 def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], None]) -> None:
     """Each run's history replaced by its file's (or W&B's) rows: a batch of files at a
-    time opened and checked, read by DuckDB on a cursor of its own, inserted here."""
-    conn, cursor = db.conn, db.conn.cursor()
+    time opened and checked, parsed on threads (the next batch while this one is
+    written), written here as a part of the store's history."""
+    cursor = db.conn.cursor()  # DuckDB's reads (a file Arrow refused): apart from the writes
     total, done = len(seens), 0
+    inflight: list[tuple[list[Seen], list, list]] = []  # (batch, open files, their parses)
 
     def size(seen: Seen) -> int:
         parts = (seen.history_file or "").split(":")
         return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else 0
 
+    def write(batch: list[Seen], files: list, parses: list) -> None:
+        table, failed = ingest.finish(cursor, files, [p.result() for p in parses])
+        for seen in batch:
+            if seen.run_id in failed:
+                seen.skip(failed[seen.run_id], "history")
+        ids = [s.run_id for s in batch]
+        db.replace("history", ids, table)
+        db.replace("evaluations", ids, ingest.evaluation_rows(table))
+        db.step()
+
+    def settle() -> None:  # the oldest batch in flight: written, its files closed
+        batch, files, parses = inflight[0]
+        try:
+            write(batch, files, parses)
+        finally:
+            _close(inflight.pop(0))
+        nonlocal done
+        done += len(batch)
+        progress(f"collect: {done}/{total} histories read")
+
     try:
-        for batch in ingest.batches([s for s in seens if s.rundir is not None], size):
-            files = []
-            try:
+        with ingest.pool() as threads:
+            for batch in ingest.batches([s for s in seens if s.rundir is not None], size):
+                files, parses = [], []
+                inflight.append((batch, files, parses))
                 for seen in batch:
                     try:
-                        files.append(ingest.open_history(seen.rundir.history_path,
-                                                         seen.run_id, seen.rundir.path.parent))
+                        f = ingest.open_history(seen.rundir.history_path, seen.run_id,
+                                                seen.rundir.path.parent)
                     except InputError as exc:
                         seen.skip(str(exc), "history")
-                table, failed = ingest.read_histories(cursor, [f for f in files if f])
-            finally:
-                for f in files:
+                        continue
                     if f is not None:
-                        f.close()
-            for seen in batch:
-                if seen.run_id in failed:
-                    seen.skip(failed[seen.run_id], "history")
-            ids = [s.run_id for s in batch]
-            db.replace("history", ids, table)
-            db.replace("evaluations", ids, ingest.evaluation_rows(table))
-            db.step()
-            done += len(batch)
-            progress(f"collect: {done}/{total} histories read")
+                        files.append(f)
+                        parses.append(threads.submit(ingest.parse, f))
+                if len(inflight) > 1:  # this batch parses while the one before is written
+                    settle()
+            while inflight:
+                settle()
     finally:
+        while inflight:
+            _close(inflight.pop(0))
         cursor.close()
     for seen in (s for s in seens if s.wandb is not None):
         run, train, evals, window = seen.wandb
@@ -394,6 +414,16 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
         db.step()
         done += 1
         progress(f"collect: {done}/{total} histories read")
+
+
+def _close(item: tuple[list[Seen], list, list]) -> None:
+    """A batch's files closed once no thread reads them."""
+    _, files, parses = item
+    for p in parses:
+        p.cancel()
+    concurrent.futures.wait(parses)
+    for f in files:
+        f.close()
 
 
 def _write_runs(db: Store, seens: list[Seen]) -> None:

@@ -108,23 +108,31 @@ def _select(header: tuple[str, ...], granularity: str) -> tuple[dict[str, str], 
     return columns, ", ".join(cells)
 
 
-def read_histories(cursor, files: list[HistoryFile], granularity: str = "iteration"):
-    """(Arrow table of history rows, {run_id: why}) for files of one batch: each parsed by
-    Arrow (THREADS at a time); one Arrow refuses is read by DuckDB on `cursor` instead,
-    whose error, if it refuses it too, says why."""
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads to parse on: Arrow's reader frees the GIL, so THREADS files parse at once
+    (and the next batch while this one is written: resnet_ablate.analysis.collect)."""
+    return concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="history")
+
+
+def parse(f: HistoryFile, granularity: str = "iteration"):
+    """One file's rows through Arrow (an Arrow table), or None where Arrow refused it
+    (`finish` reads it again with DuckDB)."""
     import pyarrow as pa
 
-    def parse(f: HistoryFile):
-        try:
-            return _arrow_read(f, granularity), None
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None, f
+    try:
+        return _arrow_read(f, granularity)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def finish(cursor, files: list[HistoryFile], parsed: list, granularity: str = "iteration"):
+    """(table, {run_id: why}) of files `parse` read (None: read here by DuckDB, whose
+    error names what is wrong)."""
+    import pyarrow as pa
 
     tables, failed = [], {}
-    with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-        done = list(pool.map(parse, files))
-    for f, (table, refused) in zip(files, done):
-        if refused is not None:
+    for f, table in zip(files, parsed):
+        if table is None:
             try:
                 table = _duckdb_read(cursor, f, granularity)
             except Exception as exc:  # noqa: BLE001  duckdb.Error: the file's fault
@@ -265,24 +273,29 @@ def evaluation_rows(history):
         return None
     new = np.concatenate([[True], (run[pos[1:]] != run[pos[:-1]]) | (it[pos[1:]] != it[pos[:-1]])])
     evals, group = pos[new], np.cumsum(new) - 1  # an iteration evaluated twice: its mean
-    bins = run * (1 << 40) + it  # each row's evaluation: the first at or after it
-    nxt = np.searchsorted(bins[evals], bins)
-    target = evals[np.minimum(nxt, len(evals) - 1)]
-    binned = (nxt < len(evals)) & (run[target] == run) & (it > 0)
+    m = len(evals)
+    # Each row's evaluation, the first at or after it: the evaluations that start before
+    # it (rows are in order; an evaluation row counts its own)
+    starts = np.zeros(len(it), dtype=np.int64)
+    starts[evals] = 1
+    nxt = np.minimum(np.cumsum(starts) - is_eval, m - 1)
+    # binned: a row at or before its run's last evaluation (and after iteration 0)
+    last = np.full(int(run.max()) + 1, -1)
+    last[run[pos]] = pos  # pos ascending: each run's last evaluation row wins
+    binned = (np.arange(len(it)) <= last[run]) & (it > 0)
     out = {"run_id": names.dictionary.take(pa.array(run[evals])).cast(pa.string()),
            "iteration": pa.array(it[evals])}
-    values = {c: _floats(history[c]) for c in (*EVAL_COLUMNS, "train_err", "train_loss")}
-    if order is not None:
-        values = {c: v[order] for c, v in values.items()}
+    at = pos if order is None else order[pos]  # the evaluation rows, as the table holds them
     for col in EVAL_COLUMNS:
-        v = values[col][pos]
-        out[col] = _mean(np.bincount(group[~np.isnan(v)], minlength=len(evals)),
-                         np.bincount(group, weights=np.nan_to_num(v), minlength=len(evals)))
+        v = _floats(history[col].take(pa.array(at)))
+        out[col] = _mean(np.bincount(group[~np.isnan(v)], minlength=m),
+                         np.bincount(group, weights=np.nan_to_num(v), minlength=m))
     for col in ("train_err", "train_loss"):
-        v = values[col]
+        v = _floats(history[col])
+        v = v if order is None else v[order]
         use = binned & ~np.isnan(v)
-        n = np.bincount(target[use], minlength=len(it))[evals]
-        out[col] = _mean(n, np.bincount(target[use], weights=v[use], minlength=len(it))[evals])
+        n = np.bincount(nxt, weights=use, minlength=m).astype(np.int64)
+        out[col] = _mean(n, np.bincount(nxt, weights=np.where(use, v, 0.0), minlength=m))
         if col == "train_err":
             out["n_train"] = pa.array(n, type=pa.int64())
     return pa.table({c: out[c] for c in EVALUATION_COLUMNS_SQL})
@@ -301,7 +314,7 @@ def _floats(column):
     """An Arrow float column as numpy, NULL as NaN."""
     import numpy as np
 
-    return column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def _any_valid(table, columns):

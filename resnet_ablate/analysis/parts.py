@@ -74,7 +74,8 @@ def write(path: Path, table, columns: dict[str, str]) -> tuple[str, list[tuple]]
     # snappy, dictionaries only where values repeat: ~0.15 s of CPU a million rows (zstd,
     # or dictionaries tried on every float column, cost 1.5-3x that for 20% less disk)
     pq.write_table(table, path / name, row_group_size=ROW_GROUP, compression="snappy",
-                   use_dictionary=["run_id", "granularity", "lr"])
+                   use_dictionary=["run_id", "granularity", "lr"],
+                   write_statistics=["run_id", "iteration"])  # what queries filter on
     stats = table.group_by("run_id").aggregate([("iteration", "count"), ("iteration", "max")])
     return name, [(r["run_id"], r["iteration_count"], r["iteration_max"])
                   for r in stats.to_pylist()]
