@@ -160,7 +160,8 @@ def main() -> None:
     its = args.iterations
     sizes = sorted(args.sizes)
     root = Path(tempfile.mkdtemp(prefix="collect-scale-", dir=args.root))
-    need = int(1.1 * 3.6e6 * its / 64_000 * (sizes[-1] + 2) * 1.5)  # runs, the store, the Parquet file, a copy
+    # the runs, the store, the Parquet file and a copy of the store
+    need = int(1.1 * 3.6e6 * its / 64_000 * (sizes[-1] + 2) * 1.5)
     free = shutil.disk_usage(root).free
     if free < need:
         raise SystemExit(f"needs {need / 1e9:.1f} GB free in {root}, has {free / 1e9:.1f}")
@@ -221,8 +222,8 @@ def report(rows: list[dict], old_at: int) -> None:
             note = (f"store {row['store_mb']:.0f} MB" if key == "full" else
                     f"{m['mb']:.0f} MB" if "mb" in m else "")
             note = f"{note}{'; ' if note else ''}load {m['load']:.1f}"
-            print(f"| {row['runs']} x {row['iterations']:,} | {name} | {m['wall']:.1f} | {m['cpu']:.1f} | "
-                  f"{m['imports']:.1f} | {m['rss_mb']:.0f} | {note} |")
+            print(f"| {row['runs']} x {row['iterations']:,} | {name} | {m['wall']:.1f} | "
+                  f"{m['cpu']:.1f} | {m['imports']:.1f} | {m['rss_mb']:.0f} | {note} |")
     old = next((r for r in rows if "old" in r), None)
     if old:
         print(f"\nAt {old_at} runs, the store's collect against today's: "

@@ -115,13 +115,13 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def parse(f: HistoryFile, granularity: str = "iteration"):
-    """One file's rows through Arrow (an Arrow table), or None where Arrow refused it
-    (`finish` reads it again with DuckDB)."""
+    """One file's rows through Arrow (an Arrow table), or None where Arrow refused it or
+    the read failed (`finish` reads it again with DuckDB, whose error then names it)."""
     import pyarrow as pa
 
     try:
         return _arrow_read(f, granularity)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         return None
 
 
@@ -160,7 +160,7 @@ def _arrow_read(f: HistoryFile, granularity: str):
         read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
         convert_options=pcsv.ConvertOptions(
             column_types={n: types[HISTORY_TYPES[n]] for n in known}, include_columns=known,
-            null_values=_NULLS, strings_can_be_null=True, quoted_strings_can_be_null=False))
+            null_values=_NULLS, quoted_strings_can_be_null=False))
     n = table.num_rows
     same = pa.repeat(pa.scalar(0, pa.int32()), n)  # one value a file: a dictionary of one
     cols = {}

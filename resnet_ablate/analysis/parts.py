@@ -44,6 +44,9 @@ def ensure(path: Path) -> None:
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"{path} is not a folder; the store keeps its history there "
                          "(move that file away)") from None
+    except OSError as exc:
+        raise InputError(f"cannot make the store's history folder {path} "
+                         f"({exc.strerror or exc})") from None
 
 
 @functools.lru_cache(maxsize=None)

@@ -50,9 +50,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import InputError, MissingInput
 from ..io import _fsync_dir
-from . import parts
 from ..run import record
 from ..run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS
+from . import parts
 
 # The store's layout (2: evaluations a table, not a view; 3: history in Parquet parts); a
 # store of a higher number is refused, a lower one rebuilt.
