@@ -153,7 +153,9 @@ def test_history_parts_are_written_once_and_replaced_whole(tmp_path):
         pytest.approx(old.tolist())
 
 
-def test_a_store_moved_without_its_history_folder(tmp_path, cli_inproc, reads):
+def test_a_store_moved_without_its_history_folder_or_a_part_cut_short(tmp_path, cli_inproc,
+                                                                       reads):
+    """Each one line when read; the next collect rebuilds the store whole."""
     runs, store = tmp_path / "runs", tmp_path / "s.duckdb"
     make_runs(runs, 3)
     collect([runs], store=store)
@@ -164,6 +166,13 @@ def test_a_store_moved_without_its_history_folder(tmp_path, cli_inproc, reads):
                        "s.duckdb.history", "cannot be read")
     reads.clear()
     c = collect([runs], store=moved)  # collect rebuilds it whole
+    assert dict(reads) == {"summary": 3, "history": 3} and len(c.history()) == 3 * 30
+    (part,) = parts.folder(moved).iterdir()
+    part.write_bytes(part.read_bytes()[:1000])
+    assert_usage_error(cli_inproc("sql", moved, "select count(*) from history"),
+                       "s.duckdb.history", "cannot be read")
+    reads.clear()
+    c = collect([runs], store=moved)
     assert dict(reads) == {"summary": 3, "history": 3} and len(c.history()) == 3 * 30
 
 

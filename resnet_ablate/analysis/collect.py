@@ -6,8 +6,9 @@ one transaction (a new store: written beside, renamed into place), so a collect 
 leaves the previous store as it was. It is incremental: a run directory whose files are
 unchanged (same inode, size, mtime and ctime of summary.json, history.csv and the probe
 files) is not read again; a changed one has its rows replaced; one no longer there is
-marked gone. Histories stream from CSV into the database (resnet_ablate.analysis.ingest):
-memory grows with the largest run, not with the number of runs.
+marked gone. Histories stream from CSV into Parquet parts beside the store, a batch at a
+time (resnet_ablate.analysis.ingest, .parts): memory grows with the largest run, not with
+the number of runs, and an update writes only the runs that changed (nothing is copied).
 
 A run directory that cannot be collected (a summary that is not a regular file, too big,
 not JSON, of the wrong types; a history that is not the harness's) is named with why and

@@ -286,9 +286,10 @@ class Store:
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT part FROM history_parts ORDER BY part").fetchall()]
 
-    def parts_missing(self) -> list[str]:
-        """The parts the store names that are not in its folder."""
-        return [n for n in self.named_parts() if not (self.parts_dir / n).is_file()]
+    def parts_unreadable(self) -> list[str]:
+        """The parts the store names that are not in its folder or not Parquet files (their
+        footers are read: ~1 ms a part)."""
+        return [n for n in self.named_parts() if not parts.readable(self.parts_dir / n)]
 
     def refresh_history(self) -> None:
         """This connection's history view over the parts the store names now; InputError
@@ -347,9 +348,18 @@ class Store:
         """A query's rows as a DataFrame built from Python values, as pandas infers them."""
         import pandas as pd
 
-        cur = self.conn.execute(sql, params or [])
-        names = [d[0] for d in cur.description]
-        return pd.DataFrame.from_records(cur.fetchall(), columns=names)
+        import duckdb
+
+        try:
+            cur = self.conn.execute(sql, params or [])
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        except duckdb.Error as exc:
+            if self.parts_dir is None or str(self.parts_dir) not in str(exc):
+                raise
+            raise InputError(f"{self.path}: a history part cannot be read ({one_line(exc, 160)})"
+                             "; collect again (it rebuilds the store)") from None
+        return pd.DataFrame.from_records(rows, columns=names)
 
     def runs(self, all: bool = False, where: str | Mapping | None = None):  # noqa: A002
         """The runs table: by default the runs that count (present, one per condition and
@@ -536,8 +546,8 @@ def writing(path: str | os.PathLike):
     path = Path(path)
     exists = check_path(path, must_exist=False)
     store = Store.open(path, write=True, view=False) if exists else None
-    if store is not None and (store.format() < FORMAT or store.parts_missing()):
-        store.close()  # an older layout, or its history folder gone: rebuilt whole
+    if store is not None and (store.format() < FORMAT or store.parts_unreadable()):
+        store.close()  # an older layout, or its history folder gone or broken: rebuilt whole
         store = None
     if store is not None:
         try:
