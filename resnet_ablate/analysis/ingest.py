@@ -264,7 +264,9 @@ def evaluation_rows(history):
     is_eval = _any_valid(history, EVAL_COLUMNS)
     # Rows in (run, iteration) order, a training-only row before an evaluation at its
     # iteration (files come in order: usually nothing to sort).
-    key = run * (1 << 40) + it * 2 + is_eval
+    key = run << 40
+    key += it << 1
+    key += is_eval
     order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
     if order is not None:
         run, it, is_eval, key = run[order], it[order], is_eval[order], key[order]
@@ -290,12 +292,13 @@ def evaluation_rows(history):
         v = _floats(history[col].take(pa.array(at)))
         out[col] = _mean(np.bincount(group[~np.isnan(v)], minlength=m),
                          np.bincount(group, weights=np.nan_to_num(v), minlength=m))
+    bounds = np.searchsorted(nxt, np.arange(m))  # nxt ascends: each evaluation's rows a run
     for col in ("train_err", "train_loss"):
         v = _floats(history[col])
         v = v if order is None else v[order]
         use = binned & ~np.isnan(v)
-        n = np.bincount(nxt, weights=use, minlength=m).astype(np.int64)
-        out[col] = _mean(n, np.bincount(nxt, weights=np.where(use, v, 0.0), minlength=m))
+        n = np.add.reduceat(use, bounds, dtype=np.int64)
+        out[col] = _mean(n, np.add.reduceat(np.where(use, v, 0.0), bounds))
         if col == "train_err":
             out["n_train"] = pa.array(n, type=pa.int64())
     return pa.table({c: out[c] for c in EVALUATION_COLUMNS_SQL})
@@ -324,7 +327,8 @@ def _any_valid(table, columns):
 
     marked = np.zeros(table.num_rows, dtype=bool)
     for col in columns:
-        marked |= pc.is_valid(table[col]).to_numpy(zero_copy_only=False)
+        if table[col].null_count < table.num_rows:  # a split never evaluated: nothing
+            marked |= pc.is_valid(table[col]).to_numpy(zero_copy_only=False)
     return marked
 
 
