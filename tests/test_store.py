@@ -356,6 +356,10 @@ def test_a_store_that_is_not_one_is_one_line_and_untouched(tmp_path, cli_inproc)
     os.mkfifo(fifo)
     assert_usage_error(cli_inproc("collect", "--runs", runs, "--out", fifo),
                        "not a regular file")
+    (tmp_path / "taken.duckdb.history").write_text("my notes\n")  # where its parts would go
+    assert_usage_error(cli_inproc("collect", "--runs", runs, "--out", tmp_path / "taken.duckdb"),
+                       "taken.duckdb.history is not a folder")
+    assert [p.name for p in tmp_path.glob("*taken*")] == ["taken.duckdb.history"]  # no store
     store = tmp_path / "s.duckdb"
     assert cli_inproc("collect", "--runs", runs, "--out", store).returncode == 0
     good = store.read_bytes()

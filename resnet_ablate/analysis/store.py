@@ -573,6 +573,7 @@ def writing(path: str | os.PathLike):
         return
     folder, name = path.parent, path.name
     folder.mkdir(parents=True, exist_ok=True)
+    parts.ensure(parts.folder(path))  # before anything is written
     _clean_stale(folder, name)
     tmp = folder / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     store = Store.create(tmp, home=path)
