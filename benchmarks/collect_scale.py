@@ -3,11 +3,12 @@ through the run record's schema, a history.csv in the harness's own format, ~3.4
 collected into the store, at N = 100, 300 and 1,000; then an incremental collect after one
 new run and after one changed run, `compare` and Fig. 6 from the store. Each step runs in a
 fresh process of its own, which reports the wall and CPU time of its work (its imports
-timed apart) and its peak RSS. For the ratios, in the same run: today's in-memory collect
-(the last in-memory collect.py, loaded from git at OLD_COLLECT, at --old-at runs, a size it
-survives) and the
-alternatives the store was chosen over: pyarrow streaming the same CSVs into one Parquet
-file, and write-to-temp-then-rename (copying the store) to make an update atomic.
+timed apart), its peak RSS and the machine's load (1-minute average) as it started. For
+the ratios, in the same run: today's in-memory collect (the last in-memory collect.py,
+loaded from git at OLD_COLLECT, at --old-at runs, a size it survives) and the alternatives
+the store was chosen over: pyarrow streaming the same CSVs into one Parquet file (the
+floor: parsing alone), and write-to-temp-then-rename (copying the store file and its
+history parts) to make an update atomic.
 
     python benchmarks/collect_scale.py [--sizes 100 300 1000] [--old-at 100] [--root DIR]
                                        [--iterations 64000]
@@ -100,12 +101,18 @@ writer.close()
 out = {"mb": os.path.getsize(sys.argv[2]) / 2**20}
 """,
     "copy": """
+parts = sys.argv[2] + ".history"
 shutil.copyfile(sys.argv[2], sys.argv[2] + ".copy")
-with open(sys.argv[2] + ".copy", "rb") as f:
-    os.fsync(f.fileno())
+shutil.copytree(parts, parts + ".copy")
+for p in [sys.argv[2] + ".copy"] + [os.path.join(parts + ".copy", n)
+                                    for n in os.listdir(parts + ".copy")]:
+    with open(p, "rb") as f:
+        os.fsync(f.fileno())
 os.replace(sys.argv[2] + ".copy", sys.argv[2] + ".copied")
-out = {"mb": os.path.getsize(sys.argv[2]) / 2**20}
+out = {"mb": (os.path.getsize(sys.argv[2]) + sum(
+    os.path.getsize(os.path.join(parts, n)) for n in os.listdir(parts))) / 2**20}
 os.remove(sys.argv[2] + ".copied")
+shutil.rmtree(parts + ".copy")
 """,
 }
 
@@ -113,11 +120,25 @@ os.remove(sys.argv[2] + ".copied")
 def child(step: str, *args: str, timeout: int = 1800) -> dict:
     code = _CHILD.format(repo=str(REPO), tests=str(REPO / "tests"), imports=IMPORTS[step],
                          body=STEPS[step])
+    load = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                           text=True, timeout=timeout)
     if proc.returncode != 0:
         raise SystemExit(f"{step} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load": load}
+
+
+def store_mb(store: Path) -> float:
+    """The store file and its history parts (resnet_ablate.analysis.parts)."""
+    parts = store.with_name(store.name + ".history")
+    files = [store, *(parts.iterdir() if parts.is_dir() else [])]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def remove_store(store: Path) -> None:
+    for p in (store, store.with_name(store.name + ".wal")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(store.with_name(store.name + ".history"), ignore_errors=True)
 
 
 def generate(runs: Path, start: int, stop: int, texts: list[str], iterations: int) -> None:
@@ -139,7 +160,8 @@ def main() -> None:
     its = args.iterations
     sizes = sorted(args.sizes)
     root = Path(tempfile.mkdtemp(prefix="collect-scale-", dir=args.root))
-    need = int(1.1 * 3.6e6 * its / 64_000 * (sizes[-1] + 2) * 1.35)  # runs + the store + the Parquet file
+    # the runs, the store, the Parquet file and a copy of the store
+    need = int(1.1 * 3.6e6 * its / 64_000 * (sizes[-1] + 2) * 1.5)
     free = shutil.disk_usage(root).free
     if free < need:
         raise SystemExit(f"needs {need / 1e9:.1f} GB free in {root}, has {free / 1e9:.1f}")
@@ -163,9 +185,9 @@ def main() -> None:
             have = n
             print(f"# {n} runs written in {time.time() - t:.0f} s", flush=True)
             row = {"runs": n, "iterations": its}
-            store.unlink(missing_ok=True)
+            remove_store(store)
             row["full"] = child("collect", runs, store)
-            row["store_mb"] = store.stat().st_size / 2**20
+            row["store_mb"] = store_mb(store)
             if n == args.old_at:
                 row["old"] = child("old", runs, old_py)
             row["pyarrow"] = child("pyarrow", runs, parquet)
@@ -199,8 +221,9 @@ def report(rows: list[dict], old_at: int) -> None:
             m = row[key]
             note = (f"store {row['store_mb']:.0f} MB" if key == "full" else
                     f"{m['mb']:.0f} MB" if "mb" in m else "")
-            print(f"| {row['runs']} x {row['iterations']:,} | {name} | {m['wall']:.1f} | {m['cpu']:.1f} | "
-                  f"{m['imports']:.1f} | {m['rss_mb']:.0f} | {note} |")
+            note = f"{note}{'; ' if note else ''}load {m['load']:.1f}"
+            print(f"| {row['runs']} x {row['iterations']:,} | {name} | {m['wall']:.1f} | "
+                  f"{m['cpu']:.1f} | {m['imports']:.1f} | {m['rss_mb']:.0f} | {note} |")
     old = next((r for r in rows if "old" in r), None)
     if old:
         print(f"\nAt {old_at} runs, the store's collect against today's: "

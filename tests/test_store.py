@@ -18,6 +18,7 @@ import pytest
 import resnet_ablate as ra
 from conftest import assert_usage_error, run_cli
 from resnet_ablate.analysis import collect as C
+from resnet_ablate.analysis import parts
 from resnet_ablate.analysis.collect import EXIT_SKIPPED, collect
 from resnet_ablate.analysis.store import FORMAT, Store
 from synthetic import history, make_runs, summary, write_run
@@ -28,6 +29,18 @@ def reads():
     C.READS.clear()
     yield C.READS
     C.READS.clear()
+
+
+def _named_parts(store):
+    db = Store.open(store)
+    try:
+        return set(db.named_parts())
+    finally:
+        db.close()
+
+
+def _parts_on_disk(store):
+    return set(os.listdir(parts.folder(Path(store))))
 
 
 def _history_sum(store):
@@ -109,6 +122,90 @@ def test_a_changed_run_replaces_its_rows_and_a_deleted_one_is_gone(tmp_path, rea
     assert bool(every.loc["run-00004", "gone"]) and not bool(every.loc["run-00004", "counted"])
     assert "run-00004" not in set(c.runs["run_id"]) and len(c.runs) == 5
     assert ra.history(store, where={"run_id": "run-00004"}).empty  # its rows dropped
+
+
+def test_history_parts_are_written_once_and_replaced_whole(tmp_path):
+    """A changed or deleted run's part is replaced by a new part without it (the others'
+    rows carried over), never changed in place; the folder holds what the store names."""
+    runs, store = tmp_path / "runs", tmp_path / "s.duckdb"
+    make_runs(runs, 6)
+    collect([runs], store=store)
+    (first,) = _named_parts(store)  # one batch: one part
+    stat = os.stat(parts.folder(store) / first)
+    make_runs(runs, 2, start=6)
+    collect([runs], store=store)  # new runs: a part of their own, the first one as it was
+    assert first in _named_parts(store) and len(_named_parts(store)) == 2
+    assert os.stat(parts.folder(store) / first).st_mtime_ns == stat.st_mtime_ns
+    new = history(30, 10, seed=7)
+    (runs / "run-00001" / "history.csv").write_text(new.to_csv())
+    shutil.rmtree(runs / "run-00002")
+    collect([runs], store=store)
+    assert first not in _named_parts(store) and _parts_on_disk(store) == _named_parts(store)
+    db = Store.open(store)
+    counts = dict(db.conn.execute("SELECT run_id, sum(rows) FROM history_parts GROUP BY run_id"
+                                  ).fetchall())
+    db.close()
+    assert counts == {f"run-{i:05d}": 30 for i in (0, 1, 3, 4, 5, 6, 7)}
+    h = ra.history(store, where={"run_id": "run-00001"}, columns=["train_err"])
+    assert h["train_err"].tolist() == pytest.approx(new.train_err)
+    old = pd.read_csv(runs / "run-00003" / "history.csv")["train_err"]
+    assert ra.history(store, where={"run_id": "run-00003"})["train_err"].tolist() == \
+        pytest.approx(old.tolist())
+
+
+def test_a_store_moved_without_its_history_folder_or_a_part_cut_short(tmp_path, cli_inproc,
+                                                                       reads):
+    """Each one line when read; the next collect rebuilds the store whole."""
+    runs, store = tmp_path / "runs", tmp_path / "s.duckdb"
+    make_runs(runs, 3)
+    collect([runs], store=store)
+    (tmp_path / "elsewhere").mkdir()
+    moved = tmp_path / "elsewhere" / "s.duckdb"
+    store.rename(moved)
+    assert_usage_error(cli_inproc("sql", moved, "select count(*) from runs"),
+                       "s.duckdb.history", "cannot be read")
+    reads.clear()
+    c = collect([runs], store=moved)  # collect rebuilds it whole
+    assert dict(reads) == {"summary": 3, "history": 3} and len(c.history()) == 3 * 30
+    (part,) = parts.folder(moved).iterdir()
+    part.write_bytes(part.read_bytes()[:1000])
+    assert_usage_error(cli_inproc("sql", moved, "select count(*) from history"),
+                       "s.duckdb.history", "cannot be read")
+    reads.clear()
+    c = collect([runs], store=moved)
+    assert dict(reads) == {"summary": 3, "history": 3} and len(c.history()) == 3 * 30
+
+
+def test_a_history_arrows_reader_refuses_is_read_by_duckdb(tmp_path):
+    """Iterations written as 1.0 (a pandas CSV): not an int64 to Arrow's reader, a BIGINT
+    to DuckDB's, which then reads the file: the same rows as the harness's own CSV."""
+    runs = tmp_path / "runs"
+    text = history(30, 10).to_csv()
+    floats = "\n".join(ln if i == 0 else ln.replace(",", ".0,", 1)
+                       for i, ln in enumerate(text.splitlines())) + "\n"
+    write_run(runs, "floats", history_text=floats)
+    write_run(runs, "plain", seed=1, history_text=text)
+    c = collect([runs], store=tmp_path / "s.duckdb")
+    assert not c.skipped
+    h = c.history()
+    a, b = (h[h["run_id"] == r].drop(columns="run_id").reset_index(drop=True)
+            for r in ("floats", "plain"))
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 30
+
+
+def test_the_parts_of_a_collect_still_running_are_kept(tmp_path):
+    """Unnamed parts are removed when their writer is this process or gone, kept while it
+    runs (a collect beside this one)."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    names = {"named": "part-1-aa.parquet", "live": f"part-{os.getppid()}-bb.parquet",
+             "dead": f"part-{dead}-cc.parquet", "ours": f"part-{os.getpid()}-dd.parquet"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"")
+    removed = parts.collect_garbage(tmp_path, {names["named"]})
+    assert sorted(removed) == sorted([names["dead"], names["ours"]])
+    assert sorted(os.listdir(tmp_path)) == sorted([names["named"], names["live"]])
 
 
 def _content(store):
@@ -206,13 +303,17 @@ def test_sigkill_mid_collect_leaves_the_previous_store(tmp_path):
         (runs / f"run-{i:05d}" / "history.csv").write_text(
             history(2000, 500, seed=100 + i % 3).to_csv())
     make_runs(runs, 30, start=60, iterations=2000, eval_every=500, templates=2)
+    named = _named_parts(store)
     alive, code = _kill_after_first_batch(cmd, env)
     assert alive and code == -signal.SIGKILL
     pd.testing.assert_frame_equal(ra.runs(store), before)  # readable, and as it was
     assert _history_sum(store) == before_sum
+    # its history parts: the old ones named and untouched, the killed collect's named by none
+    assert _named_parts(store) == named and _parts_on_disk(store) > named
     c = collect([runs], store=store)  # and the next collect completes
     assert len(c.runs) == 90 and _history_sum(store)[0] == 90 * 2000
     assert not list(tmp_path.glob(".s.duckdb.*.tmp"))
+    assert _parts_on_disk(store) == _named_parts(store)  # the stray and the replaced removed
 
 
 def test_a_full_disk_mid_collect_is_one_line_and_leaves_the_store(tmp_path):
@@ -220,8 +321,9 @@ def test_a_full_disk_mid_collect_is_one_line_and_leaves_the_store(tmp_path):
     make_runs(runs, 10, iterations=2000, eval_every=500, templates=2)
     collect([runs], store=store)
     before = _history_sum(store)
-    make_runs(runs, 40, start=10, iterations=2000, eval_every=500, templates=2)
+    make_runs(runs, 40, start=10, iterations=8000, eval_every=500, templates=2)
     limit = store.stat().st_size + 256 * 1024  # the disk fills while the new runs go in
+    # (their history part, ~5 MB, is the biggest file written)
 
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -254,6 +356,10 @@ def test_a_store_that_is_not_one_is_one_line_and_untouched(tmp_path, cli_inproc)
     os.mkfifo(fifo)
     assert_usage_error(cli_inproc("collect", "--runs", runs, "--out", fifo),
                        "not a regular file")
+    (tmp_path / "taken.duckdb.history").write_text("my notes\n")  # where its parts would go
+    assert_usage_error(cli_inproc("collect", "--runs", runs, "--out", tmp_path / "taken.duckdb"),
+                       "taken.duckdb.history is not a folder")
+    assert [p.name for p in tmp_path.glob("*taken*")] == ["taken.duckdb.history"]  # no store
     store = tmp_path / "s.duckdb"
     assert cli_inproc("collect", "--runs", runs, "--out", store).returncode == 0
     good = store.read_bytes()

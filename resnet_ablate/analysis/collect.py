@@ -6,8 +6,9 @@ one transaction (a new store: written beside, renamed into place), so a collect 
 leaves the previous store as it was. It is incremental: a run directory whose files are
 unchanged (same inode, size, mtime and ctime of summary.json, history.csv and the probe
 files) is not read again; a changed one has its rows replaced; one no longer there is
-marked gone. Histories stream from CSV into the database (resnet_ablate.analysis.ingest):
-memory grows with the largest run, not with the number of runs.
+marked gone. Histories stream from CSV into Parquet parts beside the store, a batch at a
+time (resnet_ablate.analysis.ingest, .parts): memory grows with the largest run, not with
+the number of runs, and an update writes only the runs that changed (nothing is copied).
 
 A run directory that cannot be collected (a summary that is not a regular file, too big,
 not JSON, of the wrong types; a history that is not the harness's) is named with why and
@@ -20,6 +21,7 @@ naming both (the `counted` column).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -307,8 +309,7 @@ def _update(db: Store, roots: list[Path], wandb_path, group, api, stale: bool,
         conn.execute("UPDATE runs SET gone = true, counted = false WHERE run_id IN "
                      "(SELECT unnest($ids::VARCHAR[]))", {"ids": gone})
         for table in ("history", "evaluations", "responses", "probes"):
-            conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
-                         {"ids": gone})
+            db.replace(table, gone, None)
     changed = {s.run_id for s in rows_new} | {s.run_id for s in history_new
                                               if s.state == "collected"}
     _derive(db, [s for s in owners.values() if s.run_id in changed and s.state == "collected"
@@ -348,39 +349,58 @@ def _claim(seens: list[Seen]) -> dict[str, Seen]:
 # ---------------------------------------------------------------------------- writing rows
 def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], None]) -> None:
     """Each run's history replaced by its file's (or W&B's) rows: a batch of files at a
-    time opened and checked, read by DuckDB on a cursor of its own, inserted here."""
-    conn, cursor = db.conn, db.conn.cursor()
+    time opened and checked, parsed on threads (the next batch while this one is
+    written), written here as a part of the store's history."""
+    cursor = db.conn.cursor()  # DuckDB's reads (a file Arrow refused): apart from the writes
     total, done = len(seens), 0
+    inflight: list[tuple[list[Seen], list, list]] = []  # (batch, open files, their parses)
 
     def size(seen: Seen) -> int:
         parts = (seen.history_file or "").split(":")
         return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else 0
 
+    def write(batch: list[Seen], files: list, parses: list) -> None:
+        table, failed = ingest.finish(cursor, files, [p.result() for p in parses])
+        for seen in batch:
+            if seen.run_id in failed:
+                seen.skip(failed[seen.run_id], "history")
+        ids = [s.run_id for s in batch]
+        db.replace("history", ids, table)
+        db.replace("evaluations", ids, ingest.evaluation_rows(table))
+        db.step()
+
+    def settle() -> None:  # the oldest batch in flight: written, its files closed
+        batch, files, parses = inflight[0]
+        try:
+            write(batch, files, parses)
+        finally:
+            _close(inflight.pop(0))
+        nonlocal done
+        done += len(batch)
+        progress(f"collect: {done}/{total} histories read")
+
     try:
-        for batch in ingest.batches([s for s in seens if s.rundir is not None], size):
-            files = []
-            try:
+        with ingest.pool() as threads:
+            for batch in ingest.batches([s for s in seens if s.rundir is not None], size):
+                files, parses = [], []
+                inflight.append((batch, files, parses))
                 for seen in batch:
                     try:
-                        files.append(ingest.open_history(seen.rundir.history_path,
-                                                         seen.run_id, seen.rundir.path.parent))
+                        f = ingest.open_history(seen.rundir.history_path, seen.run_id,
+                                                seen.rundir.path.parent)
                     except InputError as exc:
                         seen.skip(str(exc), "history")
-                table, failed = ingest.read_histories(cursor, [f for f in files if f])
-            finally:
-                for f in files:
+                        continue
                     if f is not None:
-                        f.close()
-            for seen in batch:
-                if seen.run_id in failed:
-                    seen.skip(failed[seen.run_id], "history")
-            ids = [s.run_id for s in batch]
-            _replace(conn, "history", ids, table)
-            _replace(conn, "evaluations", ids, ingest.evaluation_rows(table))
-            db.step()
-            done += len(batch)
-            progress(f"collect: {done}/{total} histories read")
+                        files.append(f)
+                        parses.append(threads.submit(ingest.parse, f))
+                if len(inflight) > 1:  # this batch parses while the one before is written
+                    settle()
+            while inflight:
+                settle()
     finally:
+        while inflight:
+            _close(inflight.pop(0))
         cursor.close()
     for seen in (s for s in seens if s.wandb is not None):
         run, train, evals, window = seen.wandb
@@ -390,32 +410,29 @@ def _write_histories(db: Store, seens: list[Seen], progress: Callable[[str], Non
         except Exception as exc:  # noqa: BLE001  the API failed for this run
             seen.skip(f"W&B history: {type(exc).__name__}: {str(exc)[:120]}")
             table = None
-        _replace(conn, "history", [seen.run_id], table)
-        _replace(conn, "evaluations", [seen.run_id], ingest.evaluation_rows(table))
+        db.replace("history", [seen.run_id], table)
+        db.replace("evaluations", [seen.run_id], ingest.evaluation_rows(table))
         db.step()
         done += 1
         progress(f"collect: {done}/{total} histories read")
 
 
-def _replace(conn, table: str, run_ids: list[str], rows) -> None:
-    """`table`'s rows of these runs replaced by `rows` (an Arrow table, or None)."""
-    if run_ids:
-        conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
-                     {"ids": run_ids})
-    if rows is not None and rows.num_rows:
-        conn.register("_rows", rows)
-        try:
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
-        finally:
-            conn.unregister("_rows")
+def _close(item: tuple[list[Seen], list, list]) -> None:
+    """A batch's files closed once no thread reads them."""
+    _, files, parses = item
+    for p in parses:
+        p.cancel()
+    concurrent.futures.wait(parses)
+    for f in files:
+        f.close()
 
 
 def _write_runs(db: Store, seens: list[Seen]) -> None:
     """The runs rows (and Fig. 7's responses) of runs whose summary is new or changed."""
     ids = [s.run_id for s in seens]
     responses = [r for s in seens for r in ingest.response_rows(s.summary)]
-    _replace(db.conn, "runs", ids, ingest.runs_table([s.row for s in seens]))
-    _replace(db.conn, "responses", ids, ingest.responses_table(responses))
+    db.replace("runs", ids, ingest.runs_table([s.row for s in seens]))
+    db.replace("responses", ids, ingest.responses_table(responses))
 
 
 def _write_probes(db: Store, seens: list[Seen]) -> None:
@@ -427,7 +444,7 @@ def _write_probes(db: Store, seens: list[Seen]) -> None:
         found, notes = ingest.probe_rows(seen.run_id, seen.rundir.path, names)
         rows += found
         seen.probe_note = "\n".join(f"{seen.path}: {n}" for n in notes) or None
-    _replace(db.conn, "probes", [s.run_id for s in seens], ingest.probes_table(rows))
+    db.replace("probes", [s.run_id for s in seens], ingest.probes_table(rows))
 
 
 def _derive(db: Store, seens: list[Seen]) -> None:
@@ -438,7 +455,11 @@ def _derive(db: Store, seens: list[Seen]) -> None:
         return
     conn = db.conn
     ids = [s.run_id for s in seens]
-    conn.execute(f"""
+    old = conn.execute("SELECT count(*) FROM runs WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))"
+                       " AND status = 'finished' AND final_train_err_running IS NULL",
+                       {"ids": ids}).fetchone()[0]
+    if old:  # records before 0.2 (a scan of the history: only then)
+        conn.execute(f"""
         UPDATE runs SET final_train_err = d.err, final_train_err_running = d.err FROM (
             SELECT h.run_id, avg(h.train_err) AS err FROM history h JOIN runs r USING (run_id)
             WHERE r.run_id IN (SELECT unnest($ids::VARCHAR[])) AND r.status = 'finished'
@@ -447,10 +468,10 @@ def _derive(db: Store, seens: list[Seen]) -> None:
               AND h.iteration <= r.iterations AND h.train_err IS NOT NULL
             GROUP BY h.run_id) d WHERE runs.run_id = d.run_id""", {"ids": ids})
     last = dict(conn.execute(
-        "SELECT r.run_id, coalesce(max(h.iteration), 0) FROM runs r LEFT JOIN history h "
-        "USING (run_id) WHERE r.run_id IN (SELECT unnest($ids::VARCHAR[])) GROUP BY r.run_id "
-        "HAVING coalesce(max(h.iteration), 0) < any_value(r.iterations)", {"ids": ids}
-    ).fetchall())
+        "SELECT r.run_id, coalesce(max(h.last_iteration), 0) FROM runs r LEFT JOIN "
+        "history_parts h USING (run_id) WHERE r.run_id IN (SELECT unnest($ids::VARCHAR[])) "
+        "GROUP BY r.run_id HAVING coalesce(max(h.last_iteration), 0) < "
+        "any_value(r.iterations)", {"ids": ids}).fetchall())
     iterations = dict(conn.execute("SELECT run_id, iterations FROM runs WHERE run_id IN "
                                    "(SELECT unnest($ids::VARCHAR[]))", {"ids": ids}).fetchall())
     for seen in seens:

@@ -1,10 +1,12 @@
 """Run files into the store's rows (runs, history, responses, probes), in bounded memory.
-history.csv goes through DuckDB's own CSV reader (never a Python dict per row), a batch of
-files at a time, each opened and checked by us first (a regular file inside the runs
-folder, of bounded size, with the harness's header) and handed to DuckDB as that open
-descriptor: nothing can swap it for a FIFO in between, and a run directory deleted
-meanwhile is still read whole. A batch that fails is read again file by file: the broken
-file is named, the rest kept.
+history.csv goes through Arrow's CSV reader (never a Python dict per row; two files at a
+time on two threads), a batch of files at a time, each opened and checked by us first (a
+regular file inside the runs folder, of bounded size, with the harness's header) and read
+from that open descriptor, exactly the size checked: nothing can swap it for a FIFO in
+between, and a run directory deleted meanwhile is still read whole. A file Arrow refuses
+is read again by DuckDB's CSV reader, from the same descriptor: its error names what is
+wrong (a row's column count, a value that is not a number), or it reads what Arrow's
+stricter reader would not; the broken file is named, the rest kept.
 
 Reads happen on a cursor of their own: an error there never aborts the collect's
 transaction. Every file opened is counted in READS (a test checks that an incremental
@@ -13,6 +15,7 @@ collect opens only the new run's files).
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,10 @@ READS: collections.Counter = collections.Counter()  # files opened, by kind
 BATCH_BYTES = int(os.environ.get("RESNET_ABLATE_COLLECT_BATCH_BYTES", 64 << 20))
 _HEADER_BYTES = 1 << 16
 _FD_PATHS = os.path.isdir("/proc/self/fd")  # Linux: DuckDB reads our checked descriptor
+THREADS = min(2, os.cpu_count() or 1)  # files parsed at once (Arrow frees the GIL)
+# What history.csv writes for a missing value (an empty cell) and NaN (Python's repr):
+# NULL in the store. Arrow's default list also takes NA, N/A, NULL ...: not the harness's.
+_NULLS = ["", "nan", "NaN", "-nan"]
 
 
 @dataclass
@@ -89,7 +96,7 @@ def _select(header: tuple[str, ...], granularity: str) -> tuple[dict[str, str], 
     cells = []
     for col in HISTORY_COLUMNS_SQL:
         if col == "run_id":
-            cells.append("c.filename AS run_id")  # the file's name, mapped to its run after
+            cells.append("NULL::VARCHAR AS run_id")  # set after: the file's run
         elif col == "granularity":
             cells.append(f"'{granularity}' AS granularity")
         elif col not in columns:
@@ -101,50 +108,103 @@ def _select(header: tuple[str, ...], granularity: str) -> tuple[dict[str, str], 
     return columns, ", ".join(cells)
 
 
-def read_histories(cursor, files: list[HistoryFile], granularity: str = "iteration"):
-    """(Arrow table of history rows, {run_id: why}) for files of one batch: one DuckDB read
-    per header; a read that fails is repeated per file to name the broken one."""
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads to parse on: Arrow's reader frees the GIL, so THREADS files parse at once
+    (and the next batch while this one is written: resnet_ablate.analysis.collect)."""
+    return concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="history")
+
+
+def parse(f: HistoryFile, granularity: str = "iteration"):
+    """One file's rows through Arrow (an Arrow table), or None where Arrow refused it or
+    the read failed (`finish` reads it again with DuckDB, whose error then names it)."""
+    import pyarrow as pa
+
+    try:
+        return _arrow_read(f, granularity)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        return None
+
+
+def finish(cursor, files: list[HistoryFile], parsed: list, granularity: str = "iteration"):
+    """(table, {run_id: why}) of files `parse` read (None: read here by DuckDB, whose
+    error names what is wrong)."""
     import pyarrow as pa
 
     tables, failed = [], {}
-    by_header: dict[tuple[str, ...], list[HistoryFile]] = {}
-    for f in files:
-        by_header.setdefault(f.header, []).append(f)
-    for header, group in by_header.items():
-        columns, select = _select(header, granularity)
-        pending = [group]
-        while pending:
-            part = pending.pop()
+    for f, table in zip(files, parsed):
+        if table is None:
             try:
-                tables.append(_read(cursor, part, columns, select))
+                table = _duckdb_read(cursor, f, granularity)
             except Exception as exc:  # noqa: BLE001  duckdb.Error: the file's fault
-                if len(part) > 1:
-                    pending += [[f] for f in part]
-                else:
-                    failed[part[0].run_id] = f"history.csv: {one_line(exc)}"
-    table = pa.concat_tables(tables) if tables else None
-    if table is not None:  # a row without its iteration: the file is not the harness's
-        import pyarrow.compute as pc
-
-        missing = pc.unique(pc.filter(table["run_id"], pc.is_null(table["iteration"])))
-        for run_id in missing.to_pylist():
-            failed[run_id] = "history.csv has rows without an iteration"
-        if len(missing):
-            table = table.filter(pc.invert(pc.is_in(table["run_id"], missing)))
-    return table, failed
+                failed[f.run_id] = f"history.csv: {one_line(exc)}"
+                continue
+        if table["iteration"].null_count:  # the file is not the harness's
+            failed[f.run_id] = "history.csv has rows without an iteration"
+            continue
+        tables.append(table)
+    return (pa.concat_tables(tables).unify_dictionaries() if tables else None), failed
 
 
-def _read(cursor, files: list[HistoryFile], columns: dict[str, str], select: str):
+def _arrow_read(f: HistoryFile, granularity: str):
+    """One history.csv through Arrow's CSV reader: the store's columns (a known one the
+    header lacks: NULL; unknown ones parsed as text and dropped), NaN as NULL; ArrowInvalid
+    when a row does not parse."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
 
-    names = [f.name for f in files]
+    names = [n if n in HISTORY_TYPES else f"_extra{i}" for i, n in enumerate(f.header)]
+    known = [n for n in names if n in HISTORY_TYPES]
+    types = {"BIGINT": pa.int64(), "DOUBLE": pa.float64()}
+    table = pcsv.read_csv(
+        pa.py_buffer(_pread(f.fd, f.size)),
+        read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+        convert_options=pcsv.ConvertOptions(
+            column_types={n: types[HISTORY_TYPES[n]] for n in known}, include_columns=known,
+            null_values=_NULLS, quoted_strings_can_be_null=False))
+    n = table.num_rows
+    same = pa.repeat(pa.scalar(0, pa.int32()), n)  # one value a file: a dictionary of one
+    cols = {}
+    for col, tp in HISTORY_COLUMNS_SQL.items():
+        if col in ("run_id", "granularity"):
+            value = f.run_id if col == "run_id" else granularity
+            cols[col] = pa.DictionaryArray.from_arrays(same, pa.array([value]))
+        elif col in known:
+            cols[col] = table[col]
+        else:
+            cols[col] = pa.nulls(n, types[tp])
+    return pa.table(cols, schema=history_schema())
+
+
+def _pread(fd: int, size: int) -> bytes:
+    """Exactly the `size` bytes checked (a file grown since is read as it was then)."""
+    chunks, at = [], 0
+    while at < size:
+        chunk = os.pread(fd, min(size - at, 1 << 30), at)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        at += len(chunk)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def _duckdb_read(cursor, f: HistoryFile, granularity: str):
+    """One history.csv through DuckDB's CSV reader (its typed columns: a DuckDB error says
+    which row or value is wrong), in the same Arrow schema as _arrow_read's."""
+    import pyarrow as pa
+
+    columns, select = _select(f.header, granularity)
     sql = (f"SELECT {select} FROM read_csv($files, header = true, columns = $columns, "
-           "auto_detect = false, filename = true) c")
-    table = cursor.sql(sql, params={"files": names, "columns": columns}).to_arrow_table()
-    which = pc.index_in(table["run_id"], value_set=pa.array(names)).combine_chunks()
-    runs = pa.DictionaryArray.from_arrays(which, pa.array([f.run_id for f in files]))
-    return table.set_column(0, "run_id", runs)  # each row's file, as its run
+           "auto_detect = false) c")
+    table = cursor.sql(sql, params={"files": [f.name], "columns": columns}).to_arrow_table()
+    table = table.set_column(0, "run_id", pa.repeat(f.run_id, table.num_rows))
+    return table.cast(history_schema())
+
+
+def history_schema():
+    """The Arrow schema of history rows (a part's: resnet_ablate.analysis.parts)."""
+    from .parts import schema
+
+    return schema(tuple(HISTORY_COLUMNS_SQL.items()))
 
 
 def batches(items: Iterable[Any], size_of, limit: int = BATCH_BYTES) -> Iterable[list[Any]]:
@@ -204,7 +264,9 @@ def evaluation_rows(history):
     is_eval = _any_valid(history, EVAL_COLUMNS)
     # Rows in (run, iteration) order, a training-only row before an evaluation at its
     # iteration (files come in order: usually nothing to sort).
-    key = run * (1 << 40) + it * 2 + is_eval
+    key = run << 40
+    key += it << 1
+    key += is_eval
     order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
     if order is not None:
         run, it, is_eval, key = run[order], it[order], is_eval[order], key[order]
@@ -213,24 +275,30 @@ def evaluation_rows(history):
         return None
     new = np.concatenate([[True], (run[pos[1:]] != run[pos[:-1]]) | (it[pos[1:]] != it[pos[:-1]])])
     evals, group = pos[new], np.cumsum(new) - 1  # an iteration evaluated twice: its mean
-    bins = run * (1 << 40) + it  # each row's evaluation: the first at or after it
-    nxt = np.searchsorted(bins[evals], bins)
-    target = evals[np.minimum(nxt, len(evals) - 1)]
-    binned = (nxt < len(evals)) & (run[target] == run) & (it > 0)
+    m = len(evals)
+    # Each row's evaluation, the first at or after it: the evaluations that start before
+    # it (rows are in order; an evaluation row counts its own)
+    starts = np.zeros(len(it), dtype=np.int64)
+    starts[evals] = 1
+    nxt = np.minimum(np.cumsum(starts) - is_eval, m - 1)
+    # binned: a row at or before its run's last evaluation (and after iteration 0)
+    last = np.full(int(run.max()) + 1, -1)
+    last[run[pos]] = pos  # pos ascending: each run's last evaluation row wins
+    binned = (np.arange(len(it)) <= last[run]) & (it > 0)
     out = {"run_id": names.dictionary.take(pa.array(run[evals])).cast(pa.string()),
            "iteration": pa.array(it[evals])}
-    values = {c: _floats(history[c]) for c in (*EVAL_COLUMNS, "train_err", "train_loss")}
-    if order is not None:
-        values = {c: v[order] for c, v in values.items()}
+    at = pos if order is None else order[pos]  # the evaluation rows, as the table holds them
     for col in EVAL_COLUMNS:
-        v = values[col][pos]
-        out[col] = _mean(np.bincount(group[~np.isnan(v)], minlength=len(evals)),
-                         np.bincount(group, weights=np.nan_to_num(v), minlength=len(evals)))
+        v = _floats(history[col].take(pa.array(at)))
+        out[col] = _mean(np.bincount(group[~np.isnan(v)], minlength=m),
+                         np.bincount(group, weights=np.nan_to_num(v), minlength=m))
+    bounds = np.searchsorted(nxt, np.arange(m))  # nxt ascends: each evaluation's rows a run
     for col in ("train_err", "train_loss"):
-        v = values[col]
+        v = _floats(history[col])
+        v = v if order is None else v[order]
         use = binned & ~np.isnan(v)
-        n = np.bincount(target[use], minlength=len(it))[evals]
-        out[col] = _mean(n, np.bincount(target[use], weights=v[use], minlength=len(it))[evals])
+        n = np.add.reduceat(use, bounds, dtype=np.int64)
+        out[col] = _mean(n, np.add.reduceat(np.where(use, v, 0.0), bounds))
         if col == "train_err":
             out["n_train"] = pa.array(n, type=pa.int64())
     return pa.table({c: out[c] for c in EVALUATION_COLUMNS_SQL})
@@ -249,7 +317,7 @@ def _floats(column):
     """An Arrow float column as numpy, NULL as NaN."""
     import numpy as np
 
-    return column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def _any_valid(table, columns):
@@ -259,7 +327,8 @@ def _any_valid(table, columns):
 
     marked = np.zeros(table.num_rows, dtype=bool)
     for col in columns:
-        marked |= pc.is_valid(table[col]).to_numpy(zero_copy_only=False)
+        if table[col].null_count < table.num_rows:  # a split never evaluated: nothing
+            marked |= pc.is_valid(table[col]).to_numpy(zero_copy_only=False)
     return marked
 
 

@@ -14,10 +14,14 @@ Tables (a column with a dot is quoted in SQL: "protocol_fields.lr"):
                  gone     in an earlier collect, not in the last (its directory deleted,
                           moved out of the folders named, or now unreadable); its history,
                           responses and probes are dropped
-  history      run_id, iteration, the metrics wide (lr, train_loss, train_err, val_loss,
-               val_err, test_loss, test_err; NaN stored as NULL), granularity: "iteration"
-               (history.csv), "window:N" (W&B's training means over N iterations) or
-               "evaluation" (W&B's evaluation rows)
+  history      a view: run_id, iteration, the metrics wide (lr, train_loss, train_err,
+               val_loss, val_err, test_loss, test_err; NaN stored as NULL), granularity:
+               "iteration" (history.csv), "window:N" (W&B's training means over N
+               iterations) or "evaluation" (W&B's evaluation rows); its rows are Parquet
+               files beside the store (<store>.history/, resnet_ablate.analysis.parts),
+               made a view by Store.open (a temporary view: the folder may move with the
+               store); an in-memory store holds them in a table
+  history_parts  bookkeeping: which part file holds which run's rows (rows, last iteration)
   evaluations  one row per evaluation: run_id, iteration, the split metrics (val_loss,
                val_err, test_loss, test_err) and the training error and loss averaged over
                the interval since the previous evaluation (train_err, train_loss; n_train
@@ -31,7 +35,7 @@ Tables (a column with a dot is quoted in SQL: "protocol_fields.lr"):
 
 A store of a newer format, or a file that is not a store, is a one-line InputError. Writes
 are atomic (resnet_ablate.analysis.collect: a new store is written beside and renamed into
-place; an existing one is changed in one transaction).
+place; an existing one is changed in one transaction, new history parts named in it).
 """
 from __future__ import annotations
 
@@ -48,10 +52,11 @@ from ..errors import InputError, MissingInput
 from ..io import _fsync_dir
 from ..run import record
 from ..run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS
+from . import parts
 
-# The store's layout (2: evaluations a table, not a view); a store of a higher number is
-# refused, a lower one rebuilt.
-FORMAT = 2
+# The store's layout (2: evaluations a table, not a view; 3: history in Parquet parts); a
+# store of a higher number is refused, a lower one rebuilt.
+FORMAT = 3
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool; beyond it spills to <store>.tmp/ (RSS < 1 GB)
 CURVE_POINTS = 2000  # a figure's resolution: at most this many points per curve
 METRIC_COLUMNS = HISTORY_COLUMNS[1:] + EVAL_COLUMNS  # the history's metrics, by their names
@@ -100,7 +105,7 @@ EVALUATION_COLUMNS_SQL = {"run_id": "VARCHAR", "iteration": "BIGINT",
                           "train_loss": "DOUBLE", "n_train": "BIGINT"}
 _TABLES = {
     "meta": "key VARCHAR PRIMARY KEY, value VARCHAR",
-    "history": ", ".join(f"{q(c)} {t}" for c, t in HISTORY_COLUMNS_SQL.items()),
+    "history_parts": parts.TABLE_DDL,
     "evaluations": ", ".join(f"{q(c)} {t}" for c, t in EVALUATION_COLUMNS_SQL.items()),
     "responses": 'run_id VARCHAR, "index" BIGINT, layer VARCHAR, std DOUBLE',
     "probes": "run_id VARCHAR, probe VARCHAR, settings VARCHAR, result VARCHAR",
@@ -173,11 +178,15 @@ def check_path(path: Path, must_exist: bool) -> bool:
 
 
 class Store:
-    """An open store: a DuckDB connection and the queries analyses ask."""
+    """An open store: a DuckDB connection and the queries analyses ask. `home`: where the
+    store is (or will be, once renamed into place): its history parts are beside it."""
 
-    def __init__(self, conn, path: Path | None) -> None:
+    def __init__(self, conn, path: Path | None, home: Path | None = None) -> None:
         self.conn, self.path = conn, path
         self.fresh = False  # a new store not yet renamed into place (see `writing`)
+        home = home or path
+        self.parts_dir = parts.folder(home) if home is not None else None
+        self.written: list[str] = []  # parts this connection wrote (removed if it fails)
 
     def step(self) -> None:
         """A point where a fresh store commits what it has so far: no one sees it before
@@ -190,26 +199,35 @@ class Store:
 
     # -- opening -------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, write: bool = False) -> "Store":
-        """An existing store; InputError when it is not one, or of a newer format."""
+    def open(cls, path: str | os.PathLike, write: bool = False, view: bool = True) -> "Store":
+        """An existing store; InputError when it is not one, or of a newer format.
+        view=False: without the history view (a collect checks its parts first)."""
         path = Path(path)
         check_path(path, must_exist=True)
         store = cls(_connect(str(path), read_only=not write), path)
         try:
-            store.format()
+            if store.format() >= 3 and view:  # older layouts hold a history table
+                store.refresh_history()
         except BaseException:
             store.close()
             raise
         return store
 
     @classmethod
-    def create(cls, path: str | os.PathLike | None) -> "Store":
-        """A new, empty store (None: in memory)."""
+    def create(cls, path: str | os.PathLike | None, home: Path | None = None) -> "Store":
+        """A new, empty store (None: in memory, its history a table); `home`: the path it
+        will be renamed to (its parts go beside that)."""
         conn = _connect(str(path) if path is not None else ":memory:", read_only=False)
-        store = cls(conn, Path(path) if path is not None else None)
+        store = cls(conn, Path(path) if path is not None else None, home)
         for name, cols in _TABLES.items():
             conn.execute(f"CREATE TABLE {name} ({cols})")
         conn.execute(_runs_ddl())
+        if store.parts_dir is None:
+            conn.execute("CREATE TABLE history (" + ", ".join(
+                f"{q(c)} {t}" for c, t in HISTORY_COLUMNS_SQL.items()) + ")")
+        else:
+            parts.ensure(store.parts_dir)
+            store.refresh_history()
         store.set_meta(format=str(FORMAT), record_schema=schema_digest())
         return store
 
@@ -248,6 +266,78 @@ class Store:
             self.conn.close()
             self.conn = None
 
+    # -- writing rows --------------------------------------------------------------
+    def replace(self, table: str, run_ids: list[str], rows) -> None:
+        """`table`'s rows of these runs replaced by `rows` (an Arrow table, or None)."""
+        if table == "history" and self.parts_dir is not None:
+            return self.replace_history(run_ids, rows)
+        if run_ids:
+            self.conn.execute(f"DELETE FROM {table} WHERE run_id IN "
+                              "(SELECT unnest($ids::VARCHAR[]))", {"ids": list(run_ids)})
+        if rows is not None and rows.num_rows:
+            self.conn.register("_rows", rows)
+            try:
+                self.conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+            finally:
+                self.conn.unregister("_rows")
+
+    # -- history parts (resnet_ablate.analysis.parts) --------------------------------
+    def named_parts(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT part FROM history_parts ORDER BY part").fetchall()]
+
+    def parts_unreadable(self) -> list[str]:
+        """The parts the store names that are not in its folder or not Parquet files (their
+        footers are read: ~1 ms a part)."""
+        return [n for n in self.named_parts() if not parts.readable(self.parts_dir / n)]
+
+    def refresh_history(self) -> None:
+        """This connection's history view over the parts the store names now; InputError
+        (one line) when they are not there (a store moved without its folder)."""
+        import duckdb
+
+        try:
+            self.conn.execute("CREATE OR REPLACE TEMP VIEW history AS " + parts.view_sql(
+                self.parts_dir, self.named_parts(), HISTORY_COLUMNS_SQL))
+        except duckdb.Error as exc:
+            raise InputError(f"{self.path}: its history ({self.parts_dir}) cannot be read "
+                             f"({one_line(exc, 120)}); keep the folder beside the store, "
+                             "or collect again") from None
+
+    def replace_history(self, run_ids: list[str], rows) -> None:
+        """These runs' history rows replaced by `rows` (an Arrow table of the history's
+        columns, or None): dropped from the parts that hold them, written as a new part."""
+        self.drop_history(run_ids, refresh=False)
+        if rows is not None and rows.num_rows:
+            self._name(*parts.write(self.parts_dir, rows, HISTORY_COLUMNS_SQL))
+        self.refresh_history()
+
+    def drop_history(self, run_ids: list[str], refresh: bool = True) -> None:
+        """These runs' rows out of the history: each part holding one is replaced by a part
+        without them (or by none); the old files stay until the commit names the new."""
+        if self.parts_dir is None:
+            return self.replace("history", run_ids, None)
+        if not run_ids:
+            return
+        hit = self.conn.execute(
+            "SELECT part, bool_and(run_id IN (SELECT unnest($ids::VARCHAR[]))) FROM "
+            "history_parts WHERE part IN (SELECT part FROM history_parts WHERE run_id IN "
+            "(SELECT unnest($ids::VARCHAR[]))) GROUP BY part ORDER BY part",
+            {"ids": list(run_ids)}).fetchall()
+        for part, all_dropped in hit:
+            left = None if all_dropped else parts.without(self.parts_dir, part, set(run_ids),
+                                                          HISTORY_COLUMNS_SQL)
+            self.conn.execute("DELETE FROM history_parts WHERE part = ?", [part])
+            if left is not None:
+                self._name(*left)
+        if hit and refresh:
+            self.refresh_history()
+
+    def _name(self, part: str, runs: list[tuple]) -> None:
+        self.written.append(part)
+        self.conn.executemany("INSERT INTO history_parts VALUES (?, ?, ?, ?)",
+                              [(part, *r) for r in runs])
+
     # -- reading -------------------------------------------------------------------
     def columns(self, table: str) -> list[str]:
         return [r[0] for r in self.conn.execute(
@@ -258,9 +348,18 @@ class Store:
         """A query's rows as a DataFrame built from Python values, as pandas infers them."""
         import pandas as pd
 
-        cur = self.conn.execute(sql, params or [])
-        names = [d[0] for d in cur.description]
-        return pd.DataFrame.from_records(cur.fetchall(), columns=names)
+        import duckdb
+
+        try:
+            cur = self.conn.execute(sql, params or [])
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        except duckdb.Error as exc:
+            if self.parts_dir is None or str(self.parts_dir) not in str(exc):
+                raise
+            raise InputError(f"{self.path}: a history part cannot be read ({one_line(exc, 160)})"
+                             "; collect again (it rebuilds the store)") from None
+        return pd.DataFrame.from_records(rows, columns=names)
 
     def runs(self, all: bool = False, where: str | Mapping | None = None):  # noqa: A002
         """The runs table: by default the runs that count (present, one per condition and
@@ -341,11 +440,13 @@ class Store:
                           " ORDER BY run_id, probe", {"ids": list(run_ids)})
 
     def has(self, column: str, run_ids: Iterable[str]) -> bool:
-        """Whether any of these runs' history has a value in `column`."""
+        """Whether any of these runs' history has a value in `column` (a split's: asked of
+        the evaluations table, the rows that have one)."""
         if column not in METRIC_COLUMNS:
             raise ValueError(f"not a history column: {column!r}")
+        table = "evaluations" if column in EVAL_COLUMNS else "history"
         return self.conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM history WHERE {q(column)} IS NOT NULL AND run_id "
+            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {q(column)} IS NOT NULL AND run_id "
             "IN (SELECT unnest($ids::VARCHAR[])))", {"ids": list(run_ids)}).fetchone()[0]
 
     def sources(self):
@@ -436,47 +537,57 @@ def writing(path: str | os.PathLike):
     committed when the block ends; when it raises, or the process is killed, nothing of it
     is kept. stale: the runs table was rebuilt for a new record schema (re-read every
     summary). An existing store is changed in place in one DuckDB transaction (DuckDB's
-    write-ahead log makes the commit atomic: a killed collect leaves the previous store);
-    a new one, or one of an older format, is written beside `path` (committed batch by
-    batch, Store.step: bounded memory) and renamed into place (a half-written store never
-    appears there)."""
+    write-ahead log makes the commit atomic: a killed collect leaves the previous store;
+    the history parts it wrote are named only by that commit, the ones it replaced are
+    removed after it); a new one, or one of an older format, is written beside `path`
+    (committed batch by batch, Store.step: bounded memory) and renamed into place (a
+    half-written store never appears there). Nothing is copied: an update writes only what
+    changed."""
     path = Path(path)
     exists = check_path(path, must_exist=False)
-    store = Store.open(path, write=True) if exists else None
-    if store is not None and store.format() < FORMAT:  # an older layout: rebuilt whole
-        store.close()
+    store = Store.open(path, write=True, view=False) if exists else None
+    if store is not None and (store.format() < FORMAT or store.parts_unreadable()):
+        store.close()  # an older layout, or its history folder gone or broken: rebuilt whole
         store = None
     if store is not None:
         try:
+            parts.ensure(store.parts_dir)
+            store.refresh_history()
             store.conn.execute("BEGIN TRANSACTION")
             stale = store.meta("record_schema") != schema_digest()
             if stale:
                 store.rebuild_runs()
             yield store, stale
+            parts.sync(store.parts_dir, store.written)
             store.conn.execute("COMMIT")
         except BaseException as exc:
             _rollback(store)
+            _forget_written(store)
+            store.close()
             _cannot_write(exc, path, "the previous store is as it was")
             raise
         else:
-            _checkpoint(store)
-        finally:
+            if _checkpoint(store):
+                parts.collect_garbage(store.parts_dir, set(store.named_parts()))
             store.close()
         return
     folder, name = path.parent, path.name
     folder.mkdir(parents=True, exist_ok=True)
+    parts.ensure(parts.folder(path))  # before anything is written
     _clean_stale(folder, name)
     tmp = folder / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    store = Store.create(tmp)
+    store = Store.create(tmp, home=path)
     store.fresh = True
     try:
         store.conn.execute("BEGIN TRANSACTION")
         yield store, False
         store.conn.execute("COMMIT")
         store.conn.execute("CHECKPOINT")
+        named = set(store.named_parts())
         store.close()
         if Path(f"{tmp}.wal").exists():  # CHECKPOINT folds the log into the file
             raise RuntimeError(f"{tmp}.wal left after a checkpoint")
+        parts.sync(store.parts_dir, store.written)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -485,8 +596,18 @@ def writing(path: str | os.PathLike):
         _rollback(store)
         store.close()
         remove(tmp)
+        _forget_written(store)
         _cannot_write(exc, path, "nothing was written")
         raise
+    parts.collect_garbage(store.parts_dir, named)  # an older store's, killed collects'
+
+
+def _forget_written(store: Store) -> None:
+    """The parts a failed write made: no committed store names them."""
+    for name in store.written:
+        with contextlib.suppress(OSError):
+            os.unlink(store.parts_dir / name)
+    store.written.clear()
 
 
 def _cannot_write(exc: BaseException, path: Path, outcome: str) -> None:
@@ -500,15 +621,17 @@ def _cannot_write(exc: BaseException, path: Path, outcome: str) -> None:
                          f"{outcome}") from None
 
 
-def _checkpoint(store: Store) -> None:
+def _checkpoint(store: Store) -> bool:
     """The log folded into the file; if that fails (a full disk), the committed collect is
-    safe in the log and the next open folds it in."""
+    safe in the log and the next open folds it in (and the next collect removes the parts
+    this one replaced)."""
     import duckdb
 
     try:
         store.conn.execute("CHECKPOINT")
     except duckdb.Error:
-        pass
+        return False
+    return True
 
 
 def _rollback(store: Store) -> None:
@@ -532,15 +655,5 @@ def _clean_stale(folder: Path, name: str) -> None:
         if p.name.endswith(".tmp.tmp"):
             continue  # DuckDB's spill folder of one: removed with it
         pid = p.name[len(name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not parts.alive(int(pid)):
             remove(p)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
