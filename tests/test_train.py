@@ -382,9 +382,10 @@ def test_warmup_for_110_layers_ends_by_the_training_error(tmp_path, cli_inproc):
 
 
 def test_bf16_autocast_contiguous_deterministic_and_progress_bar(tmp_path, cli_inproc):
-    proc = cli_inproc("train", "model=resnet20-A", "iterations=20", "eval_every=10",
-                      "log_every=10", "amp=bf16", "channels_last=false", "deterministic=true",
-                      "progress=bar", f"runs_dir={tmp_path}", "run_id=amp", "wandb=disabled")
+    proc = cli_inproc("train", "model=resnet20-A", "model.layers=[1,1,1]", "responses=false",
+                      "iterations=20", "eval_every=10", "log_every=10", "amp=bf16",
+                      "channels_last=false", "deterministic=true", "progress=bar",
+                      f"runs_dir={tmp_path}", "run_id=amp", "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
     torch.use_deterministic_algorithms(False)
     s = _summary(tmp_path / "amp")
@@ -402,8 +403,8 @@ def test_torch_compile(tmp_path, cli_inproc):
                                   f"runs_dir={tmp_path}"), "unknown compile_backend 'nope'",
                        "aot_eager", "inductor")
     proc = cli_inproc("train", "model=resnet20-A", "model.layers=[1,1,1]", "iterations=4",
-                      "eval_every=4", "compile=true", "compile_backend=aot_eager", "responses=false", f"runs_dir={tmp_path}", "run_id=c",
-                      "wandb=disabled")
+                      "eval_every=4", "compile=true", "compile_backend=aot_eager",
+                      "responses=false", f"runs_dir={tmp_path}", "run_id=c", "wandb=disabled")
     assert proc.returncode == 0, proc.stderr
     s = _summary(tmp_path / "c")
     assert s["run"]["compile"] is True and s["status"] == "finished"
