@@ -35,6 +35,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """A written file's bytes on disk; raises if they cannot be (the caller is about to
+    depend on them: a commit that names the file, a rename over a good one)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync, rename over it, fsync the folder."""
     path = Path(path)

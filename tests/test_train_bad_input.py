@@ -115,7 +115,6 @@ print(counting.check_size(spec, 32, 10 ** 12, 10 ** 12)["activations"] == meta[0
 
 
 VIEWING_PLUGIN = """
-import torch
 from torch import nn
 import resnet_ablate as ra
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
-from ..io import _fsync_dir
+from ..io import _fsync_dir, fsync_file
 
 SUFFIX = ".history"  # <store>.history/: the parts folder
 ROW_GROUP = 1 << 16  # ~one run a row group: a query for some runs skips the others (stats)
@@ -121,11 +121,7 @@ def sync(path: Path, names: Iterable[str]) -> None:
     """The parts' bytes and names on disk (before a commit names them)."""
     names = list(names)
     for name in names:
-        fd = os.open(path / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(path / name)
     if names:
         _fsync_dir(path)
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import InputError, MissingInput
-from ..io import _fsync_dir
+from ..io import _fsync_dir, fsync_file
 from ..run import record
 from ..run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS
 from . import parts
@@ -588,8 +588,7 @@ def writing(path: str | os.PathLike):
         if Path(f"{tmp}.wal").exists():  # CHECKPOINT folds the log into the file
             raise RuntimeError(f"{tmp}.wal left after a checkpoint")
         parts.sync(store.parts_dir, store.written)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
         os.replace(tmp, path)
         _fsync_dir(folder)
     except BaseException as exc:

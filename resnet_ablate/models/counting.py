@@ -11,7 +11,8 @@ model, and the size check builds a shortened model on the meta device (no memory
 compute), so `model.layers=[100000000,1,1]` is refused in milliseconds, exactly. Its shapes
 come from a forward of an empty batch on the CPU (the short model's weights allocated, never
 filled): the meta device would give the same shapes, but its first elementwise op imports
-torch._dynamo, two seconds of every `train`'s start-up.
+torch._dynamo, two seconds of a sweep's planning (a `train` imports it anyway: torch.optim's
+constructors do).
 """
 from __future__ import annotations
 
@@ -275,10 +276,10 @@ def _params(module: nn.Module) -> int:
 
 
 def _measure(model: ResNet, spec: VariantSpec, side: int) -> tuple[int, int]:
-    """(activations, MACs) per image of `spec`: its short model run once on an empty batch,
-    each later block counted from the second; on the CPU when the short model is small
+    """(activations, MACs) per image of `spec`: its short model run once, each later block
+    counted from the second; on an empty batch on the CPU when the short model is small
     (shapes from CPU kernels, no dynamo import), else (or if a part refuses an empty batch,
-    e.g. `x.view(x.size(0), -1)`) on the meta device."""
+    e.g. `x.view(x.size(0), -1)`) at batch 1 on the meta device."""
     if _params(model) <= _CPU_SHAPES_MAX_PARAMS:
         try:
             with torch.no_grad():
