@@ -77,8 +77,9 @@ def test_demo_reproduce_and_sweep_from_an_empty_directory(installed):
 
 def test_a_run_from_the_wheel(installed):
     _, _, empty, _ = installed
-    proc = _run(installed, "train", "model=resnet20-A", "iterations=50", "eval_every=50",
-                "wandb=offline", "runs_dir=runs", timeout=600)
+    proc = _run(installed, "train", "model=resnet20-A", "model.layers=[1,1,1]",
+                "iterations=10", "eval_every=10", "responses=false", "wandb=offline",
+                "runs_dir=runs", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summaries = list((empty / "runs").glob("*/summary.json"))
     assert len(summaries) == 1
