@@ -12,30 +12,40 @@ from conftest import assert_usage_error
 HEAVY = ("torch", "timm", "wandb", "pandas", "seaborn", "matplotlib", "fvcore", "sklearn")
 
 
-def _imported(*argv: str) -> set[str]:
-    """Which heavy modules a CLI command imports (run in a fresh interpreter)."""
-    code = ("import sys\nfrom resnet_ablate.cli import main\ntry:\n    main(%r)\nexcept "
-            "SystemExit:\n    pass\nprint('IMPORTED', sorted(m for m in %r if m in "
-            "sys.modules))" % (list(argv), HEAVY))
+def _imported(*argvs: list[str]) -> list[set[str]]:
+    """Which heavy modules each CLI command imports, run one after another in one fresh
+    interpreter: command i's set is what was loaded after it and not before it."""
+    code = ("import sys\nfrom resnet_ablate.cli import main\nfor argv in %r:\n    try:\n"
+            "        main(argv)\n    except SystemExit:\n        pass\n    print('IMPORTED', "
+            "sorted(m for m in %r if m in sys.modules))" % ([list(a) for a in argvs], HEAVY))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    line = next(li for li in proc.stdout.splitlines() if li.startswith("IMPORTED"))
-    return set(eval(line.split(" ", 1)[1]))
+    after = [set(eval(li.split(" ", 1)[1])) for li in proc.stdout.splitlines()
+             if li.startswith("IMPORTED")]
+    assert len(after) == len(argvs), proc.stdout
+    return [a - b for a, b in zip(after, [set(), *after])]
 
 
-@pytest.mark.parametrize("argv, allowed", [
+# One interpreter for all, the commands that may import less first: a module an earlier
+# command loaded is charged to it and was allowed for it, so each command's own imports are
+# within its `allowed` exactly when they would be in an interpreter of its own.
+COMMANDS = [
     (["--help"], set()),
     (["train", "--help"], set()),
     (["sweep", "--help"], set()),
     (["models", "resnet56*"], {"torch"}),  # the registry builds no model, but its parts are
     (["train", "--dry-run", "model=resnet56-A"], {"torch"}),
-])
-def test_commands_import_only_what_they_need(argv, allowed):
+]
+
+
+def test_commands_import_only_what_they_need():
     """Start-up within 1.5x of `import torch` (benchmarks/cli_startup.py measures it):
     timm, wandb, pandas, seaborn, matplotlib and fvcore load only for commands that use
     them."""
-    assert _imported(*argv) <= allowed
+    assert all(a <= b for (_, a), (_, b) in zip(COMMANDS, COMMANDS[1:]))  # the order
+    for (argv, allowed), imported in zip(COMMANDS, _imported(*(c for c, _ in COMMANDS))):
+        assert imported <= allowed, (argv, imported)
 
 
 def test_train_help_lists_every_setting_with_type_default_and_meaning(cli_inproc):

@@ -235,45 +235,54 @@ def test_reproduce_dry_run_prints_replayable_sweep_commands(tmp_path, cli_inproc
         sorted(r.split()[0] for r in runs)
 
 
-TINY = """
-name: tiny
+# One run that finishes and one refused at start, on the smallest net: what the runner's
+# bookkeeping needs (a train that ran, one that failed), on the smallest net.
+TWO = """
+name: two
 method: grid
 command: ["${env}", resnet-ablate, train, "${args_no_hyphens}"]
 parameters:
-  model: {values: [plain20, resnet20-A]}
+  model: {value: resnet20-A}
+  model.layers: {value: [1, 1, 1]}
   batch_size: {values: [64, 5000]}
-  iterations: {value: 20}
-  eval_every: {value: 10}
+  iterations: {value: 4}
+  eval_every: {value: 4}
   progress: {value: "off"}
   responses: {value: false}
 """
 
 
 def test_sweep_is_idempotent_and_records_failures(tmp_path, cli_inproc):
-    """batch_size 5000 exceeds digits' training set: those runs fail at start; the others
-    finish. A rerun launches nothing; --retry-failed tries the failed ones again."""
-    path = _write(tmp_path, TINY)
+    """batch_size 5000 exceeds digits' training set: that run fails at start; the other
+    finishes. A rerun launches nothing; --retry-failed tries the failed one again. (With
+    --gpus 0,1, each job gets one GPU: CUDA_VISIBLE_DEVICES in its environment; on CPU,
+    runs train there.)"""
+    path = _write(tmp_path, TWO)
     runs = tmp_path / "runs"
-    first = cli_inproc("sweep", path, "--runs-dir", runs, "--jobs", "2")
-    assert first.returncode == 1, first.stdout + first.stderr  # some runs failed
-    assert "4 runs, 4 to run" in first.stdout and "done; about" in first.stdout  # an ETA
+    first = cli_inproc("sweep", path, "--runs-dir", runs, "--gpus", "0,1")
+    assert first.returncode == 1, first.stdout + first.stderr  # a run failed
+    assert "2 runs, 2 to run" in first.stdout and "2 at a time" in first.stdout
+    assert "done; about" in first.stdout  # an ETA
+    assert first.stdout.count("on GPU 0") + first.stdout.count("on GPU 1") == 2
     finished = sorted(p.name for p in runs.iterdir() if (p / "summary.json").exists())
-    assert len(finished) == 2
-    state = json.loads((runs / ".sweeps" / "tiny.json").read_text())["runs"]
+    assert len(finished) == 1
+    config = json.loads((runs / finished[0] / "config.json").read_text())
+    assert config["env"]["CUDA_VISIBLE_DEVICES"] in ("0", "1")
+    state = json.loads((runs / ".sweeps" / "two.json").read_text())["runs"]
     failed = [r for r in state.values() if r["state"] == "failed"]
-    assert len(failed) == 2 and all("exceeds the 1258 training images" in r["detail"]
+    assert len(failed) == 1 and all("exceeds the 1258 training images" in r["detail"]
                                     for r in failed)
     stamps = {f: (runs / f / "summary.json").stat().st_mtime_ns for f in finished}
     for f in finished:  # offline W&B runs without a login, one group per sweep
         assert len(list((runs / f / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
     again = cli_inproc("sweep", path, "--runs-dir", runs, "--jobs", "2")
-    assert "4 runs, 0 to run" in again.stdout
+    assert "2 runs, 0 to run" in again.stdout
     assert {f: (runs / f / "summary.json").stat().st_mtime_ns for f in finished} == stamps
     assert sorted(p.name for p in runs.iterdir()) == sorted([*finished, ".sweeps"])
     dry = cli_inproc("sweep", path, "--runs-dir", runs, "--dry-run", "--retry-failed")
-    assert dry.returncode == 0 and dry.stdout.count(" run ") == 2  # the 2 failed would rerun
+    assert dry.returncode == 0 and dry.stdout.count(" run ") == 1  # the failed would rerun
     retry = cli_inproc("sweep", path, "--runs-dir", runs, "--retry-failed")
-    assert "4 runs, 2 to run" in retry.stdout and retry.returncode == 1
+    assert "2 runs, 1 to run" in retry.stdout and retry.returncode == 1
 
 
 def test_each_job_gets_its_own_gpu(tmp_path, monkeypatch):
@@ -281,9 +290,9 @@ def test_each_job_gets_its_own_gpu(tmp_path, monkeypatch):
     and no GPU given to more than two at once (checked through the environment each job
     receives; on CPU, runs train there); the four share the cores, unless the user set
     OMP_NUM_THREADS."""
-    spec = load_sweep(_write(tmp_path, TINY))
+    spec = load_sweep(_write(tmp_path, TWO))
     runs = planned_runs(spec)
-    runner = SweepRunner(runs, tmp_path / "r", "tiny", gpus=["0", "1"], jobs_per_gpu=2)
+    runner = SweepRunner(runs, tmp_path / "r", "two", gpus=["0", "1"], jobs_per_gpu=2)
     assert runner.jobs == 4
     taken = [runner.slots.get() for _ in range(4)]
     assert sorted(taken) == ["0", "0", "1", "1"] and runner.slots.empty()
@@ -296,32 +305,21 @@ def test_each_job_gets_its_own_gpu(tmp_path, monkeypatch):
     assert runner.env(runs[0], gpu="1")["OMP_NUM_THREADS"] == "3"
 
 
-def test_sweep_on_gpus_runs_every_job_with_one(tmp_path, cli_inproc):
-    body = TINY.replace("batch_size: {values: [64, 5000]}", "batch_size: {value: 64}\n"
-                        "  wandb: {value: disabled}")
-    path = _write(tmp_path, body)
-    proc = cli_inproc("sweep", path, "--runs-dir", tmp_path / "r", "--gpus", "0,1")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("on GPU 0") + proc.stdout.count("on GPU 1") == 2
-    for config in (tmp_path / "r").glob("*/config.json"):
-        assert json.loads(config.read_text())["env"]["CUDA_VISIBLE_DEVICES"] in ("0", "1")
-
-
 def test_slurm_launcher_through_submitits_local_executor(tmp_path, cli_inproc):
     """--launcher local: the submitit path a Slurm cluster takes, on this machine; the
     jobs' runs are the sweep's, idempotent as ever."""
-    body = TINY.replace("batch_size: {values: [64, 5000]}", "batch_size: {value: 64}\n"
-                        "  wandb: {value: disabled}")
+    body = TWO.replace("batch_size: {values: [64, 5000]}", "batch_size: {value: 64}\n"
+                       "  wandb: {value: disabled}")  # one job: the array's path all the same
     path = _write(tmp_path, body)
     proc = cli_inproc("sweep", path, "--runs-dir", tmp_path / "r", "--launcher", "local",
                    "--timeout-min", "10")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "as local jobs" in proc.stdout
     done = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("*/summary.json")]
-    assert len(done) == 2 and {s["status"] for s in done} == {"finished"}
-    assert list((tmp_path / "r" / ".sweeps" / "tiny" / "submitit").glob("*_result.pkl"))
+    assert len(done) == 1 and {s["status"] for s in done} == {"finished"}
+    assert list((tmp_path / "r" / ".sweeps" / "two" / "submitit").glob("*_result.pkl"))
     again = cli_inproc("sweep", path, "--runs-dir", tmp_path / "r", "--launcher", "local")
-    assert "2 runs, 0 to run" in again.stdout
+    assert "1 runs, 0 to run" in again.stdout
 
 
 @pytest.mark.parametrize("command", [("sweep", "demo"), ("reproduce", "fig1"), ("demo",)])
@@ -478,15 +476,15 @@ def test_time_estimate_weighs_each_run_by_its_size(tmp_path):
 
 
 def test_milestones_beyond_the_end_warn_in_one_line_and_the_summary_says_so(tmp_path, cli_inproc):
-    """iterations=40 under the demo protocol (milestones 600, 900): the step schedule never
+    """iterations=4 under the demo protocol (milestones 600, 900): the step schedule never
     divides the lr; one warning line, and summary.json's schedule_warnings."""
-    proc = cli_inproc("train", "model=plain20", "protocol=demo", "iterations=40",
-                      "eval_every=40", "progress=lines", "wandb=disabled", "responses=false",
-                      f"runs_dir={tmp_path}", "run_id=w")
+    proc = cli_inproc("train", "model=plain20", "model.layers=[1,1,1]", "protocol=demo",
+                      "iterations=4", "eval_every=4", "progress=lines", "wandb=disabled",
+                      "responses=false", f"runs_dir={tmp_path}", "run_id=w")
     assert proc.returncode == 0, proc.stderr
     warnings = [li for li in proc.stderr.splitlines() if "warning:" in li]
     assert warnings == ["[w] warning: milestones 600, 900 are at or beyond the last iteration "
-                        "(40): the step schedule never divides the lr there"]
+                        "(4): the step schedule never divides the lr there"]
     summary = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert summary["schedule_warnings"] == [warnings[0].split("warning: ", 1)[1]]
     rows = (tmp_path / "w" / "history.csv").read_text().splitlines()[1:]
@@ -501,11 +499,12 @@ def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):
 
     from resnet_ablate.sweep.launch import RunJob
 
-    spec = load_sweep(_write(tmp_path, TINY.replace("batch_size: {values: [64, 5000]}",
-                                                    "batch_size: {value: 64}").replace(
-        "iterations: {value: 20}", "iterations: {value: 60}").replace(
+    spec = load_sweep(_write(tmp_path, TWO.replace("batch_size: {values: [64, 5000]}",
+                                                   "batch_size: {value: 64}").replace(
+        "iterations: {value: 4}", "iterations: {value: 50}").replace(
+        "eval_every: {value: 4}", "eval_every: {value: 50}").replace(
         "progress: {value: \"off\"}", "progress: {value: lines}\n  wandb: {value: disabled}\n"
-        "  checkpoint_every: {value: 20}")))
+        "  checkpoint_every: {value: 10}")))
     run = planned_runs(spec)[0]
     runner = SweepRunner([run], tmp_path / "r", "tiny")
     job = RunJob(run.command, runner.env(run))
@@ -513,10 +512,10 @@ def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):
     thread = threading.Thread(target=lambda: result.update(out=job()))
     thread.start()
     log = tmp_path / "r" / run.run_id / "history.csv"
-    for _ in range(600):  # until it has trained a while
-        if log.exists() and len(log.read_text().splitlines()) > 25:
+    for _ in range(3000):  # until it trains (stop signals are deferred from then on): the
+        if log.exists() and len(log.read_text().splitlines()) > 5:  # checkpoint at 10
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     requeued = job.checkpoint()
     thread.join(timeout=300)
     code, out = result["out"]
@@ -526,7 +525,7 @@ def test_a_preempted_slurm_job_checkpoints_and_its_requeue_resumes(tmp_path):
     assert code == 0, out
     assert "resuming at iteration" in out
     s = json.loads((tmp_path / "r" / run.run_id / "summary.json").read_text())
-    assert s["status"] == "finished" and s["iterations"] == 60
+    assert s["status"] == "finished" and s["iterations"] == 50
 
 
 def test_a_signal_to_the_runner_reaches_its_runs_and_starts_no_more(tmp_path):
@@ -546,7 +545,8 @@ parameters:
   model.layers: {value: [1, 1, 1]}
   iterations: {value: 1000000}
   eval_every: {value: 1000000}
-  progress: {value: "off"}
+  log_every: {value: 2}
+  progress: {value: lines}
   wandb: {value: disabled}
 """)
     runs = tmp_path / "runs"
@@ -560,7 +560,10 @@ parameters:
                      None)
         time.sleep(0.5)
     assert first is not None, proc.stdout.read() if proc.poll() is not None else "no run"
-    time.sleep(3)
+    log = runs / ".sweeps" / "stop" / f"{first.name}.log"  # the run's output, by the runner
+    while time.time() < deadline and not (  # it trains: stop signals are deferred from then
+            log.exists() and f"[{first.name}] iter " in log.read_text()):
+        time.sleep(0.2)
     os.kill(proc.pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 143, out

@@ -30,21 +30,22 @@ def floor_wandb(tmp_path_factory):
 
 
 def test_the_declared_wandb_floor_runs_a_training(floor_wandb, tmp_path):
+    """One interpreter with the floor's wandb first on the path: its version, our login
+    check without a key, then a short offline training through the CLI's main()."""
     target, version = floor_wandb
     env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
-    env["PYTHONPATH"] = str(target)
-    check = subprocess.run([sys.executable, "-c", "import wandb; print(wandb.__version__); "
-                            "from resnet_ablate.tracking import logged_in; print(logged_in())"],
-                           env={**env, "WANDB_API_KEY": ""}, capture_output=True, text=True,
-                           timeout=120)
-    assert check.returncode == 0, check.stderr
-    assert check.stdout.split()[0] in (version, version + ".0")
-    assert check.stdout.split()[1] == "False"
-    proc = subprocess.run([sys.executable, "-m", "resnet_ablate", "train", "iterations=20",
-                           "eval_every=20", "wandb=offline", "progress=off",
-                           f"runs_dir={tmp_path}", "run_id=floor"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    env.update(PYTHONPATH=os.pathsep.join([str(target), *filter(None, [os.environ.get(
+        "PYTHONPATH")])]), WANDB_API_KEY="")
+    train = ["train", "iterations=2", "eval_every=2", "model.layers=[1,1,1]", "wandb=offline",
+             "progress=off", f"runs_dir={tmp_path}", "run_id=floor"]
+    code = ("import sys, wandb; print(wandb.__version__); "
+            "from resnet_ablate.tracking import logged_in; print(logged_in(), flush=True); "
+            "from resnet_ablate.cli import main; sys.exit(main(%r))" % train)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] in (version, version + ".0")
+    assert proc.stdout.split()[1] == "False"
     assert "warning: W&B" not in proc.stderr  # it started, logged and finished
     s = json.loads((tmp_path / "floor" / "summary.json").read_text())
     assert s["wandb"]["mode"] == "offline" and "failed" not in s["wandb"]
