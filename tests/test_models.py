@@ -11,14 +11,54 @@ import torchvision
 from torch import nn
 
 import resnet_ablate as ra
-from resnet_ablate.models import ZeroPadShortcut
+from resnet_ablate.models import ZeroPadShortcut, counting
 from resnet_ablate.models.convert import from_torchvision, to_torchvision
 from golden import CIFAR_COUNTS
 
 ALL = ra.list_models()
 
 
-@pytest.mark.parametrize("name", ALL)
+def _structure(name):
+    s = ra.get_spec(name)
+    return (s.family, s.block, s.shortcut, s.stem, s.options, s.shortcut_options,
+            s.stem_options, s.stride_in)
+
+
+def _run() -> list[str]:
+    """The shallowest variant of every structure (family, block, shortcut, stem, options):
+    every code path once; and every net of 1000+ layers, the paper's deepest, whose
+    gradients at initialisation need float64 (a change to the initialisation's gain shows
+    there first: it compounds over a thousand layers)."""
+    shallowest: dict[tuple, str] = {}
+    for name in ALL:
+        key = _structure(name)
+        if key not in shallowest or ra.get_spec(name).depth < ra.get_spec(
+                shallowest[key]).depth:
+            shallowest[key] = name
+    return [n for n in ALL if n in shallowest.values() or ra.get_spec(n).depth >= 1001]
+
+
+RUN = _run()
+BUILT = [n for n in ALL if n not in RUN]  # the depths between: no code path of their own
+
+
+def _meta(name, **overrides):
+    """The model built on the meta device: its modules and parameter shapes, no memory, no
+    initialisation (for tests of structure and counts)."""
+    with torch.device("meta"):
+        return ra.create_model(name, **overrides)
+
+
+def _to_be_loaded(make):
+    """make() built on the meta device and given uninitialised CPU memory: for a model
+    whose every weight and buffer a strict load_state_dict then sets (its own
+    initialisation would be thrown away)."""
+    with torch.device("meta"):
+        model = make()
+    return model.to_empty(device="cpu")
+
+
+@pytest.mark.parametrize("name", RUN)
 def test_forward_backward(name):
     torch.manual_seed(0)
     spec = ra.get_spec(name)
@@ -26,6 +66,11 @@ def test_forward_backward(name):
     # at initialisation (about 1e88 at the stem of plain1202): past float32, within float64.
     dtype = torch.float64 if spec.depth >= 1001 else torch.float32
     model = ra.create_model(name, num_classes=7).to(dtype)
+    # the full depth, with the parameters the size count gives (test_complexity holds that
+    # count to the golden numbers; there the 1202-layer nets are not built)
+    assert tuple(len(stage) for stage in model.stages) == spec.layers
+    assert _params(model) == counting.check_size(model.spec, spec.input_size, 10 ** 12,
+                                                 10 ** 15)["params"]
     size = 8 if spec.input_size == 32 else 32  # any size works (global pooling)
     x = torch.randn(2, 3, size, size, dtype=dtype)
     out = model(x)
@@ -35,6 +80,25 @@ def test_forward_backward(name):
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_every_variant_is_run_or_built():
+    assert set(RUN) | set(BUILT) == set(ALL) and not set(RUN) & set(BUILT)
+    assert {"plain1202", "resnet1202-C", "preresnet1001", "resnet18d", "resnet50-C",
+            "preresnet110-relu-only", "resnet110-gate-excl-b3"} <= set(RUN)
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_every_other_depth_builds_to_its_layers(name):
+    """The other depths of a structure run above: built at full depth (on the meta
+    device), with the spec's blocks per stage and the parameters the size count gives."""
+    spec = ra.get_spec(name)
+    model = _meta(name, num_classes=7)
+    assert tuple(len(stage) for stage in model.stages) == spec.layers
+    assert sum(len(stage) for stage in model.stages) * (3 if spec.block.endswith(
+        "bottleneck") else 2) + 2 == spec.depth
+    params = counting.check_size(model.spec, spec.input_size, 10 ** 12, 10 ** 15)["params"]
+    assert _params(model) == params
 
 
 def test_issue_example_bottleneck_2222_100_classes():
@@ -61,11 +125,11 @@ def _params(module):
 # ---------------------------------------------------------------- He et al. (2015)
 @pytest.mark.parametrize("name", ["resnet20-A", "resnet110-A", "resnet34-A", "resnet50-A"])
 def test_option_a_has_no_parameters(name):
-    model = ra.create_model(name)
+    model = _meta(name)
     shortcuts = [s for s in _shortcuts(model) if not isinstance(s, nn.Identity)]
     assert shortcuts and all(isinstance(s, ZeroPadShortcut) for s in shortcuts)
     assert sum(_params(s) for s in shortcuts) == 0
-    plain = ra.create_model(name.replace("resnet", "plain").replace("-A", ""))
+    plain = _meta(name.replace("resnet", "plain").replace("-A", ""))
     assert _params(model) == _params(plain)
 
 
@@ -82,7 +146,7 @@ def test_option_a_subsamples_and_zero_fills():
     ("resnet20-B", 2), ("resnet56-B", 2), ("resnet18-B", 3), ("resnet34-B", 3),
     ("resnet50-B", 4), ("preresnet110", 2), ("preresnet164", 3), ("resnet164-B", 3)])
 def test_option_b_projects_only_where_shape_changes(name, projections):
-    model = ra.create_model(name)
+    model = _meta(name)
     proj = []
     for block in model.blocks():
         last = block.conv3 if hasattr(block, "conv3") else block.conv2
@@ -95,13 +159,13 @@ def test_option_b_projects_only_where_shape_changes(name, projections):
 
 @pytest.mark.parametrize("name", ["resnet20-C", "resnet34-C", "resnet50-C", "resnet110-C"])
 def test_option_c_projects_everywhere(name):
-    model = ra.create_model(name)
+    model = _meta(name)
     assert all(_is_projection(s) for s in _shortcuts(model))
 
 
 @pytest.mark.parametrize("name", ["plain20", "plain34", "plain50"])
 def test_plain_nets_have_no_shortcut(name):
-    model = ra.create_model(name)
+    model = _meta(name)
     assert all(s is None for s in _shortcuts(model))
     assert not any(isinstance(m, ZeroPadShortcut) for m in model.modules())
 
@@ -110,10 +174,12 @@ def test_plain_nets_have_no_shortcut(name):
                                              ("plain50", "resnet50-B")])
 def test_residual_adds_identity_and_plain_does_not(plain, residual):
     """With every branch's last BN zeroed, a residual block passes relu(x) on; a plain
-    block passes zeros."""
+    block passes zeros. (The block is stage 1's second: the later stages are cut to one
+    block, which leaves it as it is.)"""
     x = torch.rand(2, 16, 8, 8) if "20" in plain else torch.rand(2, 256, 8, 8)
     for name in (plain, residual):
-        model = ra.create_model(name).eval()
+        layers = (2,) + (1,) * (len(ra.get_spec(name).layers) - 1)
+        model = ra.create_model(name, layers=layers).eval()
         block = model.stages[0][1]
         with torch.no_grad():
             block.branch_end().weight.zero_()
@@ -134,7 +200,7 @@ def test_zero_init_residual_makes_blocks_identity():
 
 @pytest.mark.parametrize("stride_in, conv", [("1x1", "conv1"), ("3x3", "conv2")])
 def test_bottleneck_stride_placement(stride_in, conv):
-    model = ra.create_model("resnet50-B", stride_in=stride_in)
+    model = _meta("resnet50-B", stride_in=stride_in)
     first = model.stages[1][0]
     strides = {c: getattr(first, c).stride for c in ("conv1", "conv2", "conv3")}
     assert strides[conv] == (2, 2)
@@ -156,13 +222,15 @@ def test_state_dict_interchanges_with_torchvision(depth):
     torch.manual_seed(0)
     tv = getattr(torchvision.models, f"resnet{depth}")().eval()
     kwargs = {"stride_in": "3x3"} if depth >= 50 else {}
-    ours = ra.create_model(f"resnet{depth}-B", **kwargs).eval()
+    ours = _to_be_loaded(lambda: ra.create_model(f"resnet{depth}-B", **kwargs)).eval()
     ours.load_state_dict(from_torchvision(tv.state_dict()), strict=True)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), tv(x))
-    back = getattr(torchvision.models, f"resnet{depth}")().eval()
+    back = _to_be_loaded(getattr(torchvision.models, f"resnet{depth}")).eval()
     back.load_state_dict(to_torchvision(ours.state_dict()), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), tv(x))
 
 
 @pytest.mark.parametrize("name", ["resnet20-A", "resnet20-C", "plain20", "preresnet20",
@@ -196,8 +264,8 @@ def test_response_modules_are_3x3_layers():
     assert len(names) == 19  # stem conv + 18 3x3 convs
     modules = dict(model.named_modules())
     assert all(isinstance(modules[n], nn.BatchNorm2d) for n in names)
-    assert len(ra.create_model("plain56").response_modules()) == 55
-    assert len(ra.create_model("resnet50-B").response_modules()) == 16
+    assert len(_meta("plain56").response_modules()) == 55
+    assert len(_meta("resnet50-B").response_modules()) == 16
     pre = ra.create_model("preresnet20")
     assert len(pre.response_modules()) == 19
     assert all(isinstance(dict(pre.named_modules())[n], nn.Conv2d)
@@ -265,7 +333,7 @@ def test_gating(name, gate, bias):
 
 
 def test_one_by_one_conv_shortcut_is_option_c():
-    model = ra.create_model("resnet110-C")
+    model = _meta("resnet110-C")
     assert all(_is_projection(s) for s in _shortcuts(model))
     assert _params(model) == CIFAR_COUNTS[110]["C"][0]
 
@@ -280,7 +348,7 @@ def test_bn_after_addition():
         f = block.conv2(torch.relu(block.bn1(block.conv1(x))))
         torch.testing.assert_close(block(x), torch.relu(block.bn_post(f + x)))
     # BN moved, not added: as many parameters as Table 2's original (option A)
-    assert _params(model) == _params(ra.create_model("resnet110-A"))
+    assert _params(model) == _params(_meta("resnet110-A"))
 
 
 def test_relu_before_addition():
@@ -313,7 +381,7 @@ def test_full_preactivation_routing_follows_the_authors_code():
     assert isinstance(cifar.stem.bn1, nn.Identity)
     assert [[b.preact_input for b in s] for s in cifar.stages] == [
         ["both", "branch", "branch"]] * 3
-    imagenet = ra.create_model("preresnet18")
+    imagenet = _meta("preresnet18")
     assert isinstance(imagenet.stem.bn1, nn.BatchNorm2d)
     assert [b.preact_input for b in imagenet.blocks()] == [
         "none", "branch", "both", "branch", "both", "branch", "both", "branch"]
@@ -326,7 +394,7 @@ def test_full_preactivation_routing_follows_the_authors_code():
         pre = torch.relu(block.pre_norm(x))
         f = block.conv2(torch.relu(block.bn1(block.conv1(pre))))
         torch.testing.assert_close(block(x), f + pre)
-    assert isinstance(ra.create_model("preresnet110").final_norm.bn, nn.BatchNorm2d)
+    assert isinstance(_meta("preresnet110").final_norm.bn, nn.BatchNorm2d)
 
 
 def _bottleneck_cifar_params(n, preact):
@@ -353,7 +421,7 @@ def _bottleneck_cifar_params(n, preact):
                                           ("resnet164-relu-before-add", False),
                                           ("preresnet164-relu-only", None)])
 def test_resnet164_parameter_counts(name, preact):
-    model = ra.create_model(name)
+    model = _meta(name)
     if preact is None:  # relu-only: a BN after the last conv (out) instead of before the
         # first (in): the counts differ where a stage starts, 16->64, 64->128, 128->256
         expected = _bottleneck_cifar_params(18, True) + sum(
@@ -370,11 +438,12 @@ def test_resnet_d_is_timms(depth):
     """resnetDd computes timm's resnetDd function with its weights copied in order."""
     timm = pytest.importorskip("timm")
     ours = ra.create_model(f"resnet{depth}d").eval()
-    theirs = timm.models.resnet.__dict__[f"resnet{depth}d"](pretrained=False).eval()
+    theirs = _to_be_loaded(lambda: timm.models.resnet.__dict__[f"resnet{depth}d"](
+        pretrained=False)).eval()
     a, b = ours.state_dict(), theirs.state_dict()
     assert [v.shape for v in a.values()] == [v.shape for v in b.values()]
-    ours.load_state_dict(dict(zip(a, b.values())))
-    x = torch.randn(2, 3, 96, 96)
+    theirs.load_state_dict(dict(zip(b, a.values())), strict=True)
+    x = torch.randn(2, 3, 64, 64)  # 2x2 at the last stage: its avg-pool shortcut still pools
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x))
     assert _params(ours) == _params(theirs)
