@@ -90,9 +90,16 @@ def test_report_states_what_was_measured(mini):
 
 
 def test_reproduce_twice_runs_nothing_new(mini, cli_inproc):
+    """The same experiment again (its report cut to one figure: the runs are the point)."""
     root, _ = mini
     stamps = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/summary.json")}
-    again = cli_inproc("reproduce", root / "mini.yaml", "--runs-dir", root / "runs", "--out",
+    text = (root / "mini.yaml").read_text()
+    assert text.count("\nfigures: [") == text.count("\ntables: [") == 1
+    again_yaml = root / "mini-again.yaml"
+    again_yaml.write_text(re.sub(r"\nfigures: \[.*\]\ntables: \[.*\]\n",
+                                 "\nfigures: [fig1]\ntables: []\n", text))
+    assert "figures: [fig1]" in again_yaml.read_text()
+    again = cli_inproc("reproduce", again_yaml, "--runs-dir", root / "runs", "--out",
                        root / "report2")
     assert again.returncode == 0, again.stderr
     assert "8 runs, 0 to run" in again.stdout
@@ -251,7 +258,7 @@ def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
     short = runs / "short-history"
     s = _copy(good[1], short, seed=7)
     lines = (short / "history.csv").read_text().splitlines()
-    (short / "history.csv").write_text("\n".join(lines[:21]) + "\n")
+    (short / "history.csv").write_text("\n".join(lines[:11]) + "\n")
     proc = cli_inproc("collect", "--runs", runs, "--out", tmp_path / "out.duckdb")
     assert proc.returncode == EXIT_SKIPPED, proc.stderr  # some skipped, the rest collected
     skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
@@ -262,7 +269,7 @@ def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
     assert any("lacks run_id" in s for s in skipped)
     assert any("depth must be an integer; got 'deep'" in s for s in skipped)
     assert any("data.split_sizes must be a mapping" in s for s in skipped)
-    assert any("history.csv ends at iteration 20, the summary says 30" in line
+    assert any("history.csv ends at iteration 10, the summary says 20" in line
                for line in proc.stderr.splitlines())
     c = open_collected(tmp_path / "out.duckdb")
     assert sorted(c.runs["run_id"]) == sorted([g.name for g in good] + ["short-history"])

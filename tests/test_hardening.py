@@ -32,9 +32,10 @@ UP = "../../x"
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
+    from resnet_ablate.cli import main
+
     runs = tmp_path_factory.mktemp("small")
-    proc = run_cli("train", *RUN, f"runs_dir={runs}", "run_id=base")
-    assert proc.returncode == 0, proc.stderr
+    assert main(["train", *RUN, f"runs_dir={runs}", "run_id=base"]) == 0  # in this process
     return runs / "base"
 
 
@@ -73,13 +74,17 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_records_that_name_a_plugin_never_run_it(small_run, tmp_path):
+def test_records_that_name_a_plugin_never_run_it(small_run, tmp_path, monkeypatch, cli_inproc):
     """collect, figures and compare read a record naming a plugin and run nothing of it;
-    resume refuses it in one line that says how to name the plugin, and runs nothing."""
+    resume refuses it in one line that says how to name the plugin, and runs nothing.
+    (In this process, the plugin importable from the working directory and sys.path: not
+    imported, not in sys.modules after.)"""
     marker = tmp_path / "PLUGIN-RAN"
     plugin = tmp_path / "evil_blocks.py"
     plugin.write_text(EVIL_PLUGIN.format(marker=str(marker)))
     runs = tmp_path / "runs"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # evil_blocks.py is importable from here
 
     def names_plugin(record):
         record["plugins"] = [str(plugin), "evil_blocks"]
@@ -89,16 +94,16 @@ def test_records_that_name_a_plugin_never_run_it(small_run, tmp_path):
                     ["figures", "--runs", runs, "--out", tmp_path / "f", "--figures", "fig6",
                      "--tables", "table6"],
                     ["compare", "--runs", runs]):
-        proc = run_cli(*command, cwd=tmp_path)  # evil_blocks.py is importable from here
+        proc = cli_inproc(*command)
         assert proc.returncode == 0, proc.stderr
-        assert not marker.exists(), command
+        assert not marker.exists() and "evil_blocks" not in sys.modules, command
     before = _tree(runs / "resumable")
-    refused = run_cli("train", *RUN, f"runs_dir={runs}", "run_id=resumable", "resume=true",
-                      cwd=tmp_path)
+    refused = cli_inproc("train", *RUN, f"runs_dir={runs}", "run_id=resumable", "resume=true")
     assert_usage_error(refused, "resume refused: run resumable was trained with plugin(s) "
                        f"{plugin}, evil_blocks, not loaded now", f"plugins={plugin},evil_blocks",
                        "RESNET_ABLATE_PLUGINS")
     assert not marker.exists() and _tree(runs / "resumable") == before
+    assert "evil_blocks" not in sys.modules
 
 
 def test_pickles_that_would_run_code_are_refused_everywhere_they_are_read(small_run,
@@ -180,7 +185,7 @@ def _assert_inert(page: str) -> None:
                 assert SAFE_LINK.fullmatch(attrs[key]), (tag, attrs)
 
 
-def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path):
+def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path, cli_inproc):
     """Markup and paths in every recorded name that reaches the page or a file name: the
     HTML page and the Markdown (rendered by a CommonMark renderer) show them as text, every
     file stays inside --out, named by a slug."""
@@ -208,8 +213,8 @@ def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path):
     _copy_run(small_run, runs, XSS.replace(" ", "_").replace("/", "_"))  # its directory name
     out = tmp_path / "nested" / "out"
     before = _tree(tmp_path)
-    proc = run_cli("figures", "--runs", runs, "--out", out, "--figures", "fig6", "fig7",
-                   "ablation", "error_vs_depth", "--tables", "table6", "--title", XSS)
+    proc = cli_inproc("figures", "--runs", runs, "--out", out, "--figures", "fig6", "fig7",
+                      "ablation", "error_vs_depth", "--tables", "table6", "--title", XSS)
     # a run id no run can have (the record's schema refuses it on read: the store's key) is
     # that run skipped, in one line, exit 3; every other hostile value is drawn as text
     skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
@@ -312,7 +317,7 @@ def test_sigterm_during_the_final_save_waits_for_the_files(tmp_path):
     assert not list(run.rglob("*.tmp"))
 
 
-def test_sigterm_to_the_process_group_in_loader_mode_saves_the_run(tmp_path):
+def test_sigterm_to_the_process_group_in_loader_mode_saves_the_run(tmp_path, cli_inproc):
     """A scheduler (and Ctrl-C) signals every process of the job: DataLoader workers leave
     it to the main process, which checkpoints and exits 143 (a worker killed by it used to
     fail the run with a traceback, its iterations lost); resume then ends the run."""
@@ -340,7 +345,7 @@ def test_sigterm_to_the_process_group_in_loader_mode_saves_the_run(tmp_path):
     assert "Traceback" not in out and "stopped at iteration" in out
     [ckpt] = (tmp_path / "runs" / "g" / "checkpoints").glob("ckpt-*.pt")
     assert torch.load(ckpt, weights_only=True)["iteration"] >= 3
-    resumed = run_cli("train", *words, "resume=true")
+    resumed = cli_inproc("train", *words, "resume=true")  # the resume: in this process
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((tmp_path / "runs" / "g" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["iterations"] == 30

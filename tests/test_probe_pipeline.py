@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def _copy(run: Path, dest: Path) -> Path:
         "wandb", "probes", "checkpoints")))
 
 
-def test_probe_cli_writes_json_npz_once_per_settings(why, tmp_path):
+def test_probe_cli_writes_json_npz_once_per_settings(why, tmp_path, cli_inproc):
     _, runs, _ = why
     run = _copy(runs["resnet20-A"], tmp_path)
     summary = json.loads((run / "summary.json").read_text())
@@ -152,7 +153,7 @@ def test_probe_cli_writes_json_npz_once_per_settings(why, tmp_path):
     # recorded training loss
     words = ["probe", "landscape", "--runs", run, "--set", "dims=1", "points=3",
              "span=-0.5,0.5", "bn=eval", "batch_size=1000", "--wandb", "disabled"]
-    first = run_cli(*words, env=ONE_THREAD)
+    first = cli_inproc(*words)
     assert first.returncode == 0, first.stderr
     (path, rec), = _records(run, "landscape")
     assert f"-> {path}" in first.stdout and "1 record(s) written" in first.stdout
@@ -167,10 +168,10 @@ def test_probe_cli_writes_json_npz_once_per_settings(why, tmp_path):
         assert z["loss"][1] == rec["result"]["center"]["loss"]
         assert z["loss"].min() == rec["result"]["min_loss"]
     before = _files(run)
-    again = run_cli(*words, env=ONE_THREAD)  # the same settings: nothing to do
+    again = cli_inproc(*words)  # the same settings: nothing to do
     assert again.returncode == 0 and "already there, nothing to do" in again.stdout
     assert _files(run) == before
-    other = run_cli(*words[:-2], "--seed", "7", "--wandb", "disabled", env=ONE_THREAD)
+    other = cli_inproc(*words[:-2], "--seed", "7", "--wandb", "disabled")
     assert other.returncode == 0, other.stderr
     records = _records(run, "landscape")
     assert len(records) == 2 and {r["seed"] for _, r in records} == {0, 7}
@@ -201,12 +202,16 @@ def weight_norm(model, batches, *, seed, scale):
 '''
 
 
-def test_a_plugin_probe_runs_through_the_cli(why, tmp_path):
+def test_a_plugin_probe_runs_through_the_cli(why, tmp_path, monkeypatch, cli_inproc):
     _, runs, _ = why
     run = _copy(runs["plain20"], tmp_path)
     (tmp_path / "my_probe.py").write_text(PLUGIN)
-    unknown = run_cli("probe", "weight_norm", "--runs", run, cwd=tmp_path, env=ONE_THREAD)
+    with monkeypatch.context() as m:  # not named: not loaded (here, in this process)
+        m.chdir(tmp_path)
+        unknown = cli_inproc("probe", "weight_norm", "--runs", run)
     assert_usage_error(unknown, "unknown probe 'weight_norm'", "ra.register_probe")
+    assert "my_probe" not in sys.modules
+    # named: loaded, in a process of its own (a registered probe stays registered)
     proc = run_cli("probe", "weight_norm", "--runs", run, "--plugins", "my_probe.py",
                    "--set", "scale=2", "--wandb", "offline", cwd=tmp_path, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr

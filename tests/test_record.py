@@ -110,11 +110,31 @@ def test_a_new_field_in_one_place_reaches_every_projection(tmp_path):
     anchor = "    stem_options: Options = field(default_factory=Options)\n"
     assert anchor in text
     spec.write_text(text.replace(anchor, anchor + NEW_SPEC_FIELD, 1))
-    env = {"PYTHONPATH": str(pkg)}
-    for run_id, smoothing in (("a", "0.0"), ("b", "0.1")):
-        _train(tmp_path, f"run_id={run_id}", f"label_smoothing={smoothing}", "wandb=offline",
-               "iterations=10", "eval_every=10", "responses=false", env=env, cwd=tmp_path)
+    # One interpreter on the changed copy trains both runs (b with W&B offline, for real;
+    # W&B's mode is no factor, asserted below) and collects them: the change must reach a
+    # fresh import, a process per run adds nothing.
     runs = tmp_path / "runs"
+    code = ("import json, sys; from pathlib import Path; "
+            "from resnet_ablate.cli import main; "
+            "from resnet_ablate.analysis.collect import collect; "
+            "from resnet_ablate.run import record; "
+            "words, runs = json.loads(sys.argv[1]), Path(sys.argv[2]); "
+            "codes = [main(['train', *words, f'run_id={r}', f'label_smoothing={ls}', "
+            "f'wandb={w}']) for r, ls, w in (('a', '0.0', 'disabled'), "
+            "('b', '0.1', 'offline'))]; "
+            "c = collect([runs]); r = c.runs.set_index('run_id'); "
+            "print(json.dumps({'codes': codes, 'cols': list(c.runs.columns), "
+            "'ls': r['protocol_fields.label_smoothing'].to_dict(), "
+            "'tf': r['test_factor'].to_dict(), 'cond': r['condition'].to_dict(), "
+            "'factors': sorted(record.condition(record.flat(json.load(open(runs / 'b' / "
+            "'summary.json')))))}))")
+    words = [*SMALL, f"runs_dir={runs}", "iterations=10", "eval_every=10", "responses=false"]
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(words), str(runs)],
+                         env={**os.environ, "PYTHONPATH": str(pkg)}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["codes"] == [0, 0], out.stderr
     for name in ("config.json", "summary.json"):
         rec = json.loads((runs / "b" / name).read_text())
         assert rec["protocol_fields"]["label_smoothing"] == 0.1 and rec["test_factor"] == 7
@@ -126,23 +146,11 @@ def test_a_new_field_in_one_place_reaches_every_projection(tmp_path):
                            str(offline)], capture_output=True, text=True, timeout=120)
     config = json.loads(back.stdout)["config"]
     assert config["protocol_fields"]["label_smoothing"] == 0.1 and config["test_factor"] == 7
-    code = ("import json, sys; from pathlib import Path; "
-            "from resnet_ablate.analysis.collect import collect; "
-            "from resnet_ablate.run import record; "
-            "c = collect([Path(sys.argv[1])]); r = c.runs.set_index('run_id'); "
-            "print(json.dumps({'cols': list(c.runs.columns), "
-            "'ls': r['protocol_fields.label_smoothing'].to_dict(), "
-            "'tf': r['test_factor'].to_dict(), 'cond': r['condition'].to_dict(), "
-            "'factors': sorted(record.condition(record.flat(json.load(open(sys.argv[2])))))}))")
-    out = subprocess.run([sys.executable, "-c", code, str(runs), str(runs / "b" / "summary.json")],
-                         env={**os.environ, **env}, cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
     assert {"protocol_fields.label_smoothing", "test_factor"} <= set(got["cols"])
     assert got["ls"] == {"a": 0.0, "b": 0.1} and got["tf"] == {"a": 7, "b": 7}
     assert got["cond"]["a"] != got["cond"]["b"]
     assert {"protocol_fields.label_smoothing", "test_factor"} <= set(got["factors"])
+    assert not any("wandb" in f for f in got["factors"])  # a's W&B mode differs, no factor
 
 
 def _folder(root: Path, noise: bool) -> Path:
@@ -163,7 +171,7 @@ def _folder(root: Path, noise: bool) -> Path:
     return root
 
 
-def test_a_folder_data_set_is_identified_by_its_content(tmp_path):
+def test_a_folder_data_set_is_identified_by_its_content(tmp_path, cli_inproc, monkeypatch):
     """Two ImageFolders of equal size and layout, one learnable, one noise: two conditions;
     the same folder copied elsewhere: the same condition."""
     learn, noise = _folder(tmp_path / "learn", False), _folder(tmp_path / "noise", True)
@@ -171,10 +179,12 @@ def test_a_folder_data_set_is_identified_by_its_content(tmp_path):
     words = ["dataset=imagefolder", "protocol=demo", "iterations=5", "eval_every=5",
              "batch_size=32", "val_size=0", "responses=false"]
     conditions = {}
+    monkeypatch.setenv("RESNET_ABLATE_CACHE", str(tmp_path / "cache"))
     for run_id, folder in (("learn", learn), ("noise", noise),
                            ("copy", tmp_path / "elsewhere" / "copy")):
-        _train(tmp_path, *words, f"data_dir={folder}", f"run_id={run_id}",
-               env={"RESNET_ABLATE_CACHE": str(tmp_path / "cache")})
+        proc = cli_inproc("train", *SMALL, f"runs_dir={tmp_path / 'runs'}", *words,
+                          f"data_dir={folder}", f"run_id={run_id}")
+        assert proc.returncode == 0, proc.stderr
         s = json.loads((tmp_path / "runs" / run_id / "summary.json").read_text())
         conditions[run_id] = (s["condition"], s["data"]["fingerprint"])
     assert conditions["learn"][1].startswith("imagefolder:10c:train=240,test=60:")
