@@ -78,6 +78,15 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
                           timeout=timeout)
 
 
+def train_inproc(*words) -> None:
+    """`resnet-ablate train WORDS` through main() in this process, which must succeed: for
+    fixtures whose runs are data, not the process under test (a train subprocess pays ~6
+    CPU-s of imports before its first iteration)."""
+    from resnet_ablate.cli import main
+
+    assert main(["train", *map(str, words)]) == 0, words
+
+
 @pytest.fixture
 def cli():
     return run_cli
@@ -140,9 +149,8 @@ tables: [table1, table6, table2]
 
 
 # The runs of the mini sweep that `reproduce` trains itself, as real subprocesses, two at a
-# time (its launch path); the other six are trained first in this process, with the words and
-# run ids the sweep gives them, so that `reproduce` finds them finished (a train subprocess
-# pays ~6 CPU-s of imports before its first iteration).
+# time (its launch path); the other six are trained first in this process (train_inproc),
+# with the words and run ids the sweep gives them, so that `reproduce` finds them finished.
 MINI_LAUNCHED = {("plain20", 1), ("resnet20-A", 1)}
 
 
@@ -150,7 +158,6 @@ MINI_LAUNCHED = {("plain20", 1), ("resnet20-A", 1)}
 def mini(tmp_path_factory):
     """One real experiment shared by the analysis and sweep tests: 8 short runs (4 models
     x 2 seeds) on digits through `reproduce`, then its report."""
-    from resnet_ablate.cli import main
     from resnet_ablate.pipeline import load_experiment, plan_experiment
 
     root = tmp_path_factory.mktemp("mini")
@@ -161,8 +168,7 @@ def mini(tmp_path_factory):
     for run in planned:
         if (run.params["model"], run.params["seed"]) not in MINI_LAUNCHED:
             words = run.command[run.command.index("train") + 1:]  # as the runner runs it
-            assert main(["train", *words, f"run_id={run.run_id}",
-                         f"runs_dir={root / 'runs'}"]) == 0, run.shell
+            train_inproc(*words, f"run_id={run.run_id}", f"runs_dir={root / 'runs'}")
     proc = run_cli("reproduce", root / "mini.yaml", "--runs-dir", root / "runs", "--out",
                    root / "report", "--jobs", "2", cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr

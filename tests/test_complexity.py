@@ -5,7 +5,8 @@ complexity() counts from one real forward, so it runs here on every net up to 11
 through the counting module's exact count (models/counting.py: a two-block-per-stage model
 on an empty batch, milliseconds however deep), with their parameters also summed over the
 full-depth model built on the meta device (no memory, no compute; the 1202-layer nets' are
-summed on the real nets in test_models.py). The shallow cases assert both ways, so the two counts are checked against each other on the golden numbers."""
+summed on the real nets in test_models.py). The shallow cases assert both ways, so the two
+counts are checked against each other on the golden numbers."""
 import functools
 import json
 import warnings
@@ -21,6 +22,8 @@ from resnet_ablate.reference import paper_complexity
 
 CIFAR_CASES = [(d, opt, *counts) for d, row in ref.CIFAR_COUNTS.items()
                for opt, counts in row.items()]
+
+
 # complexity()'s real forward at these depths (CIFAR: up to 110; ImageNet: the shallowest
 # basic and bottleneck nets); elsewhere the counting module's count
 def _runs_forward(spec):

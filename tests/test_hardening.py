@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_usage_error, image_folder, run_cli
+from conftest import assert_usage_error, image_folder, run_cli, train_inproc
 
 # A small finished run (two checkpoints kept) that the crafted records start from.
 RUN = ["model=resnet20-A", "dataset=digits", "iterations=40", "eval_every=20",
@@ -32,10 +32,8 @@ UP = "../../x"
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    from resnet_ablate.cli import main
-
     runs = tmp_path_factory.mktemp("small")
-    assert main(["train", *RUN, f"runs_dir={runs}", "run_id=base"]) == 0  # in this process
+    train_inproc(*RUN, f"runs_dir={runs}", "run_id=base")
     return runs / "base"
 
 

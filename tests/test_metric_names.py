@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import train_inproc
 from resnet_ablate.analysis.collect import collect
 from resnet_ablate.run import record
 from resnet_ablate.run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS
@@ -32,13 +33,10 @@ WANDB = Path(sys.executable).with_name("wandb")
 
 @pytest.fixture(scope="module")
 def offline_run(tmp_path_factory):
-    from resnet_ablate.cli import main
-
     runs = tmp_path_factory.mktemp("names") / "runs"
-    code = main(["train", "model=resnet20-A", "model.layers=[1,1,1]", "iterations=10",
-                 "eval_every=5", "log_every=5", "wandb=offline", "progress=off",
-                 f"runs_dir={runs}", "run_id=names"])
-    assert code == 0
+    train_inproc("model=resnet20-A", "model.layers=[1,1,1]", "iterations=10", "eval_every=5",
+                 "log_every=5", "wandb=offline", "progress=off", f"runs_dir={runs}",
+                 "run_id=names")
     return runs
 
 

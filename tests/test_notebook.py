@@ -12,6 +12,7 @@ import matplotlib.figure
 import pytest
 
 import resnet_ablate as ra
+from conftest import train_inproc
 from resnet_ablate.analysis import style
 
 # Four tiny real runs (plain/ResNet-A at 20 and 56 layers, digits): one evaluation each.
@@ -20,14 +21,11 @@ RUNS = ("plain20", "plain56", "resnet20-A", "resnet56-A")
 
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory):
-    from resnet_ablate.cli import main
-
     runs = tmp_path_factory.mktemp("nb") / "runs"
     for model in RUNS:
-        code = main(["train", f"model={model}", "iterations=4", "batch_size=32",
-                     "eval_every=4", "log_every=2", "wandb=disabled", "progress=off",
-                     f"runs_dir={runs}", f"run_id={model}"])
-        assert code == 0, model
+        train_inproc(f"model={model}", "iterations=4", "batch_size=32", "eval_every=4",
+                     "log_every=2", "wandb=disabled", "progress=off", f"runs_dir={runs}",
+                     f"run_id={model}")
     return ra.collect([str(runs)])  # a notebook passes strings
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, train_inproc
 
 README = REPO / "README.md"
 BIN = Path(sys.executable).parent
@@ -110,14 +110,11 @@ def cases():
 def workdir(tmp_path_factory):
     """An empty folder a user pastes into: runs/demo holds two real runs (what `make demo`
     leaves, in miniature), the README's own files are written there as the README names them."""
-    from resnet_ablate.cli import main
-
     root = tmp_path_factory.mktemp("readme")
     for model in ("resnet20-A", "resnet56-A"):  # two depths, 27 units to lesion
-        code = main(["train", f"model={model}", "iterations=4", "eval_every=4",
-                     "wandb=disabled", "progress=off", "responses=false",
-                     f"runs_dir={root / 'runs' / 'demo'}", f"run_id={model}"])
-        assert code == 0, model
+        train_inproc(f"model={model}", "iterations=4", "eval_every=4", "wandb=disabled",
+                     "progress=off", "responses=false", f"runs_dir={root / 'runs' / 'demo'}",
+                     f"run_id={model}")
     for lang, body in blocks(README.read_text()):
         named = re.match(r"# (\w+\.py)\n", body)
         if lang == "python" and named:

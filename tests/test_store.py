@@ -490,7 +490,7 @@ def test_hostile_run_directories_are_each_one_line_and_the_rest_collected(tmp_pa
     assert dict(C.READS) == {}
     for cmd in (["compare", "--store", tmp_path / "s.duckdb"],  # the store remembers them
                 ["figures", "--runs", runs, "--out", tmp_path / "rep", "--figures", "fig6",
-                 "--tables", "table6"]):  # in this process: the subprocess above never hung
+                 "--tables", "table6"]):  # in this process: the collect above did not block
         proc = cli_inproc(*cmd)
         assert proc.returncode == EXIT_SKIPPED and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.count("resnet-ablate: skipped") == len(expect)

@@ -236,7 +236,7 @@ def test_reproduce_dry_run_prints_replayable_sweep_commands(tmp_path, cli_inproc
 
 
 # One run that finishes and one refused at start, on the smallest net: what the runner's
-# bookkeeping needs (a train that ran, one that failed), on the smallest net.
+# bookkeeping needs (a train that ran, one that failed).
 TWO = """
 name: two
 method: grid

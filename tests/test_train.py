@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL, assert_usage_error, run_cli
+from conftest import SMALL, assert_usage_error, run_cli, train_inproc
 
 
 def _cmd(*words):
@@ -55,19 +55,12 @@ def _wait_for_iteration(proc: subprocess.Popen, at_least: int, total: int = 80) 
     raise AssertionError("run ended early:\n" + "".join(lines))
 
 
-def _train_here(*words: str) -> None:
-    """A run in this process: the same code as a subprocess's without its seconds of
-    imports (the kill, the signal and the restart are what stay in real processes)."""
-    from resnet_ablate.cli import main
-
-    assert main(["train", *map(str, words)]) == 0
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The uninterrupted run every resumed run must equal, bit for bit."""
+    """The uninterrupted run every resumed run must equal, bit for bit (in this process:
+    the kill, the signal and the restart are what stay in real processes)."""
     runs = tmp_path_factory.mktemp("reference")
-    _train_here(*SMALL, f"runs_dir={runs}", "run_id=ref", "progress=off")
+    train_inproc(*SMALL, f"runs_dir={runs}", "run_id=ref", "progress=off")
     return runs / "ref"
 
 

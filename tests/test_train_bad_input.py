@@ -72,11 +72,11 @@ def test_too_many_activations_are_refused(tmp_path, cli_inproc):
 @pytest.mark.parametrize("name, side", [("resnet110-A", 32), ("preresnet164", 32),
                                         ("resnet50-B", 64), ("plain20", 32)])
 def test_the_size_check_counts_activations_exactly(name, side, shapes_on, monkeypatch):
-    """(resnet50-B at 64 px: the ImageNet stem and bottlenecks, at a 12th of 224 px's
-    cost; the count is exact at any size.) The cap admits exactly the activations the full model has (counted by an independent
+    """The cap admits exactly the activations the full model has (counted by an independent
     forward of it) and refuses one fewer, however far the cheap bound overshoots; its MACs
     are the full model's too, whether the shapes come from the CPU's empty batch or (for an
-    absurdly wide short model) the meta device."""
+    absurdly wide short model) the meta device. (resnet50-B at 64 px: the ImageNet stem and
+    bottlenecks at a 12th of 224 px's cost; the count is exact at any size.)"""
     import resnet_ablate as ra
     from resnet_ablate.models import counting
 
@@ -216,8 +216,8 @@ def test_an_image_that_does_not_decode_in_loader_mode_is_named(tmp_path, cli_inp
                 Image.fromarray(np.full((80, 80, 3), 40 * i, np.uint8)).save(d / f"{i}.png")
     (tmp_path / "data" / "train" / "a" / "x.jpg").write_text("hello, I am text")
     proc = cli_inproc("train", "model=resnet18-A", "dataset=imagefolder",
-                   f"data_dir={tmp_path / 'data'}", "scale_range=[64,72]", "crop=64",
-                   "batch_size=8", "iterations=3", "num_workers=0", "val_size=0",
-                   "lr_schedule=step", "wandb=disabled", f"runs_dir={tmp_path / 'runs'}")
+                      f"data_dir={tmp_path / 'data'}", "scale_range=[64,72]", "crop=64",
+                      "batch_size=8", "iterations=3", "num_workers=0", "val_size=0",
+                      "lr_schedule=step", "wandb=disabled", f"runs_dir={tmp_path / 'runs'}")
     assert_usage_error(proc, "x.jpg: not a readable image")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
