@@ -163,7 +163,7 @@ def test_sigterm_checkpoints_where_it_stops(tmp_path, reference, cli_inproc):
 
 
 LOADER = ["model=resnet18-A", "dataset=imagefolder", "scale_range=[36,44]", "crop=32",
-          "batch_size=16", "iterations=24", "eval_every=12", "checkpoint_every=8",
+          "batch_size=16", "iterations=16", "eval_every=8", "checkpoint_every=6",
           "log_every=2", "num_workers=2", "val_size=20", "responses=false", "progress=lines",
           "wandb=disabled"]
 
@@ -197,12 +197,13 @@ def test_loader_mode_resume_after_sigkill_is_bitwise(tmp_path, large_images, cli
                                                                     "he2015-imagenet", "10crop")
     assert s["data"]["split_sizes"] == {"train": 130, "val": 20, "test": 50}
     proc = _start(tmp_path, "killed", words=words)
-    _wait_for_iteration(proc, 12, total=24)  # past the checkpoint at 8
+    _wait_for_iteration(proc, 8, total=16)  # past the checkpoint at 6, short of 12
     proc.kill()
     proc.wait()
     resumed = cli_inproc("train", *words, f"runs_dir={tmp_path}", "run_id=killed",
                          "resume=true", "num_workers=0")  # workers change nothing
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at iteration" in resumed.stderr  # from a checkpoint, not from scratch
     _assert_same_run(tmp_path / "ref", tmp_path / "killed")
 
 
