@@ -197,7 +197,7 @@ def test_loader_mode_resume_after_sigkill_is_bitwise(tmp_path, large_images, cli
                                                                     "he2015-imagenet", "10crop")
     assert s["data"]["split_sizes"] == {"train": 130, "val": 20, "test": 50}
     proc = _start(tmp_path, "killed", words=words)
-    _wait_for_iteration(proc, 8, total=16)  # past the checkpoint at 6, short of 12
+    _wait_for_iteration(proc, 8, total=16)  # past the checkpoint at 6
     proc.kill()
     proc.wait()
     resumed = cli_inproc("train", *words, f"runs_dir={tmp_path}", "run_id=killed",
