@@ -47,6 +47,28 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_cell(value: Any) -> str:
+    """A text cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR first:
+    a run id or label from someone's record) gets a leading ', as OWASP advises; numbers,
+    and text that is a plain number ("-0.31"), stay as they are. A CR becomes a newline: the
+    writer quotes only the characters of its line end, so a bare CR would split the row."""
+    text = _cell(value).replace("\r\n", "\n").replace("\r", "\n")
+    if isinstance(value, str) and value[:1] in _FORMULA_START and not _is_number(text):
+        return "'" + text
+    return text
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def render(rows: Any, fmt: str) -> str:
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
@@ -56,8 +78,8 @@ def render(rows: Any, fmt: str) -> str:
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([[_cell(r[c]) for c in columns] for r in records])
+        writer.writerow([_csv_cell(c) for c in columns])
+        writer.writerows([[_csv_cell(r[c]) for c in columns] for r in records])
         return out.getvalue()
     from tabulate import tabulate
 

@@ -248,6 +248,29 @@ def test_markdown_text_and_slugs():
     assert _fence(["a ```` b"]) == "`````"
 
 
+def test_csv_tables_never_hand_a_spreadsheet_a_formula():
+    """A recorded name that starts like a formula (=, +, -, @, tab, CR) is written with a
+    leading ' in every CSV table (the report's tables/*.csv, `--format csv`), headers too;
+    numbers, negative ones included, and text that is a plain number stay as they are; a
+    CR, which the writer does not quote, becomes a quoted newline instead of a split row."""
+    import csv
+    import io
+
+    from resnet_ablate.formatting import render
+
+    hostile = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+2", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    rows = [{"model": name, "delta": -0.31, "text": "-0.31", "n": -2, "e": "1e-3"}
+            for name in hostile]
+    rows.append({"model": "resnet20-A", "delta": None, "text": "", "n": 3, "e": "-inf"})
+    back = list(csv.reader(io.StringIO(render(rows, "csv"), newline="")))
+    assert back[0] == ["model", "delta", "text", "n", "e"]
+    assert [r[0] for r in back[1:]] == ["'" + h for h in hostile[:-1]] + ["'\n=1", "resnet20-A"]
+    assert all(r[1:] == ["-0.31", "-0.31", "-2", "1e-3"] for r in back[1:-1])
+    assert back[-1][1:] == ["", "", "3", "-inf"]
+    header = list(csv.reader(io.StringIO(render([{"=cmd": 1}], "csv"))))[0]
+    assert header == ["'=cmd"]
+
+
 # ------------------------------------------------------------------ 4. figures' side
 def test_figures_draw_a_history_read_twice_once(small_run, tmp_path):
     """A run's history rows twice (one run reached through two --runs folders) and an
