@@ -78,6 +78,13 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
                           timeout=timeout)
 
 
+def run_python(code: str, *args, cwd=None, env=None, timeout=300):
+    """`python -c CODE ARGS` in a fresh interpreter (what a process imports by itself, a
+    user's script); env=None inherits this one. Returns CompletedProcess, text output."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def train_inproc(*words) -> None:
     """`resnet-ablate train WORDS` through main() in this process, which must succeed: for
     fixtures whose runs are data, not the process under test (a train subprocess pays ~6

@@ -2,12 +2,10 @@
 `train --help` with every setting, `--dry-run`, timm's `--model x --lr=y` habit,
 `complexity --per-stage`, models and formats, one-line errors."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import assert_usage_error
+from conftest import assert_usage_error, run_python
 
 HEAVY = ("torch", "timm", "wandb", "pandas", "seaborn", "matplotlib", "fvcore", "sklearn")
 
@@ -18,8 +16,7 @@ def _imported(*argvs: list[str]) -> list[set[str]]:
     code = ("import sys\nfrom resnet_ablate.cli import main\nfor argv in %r:\n    try:\n"
             "        main(argv)\n    except SystemExit:\n        pass\n    print('IMPORTED', "
             "sorted(m for m in %r if m in sys.modules))" % ([list(a) for a in argvs], HEAVY))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     after = [set(eval(li.split(" ", 1)[1])) for li in proc.stdout.splitlines()
              if li.startswith("IMPORTED")]

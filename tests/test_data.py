@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CIFAR10_JPG, image_folder
+from conftest import CIFAR10_JPG, image_folder, run_python
 from resnet_ablate.data import DataSettings, hold_out
 from resnet_ablate.data.base import NO_VAL, Split
 from resnet_ablate.data.catalog import get_dataset, image_mode
@@ -41,9 +41,6 @@ def test_digits_is_real_and_embedded():
 
 
 def test_digits_are_sklearns_read_without_importing_it():
-    import subprocess
-    import sys
-
     from sklearn.datasets import load_digits
 
     from resnet_ablate.data.catalog import digits_arrays
@@ -53,8 +50,7 @@ def test_digits_are_sklearns_read_without_importing_it():
     assert np.array_equal(images, d.images) and np.array_equal(labels, d.target)
     code = ("import sys; from resnet_ablate.data import get_dataset; "
             "get_dataset('digits').load('', False); print('sklearn' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = run_python(code, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 
 

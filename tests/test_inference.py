@@ -6,14 +6,14 @@ wrong call (a wrong ddof, a pooled where Welch was meant, a one-sided p, a quant
 """
 import inspect
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
+
+from conftest import run_python
 
 from resnet_ablate.analysis import inference as inf
 from resnet_ablate.analysis.inference import (
@@ -272,7 +272,6 @@ def test_importing_the_module_is_cheap():
     code = ("import sys, resnet_ablate.analysis.inference; "
             "print(sorted(m for m in ('torch', 'pandas', 'scipy', 'statsmodels') "
             "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]", out
+    proc = run_python(code)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
     assert inf.RESAMPLES == 10_000

@@ -4,15 +4,13 @@ display; every figure colours a family and shortcut option alike, says its line 
 one wording, marks single evaluation points and keeps labels apart."""
 import colorsys
 import io
-import subprocess
-import sys
 
 import matplotlib
 import matplotlib.figure
 import pytest
 
 import resnet_ablate as ra
-from conftest import train_inproc
+from conftest import run_python, train_inproc
 from resnet_ablate.analysis import style
 
 # Four tiny real runs (plain/ResNet-A at 20 and 56 layers, digits): one evaluation each.
@@ -47,8 +45,7 @@ print(matplotlib.get_backend(), type(fig).__name__, len(plt.get_fignums()))
 
     shutil.copytree(collected_dir(collected), tmp_path / "runs")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = run_python(code, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["svg", "Figure", "0"]  # not Agg; not in pyplot's list
     assert (tmp_path / "fig1.png").read_bytes()[:4] == b"\x89PNG"

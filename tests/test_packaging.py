@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_python
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,8 @@ def test_the_wheel_carries_the_papers_files_and_its_license(installed):
 
 def test_the_installed_package_is_the_one_that_runs(installed):
     _, site, empty, env = installed
-    proc = subprocess.run([sys.executable, "-c", "import resnet_ablate; print("
-                           "resnet_ablate.__file__)"], cwd=empty, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = run_python("import resnet_ablate; print(resnet_ablate.__file__)", cwd=empty,
+                      env=env, timeout=60)
     assert proc.stdout.strip().startswith(str(site)), proc.stdout
 
 

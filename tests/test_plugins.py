@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, assert_usage_error, run_cli
+from conftest import REPO, assert_usage_error, run_cli, run_python
 
 
 def _example() -> str:
@@ -41,8 +41,7 @@ def test_models_complexity_and_timm_see_a_plugin(plugin_dir):
             "import resnet_ablate as ra, timm, torch; ra.load_plugins(['my_blocks']); "
             "m = timm.create_model('ra_mish20_half', num_classes=3).eval(); "
             "print('SHAPE', tuple(m(torch.randn(1, 3, 32, 32)).shape))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=plugin_dir, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_python(code, cwd=plugin_dir)
     assert proc.returncode == 0, proc.stderr
     out, rest = proc.stdout.split("\nEXIT ", 1)
     assert rest.startswith("0\n"), proc.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, train_inproc
+from conftest import REPO, run_python, train_inproc
 
 README = REPO / "README.md"
 BIN = Path(sys.executable).parent
@@ -156,8 +156,7 @@ def checked(body: str) -> str:
 @pytest.mark.parametrize("how, text", cases())
 def test_readme_block(how, text, workdir):
     if how == "python":
-        proc = subprocess.run([sys.executable, "-c", checked(text)], cwd=workdir,
-                              env=_env(workdir), capture_output=True, text=True, timeout=600)
+        proc = run_python(checked(text), cwd=workdir, env=_env(workdir), timeout=600)
     else:
         if "../shared/data/cifar10-jpg" in text and not (REPO.parent / "shared" / "data" /
                                                          "cifar10-jpg").is_dir():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SMALL, run_cli
+from conftest import REPO, SMALL, run_cli, run_python
 from resnet_ablate.run import record
 from resnet_ablate.run.config import BOOKKEEPING, FACTOR, NUMERICS, RESULT, SEED
 
@@ -129,9 +129,8 @@ def test_a_new_field_in_one_place_reaches_every_projection(tmp_path):
             "'factors': sorted(record.condition(record.flat(json.load(open(runs / 'b' / "
             "'summary.json')))))}))")
     words = [*SMALL, f"runs_dir={runs}", "iterations=10", "eval_every=10", "responses=false"]
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(words), str(runs)],
-                         env={**os.environ, "PYTHONPATH": str(pkg)}, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)
+    out = run_python(code, json.dumps(words), runs, cwd=tmp_path,
+                     env={**os.environ, "PYTHONPATH": str(pkg)}, timeout=600)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.splitlines()[-1])
     assert got["codes"] == [0, 0], out.stderr
@@ -306,8 +305,7 @@ def test_the_torch_free_packages_stay_torch_free():
             "from resnet_ablate.run import record\n"
             "record.keys()\n"
             "print(sorted(m for m in ('torch', 'timm', 'wandb', 'pandas') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     listed = {p.stem for p in (REPO / "resnet_ablate" / "variants").glob("*.py")} | {
@@ -327,8 +325,7 @@ def test_old_import_paths_work_for_one_release_with_a_warning(old, new):
             f"m = importlib.import_module('resnet_ablate.{old}')\n"
             f"print(sorted(n for n in ('VariantSpec', 'get_spec', 'HE2015_CIFAR', 'create_model')"
             f" if hasattr(m, n)))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"warned resnet_ablate.{old} is deprecated" in proc.stdout
     assert f"resnet_ablate.{new}" in proc.stdout or old == "registry"

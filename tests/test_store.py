@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import resnet_ablate as ra
-from conftest import assert_usage_error
+from conftest import assert_usage_error, run_python
 from resnet_ablate.analysis import collect as C
 from resnet_ablate.analysis import parts
 from resnet_ablate.analysis.collect import EXIT_SKIPPED, collect
@@ -204,8 +204,7 @@ def test_a_history_arrows_reader_refuses_is_read_by_duckdb(tmp_path):
 def test_the_parts_of_a_collect_still_running_are_kept(tmp_path):
     """Unnamed parts are removed when their writer is this process or gone, kept while it
     runs (a collect beside this one)."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = run_python("import os; print(os.getpid())").stdout.strip()
     names = {"named": "part-1-aa.parquet", "live": f"part-{os.getppid()}-bb.parquet",
              "dead": f"part-{dead}-cc.parquet", "ours": f"part-{os.getpid()}-dd.parquet"}
     for name in names.values():

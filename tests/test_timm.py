@@ -9,8 +9,6 @@ loading a run's model.pt through timm (a digits run too), timm's train.py flags 
 timm.create_model, one step of timm's own training pieces, lazy import.
 """
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,6 +19,8 @@ timm = pytest.importorskip("timm")
 from timm.layers import DropBlock2d, DropPath, set_layer_config  # noqa: E402
 from timm.layers._fx import create_feature_extractor, get_graph_node_names  # noqa: E402
 from timm.models import get_notrace_functions, get_notrace_modules  # noqa: E402
+
+from conftest import run_python  # noqa: E402
 
 from resnet_ablate.models.timm_models import timm_name  # noqa: E402
 
@@ -487,8 +487,7 @@ def test_timm_is_imported_only_when_needed():
             "from resnet_ablate.cli import main; main(['models', 'resnet56*']);"
             "assert 'timm' not in sys.modules, 'timm imported';"
             "import timm; print(timm.create_model('ra_resnet56_a').num_features)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "64"
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_python
 from resnet_ablate.analysis.collect import collect
 from resnet_ablate.tracking import logged_in, resolve_mode
 
@@ -29,13 +30,10 @@ def test_offline_without_credentials(no_credentials):
 def test_online_with_a_key_wandb_itself_finds(no_credentials):
     """In a process of its own: wandb.login keeps what it found for the process."""
     import os
-    import subprocess
-    import sys
 
     code = "from resnet_ablate.tracking import resolve_mode; print(resolve_mode('auto'))"
     env = {**os.environ, "WANDB_API_KEY": "a" * 40}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = run_python(code, env=env, timeout=120)
     assert out.stdout.strip() == "online", out.stderr
 
 

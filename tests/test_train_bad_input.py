@@ -2,14 +2,12 @@
 traceback and exit 1, never a "usage error". Each case here is a row of
 docs/reliability.md."""
 
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from conftest import assert_usage_error, run_cli
+from conftest import assert_usage_error, run_cli, run_python
 from resnet_ablate.errors import InputError
 
 
@@ -109,8 +107,7 @@ spec = ra.get_spec("viewing20")
 meta = counting._measure_on(counting._short_model(spec), spec, 32, "meta")
 print(counting.check_size(spec, 32, 10 ** 12, 10 ** 12)["activations"] == meta[0] > 0)
 """
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_python(script, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["no-dynamo", "252887680", "True"], proc.stdout
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_python
 
 
 def _floor() -> str:
@@ -41,8 +41,7 @@ def test_the_declared_wandb_floor_runs_a_training(floor_wandb, tmp_path):
     code = ("import sys, wandb; print(wandb.__version__); "
             "from resnet_ablate.tracking import logged_in; print(logged_in(), flush=True); "
             "from resnet_ablate.cli import main; sys.exit(main(%r))" % train)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_python(code, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[0] in (version, version + ".0")
     assert proc.stdout.split()[1] == "False"
