@@ -23,6 +23,7 @@ from resnet_ablate.analysis import collect as C
 from resnet_ablate.analysis import parts
 from resnet_ablate.analysis.collect import EXIT_SKIPPED, collect
 from resnet_ablate.analysis.store import FORMAT, Store
+from resnet_ablate.errors import InputError
 from synthetic import history, make_runs, summary, write_run
 
 
@@ -177,10 +178,64 @@ def test_a_store_moved_without_its_history_folder_or_a_part_cut_short(tmp_path, 
     (part,) = parts.folder(moved).iterdir()
     part.write_bytes(part.read_bytes()[:1000])
     assert_usage_error(cli_inproc("sql", moved, "select count(*) from history"),
-                       "s.duckdb.history", "cannot be read")
+                       f"history part {part.name} is 1,000 bytes, written as", "collect again")
     reads.clear()
     c = collect([runs], store=moved)
     assert dict(reads) == {"summary": 3, "history": 3} and len(c.history()) == 3 * 30
+
+
+def test_a_part_whose_bytes_changed_is_refused_and_a_copied_store_reads(tmp_path, cli_inproc,
+                                                                        reads):
+    """DuckDB reads bytes flipped inside a page as numbers, without an error: a part whose
+    bytes changed since collect wrote it (same size) is refused in one line by every
+    reader, nothing written; the next collect rebuilds the store. A copy of the store with
+    new times (`cp -r`) reads the same (its CRC-32 checked), and a collect of the copy
+    records its times without reading a run again."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    runs, store = tmp_path / "runs", tmp_path / "s.duckdb"
+    make_runs(runs, 3)
+    collect([runs], store=store)
+    good = _history_sum(store)
+    (part,) = parts.folder(store).iterdir()
+
+    copy = tmp_path / "copy" / "s.duckdb"
+    copy.parent.mkdir()
+    shutil.copy(store, copy)
+    shutil.copytree(parts.folder(store), parts.folder(copy), copy_function=shutil.copy)
+    copied = parts.folder(copy) / part.name
+    os.utime(copied, ns=(10**18, 10**18))  # other times, the same bytes
+    assert _history_sum(copy) == good
+    reads.clear()
+    collect([runs], store=copy)
+    assert dict(reads) == {}  # nothing re-read: the copy's parts are the ones written
+    db = Store.open(copy)
+    try:
+        assert db._part_files()[part.name][1] == 10**18  # the copy's time, recorded
+    finally:
+        db.close()
+
+    column = pq.read_metadata(part).row_group(0).column(4)  # train_err
+    assert column.path_in_schema == "train_err"
+    data = bytearray(part.read_bytes())
+    start = column.data_page_offset + column.total_compressed_size // 3
+    for i in range(start, start + 64, 7):
+        data[i] ^= 0x55
+    part.write_bytes(bytes(data))  # the same size
+    garbage = duckdb.sql(f"SELECT sum(train_err) FROM '{part}'").fetchall()[0][0]
+    assert garbage != pytest.approx(good[1])  # what a reader would have drawn, silently
+    for args in (("sql", store, "select count(*) from history"),
+                 ("compare", "--store", store),
+                 ("figures", "--store", store, "--out", tmp_path / "f", "--figures", "fig6")):
+        assert_usage_error(cli_inproc(*args), f"history part {part.name} has other bytes",
+                           "CRC-32 differs", "collect again")
+    assert not (tmp_path / "f").exists()
+    with pytest.raises(InputError, match="CRC-32 differs"):
+        ra.history(store)
+    reads.clear()
+    collect([runs], store=store)  # rebuilt whole, from the runs
+    assert dict(reads) == {"summary": 3, "history": 3} and _history_sum(store) == good
 
 
 def test_a_history_arrows_reader_refuses_is_read_by_duckdb(tmp_path):

@@ -22,6 +22,8 @@ Tables (a column with a dot is quoted in SQL: "protocol_fields.lr"):
                made a view by Store.open (a temporary view: the folder may move with the
                store); an in-memory store holds them in a table
   history_parts  bookkeeping: which part file holds which run's rows (rows, last iteration)
+  part_files   bookkeeping: each part's bytes, mtime and CRC-32 as written; a part changed
+               since (a flipped byte DuckDB would read as a number) is refused in one line
   evaluations  one row per evaluation: run_id, iteration, the split metrics (val_loss,
                val_err, test_loss, test_err) and the training error and loss averaged over
                the interval since the previous evaluation (train_err, train_loss; n_train
@@ -54,9 +56,10 @@ from ..run import record
 from ..run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS
 from . import parts
 
-# The store's layout (2: evaluations a table, not a view; 3: history in Parquet parts); a
-# store of a higher number is refused, a lower one rebuilt.
-FORMAT = 3
+# The store's layout (2: evaluations a table, not a view; 3: history in Parquet parts; 4:
+# each part's size, mtime and CRC-32 kept); a store of a higher number is refused, a lower
+# one rebuilt.
+FORMAT = 4
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool; beyond it spills to <store>.tmp/ (RSS < 1 GB)
 CURVE_POINTS = 2000  # a figure's resolution: at most this many points per curve
 METRIC_COLUMNS = HISTORY_COLUMNS[1:] + EVAL_COLUMNS  # the history's metrics, by their names
@@ -106,6 +109,7 @@ EVALUATION_COLUMNS_SQL = {"run_id": "VARCHAR", "iteration": "BIGINT",
 _TABLES = {
     "meta": "key VARCHAR PRIMARY KEY, value VARCHAR",
     "history_parts": parts.TABLE_DDL,
+    "part_files": parts.FILES_DDL,
     "evaluations": ", ".join(f"{q(c)} {t}" for c, t in EVALUATION_COLUMNS_SQL.items()),
     "responses": 'run_id VARCHAR, "index" BIGINT, layer VARCHAR, std DOUBLE',
     "probes": "run_id VARCHAR, probe VARCHAR, settings VARCHAR, result VARCHAR",
@@ -287,15 +291,47 @@ class Store:
             "SELECT DISTINCT part FROM history_parts ORDER BY part").fetchall()]
 
     def parts_unreadable(self) -> list[str]:
-        """The parts the store names that are not in its folder or not Parquet files (their
-        footers are read: ~1 ms a part)."""
-        return [n for n in self.named_parts() if not parts.readable(self.parts_dir / n)]
+        """The parts the store names that are not in its folder, not Parquet files (their
+        footers are read: ~1 ms a part) or changed since written. A part that only has new
+        times (a copied store) gets them recorded, so the next check is a stat again."""
+        recorded = self._part_files()
+        bad, moved = [], []
+        for n in self.named_parts():
+            path = self.parts_dir / n
+            why = parts.changed(path, recorded[n]) if n in recorded else None
+            if why is not None or not parts.readable(path):
+                bad.append(n)
+            elif n in recorded and (now := os.stat(path).st_mtime_ns) != recorded[n][1]:
+                moved.append((now, n))
+        if moved and not bad:
+            self.conn.executemany("UPDATE part_files SET mtime_ns = ? WHERE part = ?", moved)
+        return bad
+
+    def _part_files(self) -> dict[str, tuple[int, int, int]]:
+        """Each part's (bytes, mtime_ns, CRC-32) as written; {} for a store of format 3,
+        which kept none (read as it is; a collect rebuilds it)."""
+        if "part_files" not in self.tables():
+            return {}
+        return {r[0]: tuple(r[1:]) for r in self.conn.execute(
+            "SELECT part, bytes, mtime_ns, crc32 FROM part_files").fetchall()}
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
 
     def refresh_history(self) -> None:
         """This connection's history view over the parts the store names now; InputError
-        (one line) when they are not there (a store moved without its folder)."""
+        (one line) when they are not there (a store moved without its folder) or one was
+        changed since it was written (its bytes would be read as numbers)."""
         import duckdb
 
+        recorded = self._part_files()
+        for n in self.named_parts():
+            path = self.parts_dir / n
+            why = parts.changed(path, recorded[n]) if n in recorded else None
+            if why is not None and os.path.lexists(path):  # missing: the view names the folder
+                raise InputError(f"{self.path}: history part {n} {why}; collect again (it "
+                                 "rebuilds the store)")
         try:
             self.conn.execute("CREATE OR REPLACE TEMP VIEW history AS " + parts.view_sql(
                 self.parts_dir, self.named_parts(), HISTORY_COLUMNS_SQL))
@@ -328,6 +364,7 @@ class Store:
             left = None if all_dropped else parts.without(self.parts_dir, part, set(run_ids),
                                                           HISTORY_COLUMNS_SQL)
             self.conn.execute("DELETE FROM history_parts WHERE part = ?", [part])
+            self.conn.execute("DELETE FROM part_files WHERE part = ?", [part])
             if left is not None:
                 self._name(*left)
         if hit and refresh:
@@ -337,6 +374,8 @@ class Store:
         self.written.append(part)
         self.conn.executemany("INSERT INTO history_parts VALUES (?, ?, ?, ?)",
                               [(part, *r) for r in runs])
+        self.conn.execute("INSERT INTO part_files VALUES (?, ?, ?, ?)",
+                          [part, *parts.identity(self.parts_dir / part)])
 
     # -- reading -------------------------------------------------------------------
     def columns(self, table: str) -> list[str]:
