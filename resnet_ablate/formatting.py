@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -56,17 +57,23 @@ def _is_number(text: str) -> bool:
 
 
 def _csv_cell(value: Any) -> str:
-    """A text cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR first:
-    a run id or label from someone's record) gets a leading ', as OWASP advises; numbers,
-    and text that is a plain number ("-0.31"), stay as they are. A CR becomes a newline: the
-    writer quotes only the characters of its line end, so a bare CR would split the row."""
+    """A text cell that a spreadsheet would run as a formula (=, +, -, @, tab or CR first:
+    a run id or label from someone's record) gets a leading ', as OWASP advises. Left as
+    they are: numbers; text that is a plain number ("-0.31"); and a signed statistic the
+    harness wrote ("-1.33 [-6.05, +3.39] (vs 20)", "+0.4%"): a sign, a digit, and no
+    function call or DDE link (`name(`, `|`, `!`), the only ways a formula reaches code or
+    the network. A CR becomes a newline: the writer quotes only the characters of its line
+    end, so a bare CR would split the row."""
     text = _cell(value).replace("\r\n", "\n").replace("\r", "\n")
-    if isinstance(value, str) and value[:1] in _FORMULA_START and not _is_number(text):
-        return "'" + text
-    return text
+    if not isinstance(value, str) or value[:1] not in _FORMULA_START or _is_number(text):
+        return text
+    if text[0] in "+-" and text[1:2].isdigit() and not _CALL.search(text):
+        return text
+    return "'" + text
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CALL = re.compile(r"[A-Za-z_][\w.]*\s*\(|[|!]")
 
 
 def render(rows: Any, fmt: str) -> str:

@@ -251,22 +251,29 @@ def test_markdown_text_and_slugs():
 def test_csv_tables_never_hand_a_spreadsheet_a_formula():
     """A recorded name that starts like a formula (=, +, -, @, tab, CR) is written with a
     leading ' in every CSV table (the report's tables/*.csv, `--format csv`), headers too;
-    numbers, negative ones included, and text that is a plain number stay as they are; a
-    CR, which the writer does not quote, becomes a quoted newline instead of a split row."""
+    numbers, text that is a plain number and the harness's signed statistics (a sign, a
+    digit, no function call or DDE link) stay as they are; a CR, which the writer does not
+    quote, becomes a quoted newline instead of a split row."""
     import csv
     import io
 
     from resnet_ablate.formatting import render
 
-    hostile = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+2", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
-    rows = [{"model": name, "delta": -0.31, "text": "-0.31", "n": -2, "e": "1e-3"}
-            for name in hostile]
-    rows.append({"model": "resnet20-A", "delta": None, "text": "", "n": 3, "e": "-inf"})
+    hostile = ["=HYPERLINK(\"http://evil\",\"x\")", "=1+1", "+cmd|' /C calc'!A0",
+               "-1+HYPERLINK(\"http://evil\")", "-2+cmd|' /C calc'!A0", "@SUM(A1)", "\t=1",
+               "\r=1"]
+    stats = ["-1.33 [-6.05, +3.39] (vs 20)", "+0.4%", "+1.00 [n/a] (vs 20)", "-0.31"]
+    rows = [{"model": name, "delta": -0.31, "stat": stat, "n": -2, "e": "1e-3"}
+            for name in hostile for stat in stats[:1]]
+    rows += [{"model": "resnet20-A", "delta": None, "stat": stat, "n": 3, "e": "-inf"}
+             for stat in stats]
     back = list(csv.reader(io.StringIO(render(rows, "csv"), newline="")))
-    assert back[0] == ["model", "delta", "text", "n", "e"]
-    assert [r[0] for r in back[1:]] == ["'" + h for h in hostile[:-1]] + ["'\n=1", "resnet20-A"]
-    assert all(r[1:] == ["-0.31", "-0.31", "-2", "1e-3"] for r in back[1:-1])
-    assert back[-1][1:] == ["", "", "3", "-inf"]
+    assert back[0] == ["model", "delta", "stat", "n", "e"]
+    assert [r[0] for r in back[1:len(hostile) + 1]] == ["'" + h for h in hostile[:-1]] + [
+        "'\n=1"]
+    assert all(r[1:] == ["-0.31", stats[0], "-2", "1e-3"] for r in back[1:len(hostile) + 1])
+    assert [r[2] for r in back[len(hostile) + 1:]] == stats  # the harness's own, unchanged
+    assert back[-1] == ["resnet20-A", "", "-0.31", "3", "-inf"]
     header = list(csv.reader(io.StringIO(render([{"=cmd": 1}], "csv"))))[0]
     assert header == ["'=cmd"]
 

@@ -259,7 +259,9 @@ def test_a_history_arrows_reader_refuses_is_read_by_duckdb(tmp_path):
 def test_the_parts_of_a_collect_still_running_are_kept(tmp_path):
     """Unnamed parts are removed when their writer is this process or gone, kept while it
     runs (a collect beside this one)."""
-    dead = run_python("import os; print(os.getpid())").stdout.strip()
+    child = run_python("import os; print(os.getpid())")
+    assert child.returncode == 0 and child.stdout.strip().isdigit(), child.stderr
+    dead = child.stdout.strip()
     names = {"named": "part-1-aa.parquet", "live": f"part-{os.getppid()}-bb.parquet",
              "dead": f"part-{dead}-cc.parquet", "ours": f"part-{os.getpid()}-dd.parquet"}
     for name in names.values():

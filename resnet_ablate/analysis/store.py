@@ -191,6 +191,9 @@ class Store:
         home = home or path
         self.parts_dir = parts.folder(home) if home is not None else None
         self.written: list[str] = []  # parts this connection wrote (removed if it fails)
+        self.checked: set[str] = set()  # parts found as written (or written) by this one
+        self.retimed: list[tuple[int, str]] = []  # (mtime_ns, part): a copy's new times
+        self._keeps_files: bool | None = None  # whether the store has part_files (format 4)
 
     def step(self) -> None:
         """A point where a fresh store commits what it has so far: no one sees it before
@@ -292,28 +295,40 @@ class Store:
 
     def parts_unreadable(self) -> list[str]:
         """The parts the store names that are not in its folder, not Parquet files (their
-        footers are read: ~1 ms a part) or changed since written. A part that only has new
-        times (a copied store) gets them recorded, so the next check is a stat again."""
+        footers are read: ~1 ms a part) or changed since written. The new times of parts
+        whose CRC still matches (a copied store) go to `retimed`, for the collect's
+        transaction to record (the next check is a stat again)."""
         recorded = self._part_files()
-        bad, moved = [], []
+        bad, self.retimed = [], []
         for n in self.named_parts():
             path = self.parts_dir / n
             why = parts.changed(path, recorded[n]) if n in recorded else None
             if why is not None or not parts.readable(path):
                 bad.append(n)
-            elif n in recorded and (now := os.stat(path).st_mtime_ns) != recorded[n][1]:
-                moved.append((now, n))
-        if moved and not bad:
-            self.conn.executemany("UPDATE part_files SET mtime_ns = ? WHERE part = ?", moved)
+                continue
+            self.checked.add(n)
+            if n in recorded and (now := os.stat(path).st_mtime_ns) != recorded[n][1]:
+                self.retimed.append((now, n))
         return bad
 
-    def _part_files(self) -> dict[str, tuple[int, int, int]]:
-        """Each part's (bytes, mtime_ns, CRC-32) as written; {} for a store of format 3,
-        which kept none (read as it is; a collect rebuilds it)."""
-        if "part_files" not in self.tables():
+    def record_times(self) -> None:
+        """The `retimed` parts' new times, in the open transaction (a full disk fails the
+        collect in one line, like any of its writes)."""
+        if self.retimed:
+            self.conn.executemany("UPDATE part_files SET mtime_ns = ? WHERE part = ?",
+                                  self.retimed)
+
+    def _part_files(self, names: list[str] | None = None) -> dict[str, tuple[int, int, int]]:
+        """Each part's (bytes, mtime_ns, CRC-32) as written (of `names`, or all); {} for a
+        store of format 3, which kept none (read as it is; a collect rebuilds it)."""
+        if self._keeps_files is None:
+            self._keeps_files = "part_files" in self.tables()
+        if not self._keeps_files:
             return {}
-        return {r[0]: tuple(r[1:]) for r in self.conn.execute(
-            "SELECT part, bytes, mtime_ns, crc32 FROM part_files").fetchall()}
+        sql = "SELECT part, bytes, mtime_ns, crc32 FROM part_files"
+        rows = (self.conn.execute(sql + " WHERE part IN (SELECT unnest($n::VARCHAR[]))",
+                                  {"n": names}) if names is not None else self.conn.execute(sql))
+        return {r[0]: tuple(r[1:]) for r in rows.fetchall()}
 
     def tables(self) -> set[str]:
         return {r[0] for r in self.conn.execute(
@@ -325,16 +340,20 @@ class Store:
         changed since it was written (its bytes would be read as numbers)."""
         import duckdb
 
-        recorded = self._part_files()
-        for n in self.named_parts():
+        named = self.named_parts()
+        new = [n for n in named if n not in self.checked]
+        recorded = self._part_files(new) if new else {}
+        for n in new:  # each part once per connection: parts never change once written
             path = self.parts_dir / n
             why = parts.changed(path, recorded[n]) if n in recorded else None
             if why is not None and os.path.lexists(path):  # missing: the view names the folder
                 raise InputError(f"{self.path}: history part {n} {why}; collect again (it "
                                  "rebuilds the store)")
+            if why is None:
+                self.checked.add(n)
         try:
             self.conn.execute("CREATE OR REPLACE TEMP VIEW history AS " + parts.view_sql(
-                self.parts_dir, self.named_parts(), HISTORY_COLUMNS_SQL))
+                self.parts_dir, named, HISTORY_COLUMNS_SQL))
         except duckdb.Error as exc:
             raise InputError(f"{self.path}: its history ({self.parts_dir}) cannot be read "
                              f"({one_line(exc, 120)}); keep the folder beside the store, "
@@ -376,6 +395,7 @@ class Store:
                               [(part, *r) for r in runs])
         self.conn.execute("INSERT INTO part_files VALUES (?, ?, ?, ?)",
                           [part, *parts.identity(self.parts_dir / part)])
+        self.checked.add(part)
 
     # -- reading -------------------------------------------------------------------
     def columns(self, table: str) -> list[str]:
@@ -593,6 +613,7 @@ def writing(path: str | os.PathLike):
             parts.ensure(store.parts_dir)
             store.refresh_history()
             store.conn.execute("BEGIN TRANSACTION")
+            store.record_times()
             stale = store.meta("record_schema") != schema_digest()
             if stale:
                 store.rebuild_runs()
