@@ -401,6 +401,31 @@ def test_a_full_disk_mid_collect_is_one_line_and_leaves_the_store(tmp_path):
     assert _history_sum(store) == before
 
 
+def test_a_full_disk_while_a_copied_store_records_its_times_is_one_line(tmp_path):
+    """The collect of a copied store (its parts' new times, CRC unchanged) records those
+    times in its own transaction: a disk that is full then fails it in one line, exit 2,
+    and the copy reads as before (the times were once written outside it: a traceback)."""
+    runs, store = tmp_path / "runs", tmp_path / "s.duckdb"
+    make_runs(runs, 3)
+    collect([runs], store=store)
+    good = _history_sum(store)
+    for part in parts.folder(store).iterdir():
+        os.utime(part, ns=(10**18, 10**18))  # as a copy leaves them: other times
+    limit = 1  # no log can be written: the first write of the collect fails
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as a full disk's ENOSPC
+
+    proc = subprocess.run([sys.executable, "-m", "resnet_ablate", "collect", "--runs",
+                           str(runs), "--out", str(store)], preexec_fn=small_disk,
+                          capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "cannot write the store" in lines[0] and "Traceback" not in proc.stderr
+    assert _history_sum(store) == good
+
+
 def test_a_store_that_is_not_one_is_one_line_and_untouched(tmp_path, cli_inproc):
     runs = tmp_path / "runs"
     make_runs(runs, 2)
