@@ -193,7 +193,6 @@ class Store:
         self.written: list[str] = []  # parts this connection wrote (removed if it fails)
         self.checked: set[str] = set()  # parts found as written (or written) by this one
         self.retimed: list[tuple[int, str]] = []  # (mtime_ns, part): a copy's new times
-        self._keeps_files: bool | None = None  # whether the store has part_files (format 4)
 
     def step(self) -> None:
         """A point where a fresh store commits what it has so far: no one sees it before
@@ -321,18 +320,12 @@ class Store:
     def _part_files(self, names: list[str] | None = None) -> dict[str, tuple[int, int, int]]:
         """Each part's (bytes, mtime_ns, CRC-32) as written (of `names`, or all); {} for a
         store of format 3, which kept none (read as it is; a collect rebuilds it)."""
-        if self._keeps_files is None:
-            self._keeps_files = "part_files" in self.tables()
-        if not self._keeps_files:
+        if self.format() < 4:
             return {}
         sql = "SELECT part, bytes, mtime_ns, crc32 FROM part_files"
         rows = (self.conn.execute(sql + " WHERE part IN (SELECT unnest($n::VARCHAR[]))",
                                   {"n": names}) if names is not None else self.conn.execute(sql))
         return {r[0]: tuple(r[1:]) for r in rows.fetchall()}
-
-    def tables(self) -> set[str]:
-        return {r[0] for r in self.conn.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
 
     def refresh_history(self) -> None:
         """This connection's history view over the parts the store names now; InputError
