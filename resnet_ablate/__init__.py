@@ -26,13 +26,14 @@ _EXPORTS = {
     "register_probe": "resnet_ablate.probes.registry",
     "VariantSpec": "resnet_ablate.variants.spec",
     "load_plugins": ("resnet_ablate.variants.plugins", "load"),
-    # The notebook API: collect runs, then ra.figures.error_vs_depth(c) -> (fig, caption)
-    # and ra.tables.table6(c) -> (DataFrame, caption). Importing them sets no backend.
-    "collect": "resnet_ablate.analysis.collect",
+    # The notebook API: c = ra.read_runs(["runs"]) reads run directories as they are, then
+    # ra.figures.error_vs_depth(c) -> (fig, caption), ra.tables.table6(c) -> (DataFrame,
+    # caption). Importing them sets no backend.
+    "read_runs": "resnet_ablate.analysis.rundirs",
     "figures": ("resnet_ablate.analysis.figures", None),
     "tables": ("resnet_ablate.analysis.tables", None),
-    "runs": "resnet_ablate.analysis.store",  # ra.runs(store): the runs table, a DataFrame
-    "history": "resnet_ablate.analysis.store",  # ra.history(store, where=..., max_points=...)
+    "runs": "resnet_ablate.analysis.rundirs",  # ra.runs(dirs, where=...): a DataFrame
+    "history": "resnet_ablate.analysis.rundirs",  # ra.history(dirs, where=..., max_points=...)
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -15,6 +15,43 @@ from .errors import InputError
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 
 
+# Characters a terminal acts on instead of showing: C0 controls (ESC starts screen clears,
+# titles and OSC 52 clipboard writes), DEL, C1 controls (0x9b is a one-byte CSI), and the
+# bidirectional overrides that make text read other than it is.
+_BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def _escaped(ch: str) -> str:
+    o = ord(ch)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` as a terminal shows it, as text: every control character (but those in `keep`),
+    DEL, C1 controls and bidi overrides written as escapes (\\x1b, \\u202e)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(_escaped(ch) if (ord(ch) < 0x20 and ch not in keep) or 0x7f <= ord(ch)
+                   <= 0x9f or ord(ch) in _BIDI else ch for ch in text)
+
+
+class TextOnly:
+    """A text stream (the CLI's stdout) that writes what it is given as text: tables, lines
+    and messages built from records can never act on the terminal (printable; newlines and
+    tabs kept)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, keep="\n\t"))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def human(n: float | int | None) -> str:
     """12_345_678 -> '12.35M'; None/NaN -> ''."""
     if n is None or (isinstance(n, float) and math.isnan(n)):

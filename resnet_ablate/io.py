@@ -161,6 +161,8 @@ def read_json(path: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES,
         return json.loads(data.decode("utf-8"), parse_constant=_no_constants)
     except UnicodeDecodeError:
         raise InputError(f"{Path(path).name} is not UTF-8 text") from None
+    except RecursionError:  # not a ValueError: JSON nested thousands deep
+        raise InputError(f"{Path(path).name} is nested too deeply to be a record") from None
     except ValueError as exc:
         msg = getattr(exc, "msg", None) or str(exc)
         raise InputError(f"{Path(path).name} is not JSON ({msg})") from None

@@ -1,6 +1,6 @@
 """Paper experiments (bundled experiments/*.yaml, or a path): which sweeps, which protocol,
 which figures and tables. `run_experiment` plans every run (each once, however many of the
-experiment's sweeps list it), runs what is not done, collects, and writes the report; the
+experiment's sweeps list it), runs what is not done, reads the runs, and writes the report; the
 CLI's `reproduce` and `demo` only call it and print."""
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ class ExperimentResult:
     failed: bool = False
     dry_run: bool = False
     out: Path | None = None
-    skipped: list = field(default_factory=list)  # (run directory, why) collect could not read
+    skipped: list = field(default_factory=list)  # (run directory, why) not readable
 
 
 def plan_experiment(exp: Experiment, settings: dict[str, Any] | None = None) -> list:
@@ -152,7 +152,7 @@ def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | 
                    gpus: list[str] | None = None, jobs_per_gpu: int = 1,
                    settings: dict[str, Any] | None = None, invoked_as: str | None = None,
                    log: Callable[[str], None] = print) -> ExperimentResult:
-    """Plan, run what is missing, collect, report. Every sweep is validated and every run
+    """Plan, run what is missing, read the runs, report. Every sweep is validated and every run
     planned before any starts. `settings` (--set KEY=VALUE) hold in every run (data_dir:
     where the data is; its default is $RESNET_ABLATE_DATA, else data). Jobs submitted
     without waiting (a launcher's --no-wait) leave the report to a rerun."""
@@ -171,28 +171,27 @@ def run_experiment(name_or_path: str, runs_dir: Path | None = None, out: Path | 
     if dry_run:
         return result
     runner.run()
-    if runner.submitted:  # --no-wait: nothing to collect yet
+    if runner.submitted:  # --no-wait: nothing to read yet
         return result
     result.failed = any(r.state == "failed" for r in runner.runs)
     run_probes(probing, runner.runs, runs_dir, log)
-    from .analysis.collect import collect
     from .analysis.report import build
+    from .analysis.rundirs import read_runs
 
     commands = commands + [shlex.join(["resnet-ablate", "figures", "--runs", str(runs_dir),
                                        "--out", str(out)])]
-    # the experiment's own runs, whatever else is there; the store stays with the report (a
-    # second reproduce reads only new and changed runs)
-    collected = collect([runs_dir], store=out / "data" / "store.duckdb")
-    result.skipped = collected.skipped
-    collected = collected.subset(collected.runs[collected.runs["run_id"].isin(
-        {r.run_id for r in runner.runs})])
+    # the experiment's own runs, whatever else is there, read where they lie
+    runs = read_runs([runs_dir])
+    runs.check_histories()
+    result.skipped = runs.skipped
+    ours = runs.subset(runs.runs[runs.runs["run_id"].isin({r.run_id for r in runner.runs})])
     invoked = invoked_as or shlex.join(["resnet-ablate", "reproduce", name_or_path])
     import pandas as pd
 
     # The plan, so that a planned run that left no record is counted ("not run").
     planned = pd.DataFrame({"run_id": [r.run_id for r in runner.runs]})
     result.report = build(
-        collected, out, figures=list(exp.figures), tables=list(exp.tables),
+        ours, out, figures=list(exp.figures), tables=list(exp.tables),
         commands=[invoked, "# which ran:", *commands], title=exp.title,
         notes=list(exp.notes), progress=log, planned=planned, edf=exp.edf)
     return result

@@ -248,12 +248,12 @@ def paper_match(row: Mapping[str, Any]) -> Match:
     registered variant unchanged (but for classes and channels, which follow the data), and
     every factor of the rest must be the paper's."""
     from .run.protocol import get_protocol
-    from .variants.registry import VARIANTS
+    from .variants.paper import paper_factors
 
     model = row.get("model")
-    if not isinstance(model, str) or model not in VARIANTS:
-        return Match(None, "paper: n/a — not a registered variant")
-    spec = VARIANTS.get(model).factors()
+    spec = paper_factors().get(model) if isinstance(model, str) else None
+    if spec is None:  # (the papers' variants, known without building a network)
+        return Match(None, f"paper: n/a — {model} is none of the papers' variants")
     changed = [k for k, v in spec.items() if k not in ("name", "num_classes", "in_chans")
                and k in row and _value(row, k) != v]
     if changed:

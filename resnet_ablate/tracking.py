@@ -5,7 +5,7 @@ Online when wandb's own login check finds credentials, offline otherwise (sync l
 `wandb sync`), disabled on request. An online run whose server does not answer within a
 few seconds falls back to an offline run, kept for a later `wandb sync`. If W&B fails or
 dies mid-run, the run goes on and says so once; the local record (summary.json,
-history.csv) is complete whatever happens here.
+history.parquet) is complete whatever happens here.
 """
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ class Tracker:
     def _fail(self, what: str, exc: BaseException) -> None:
         self.failed = f"W&B {what}: {type(exc).__name__}: {exc}".strip()
         print(f"resnet-ablate: warning: {self.failed}; training goes on, the local record "
-              "in summary.json/history.csv stays complete", file=sys.stderr, flush=True)
+              "in summary.json/history.parquet stays complete", file=sys.stderr, flush=True)
         run, self.run = self.run, None
         if run is not None:
             try:

@@ -78,6 +78,13 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
                           timeout=timeout)
 
 
+def history_rows(run_dir: Path):
+    """A run's history.parquet as a DataFrame (one row per iteration)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(Path(run_dir) / "history.parquet").to_pandas()
+
+
 def run_python(code: str, *args, cwd=None, env=None, timeout=300):
     """`python -c CODE ARGS` in a fresh interpreter (what a process imports by itself, a
     user's script); env=None inherits this one. Returns CompletedProcess, text output."""

@@ -1,7 +1,8 @@
 """Run directories without training: a summary.json built through the run record's schema
-(resnet_ablate.run.record, checked as the harness checks what it writes) and a history.csv
-written by the harness's own History, for tests and benchmarks/collect_scale.py that need
-hundreds of runs (or runs of 64,000 iterations) in seconds."""
+(resnet_ablate.run.record, checked as the harness checks what it writes) and a
+history.parquet written by the harness's own History, for tests and
+benchmarks/analysis_scale.py that need hundreds of runs (or runs of 64,000 iterations) in
+seconds."""
 from __future__ import annotations
 
 import copy
@@ -97,24 +98,25 @@ def history(iterations: int = 30, eval_every: int = 10, seed: int = 0) -> Histor
     return h
 
 
-def write_run(runs: Path, run_id: str, *, history_text: str | None = None, **kw) -> RunDir:
-    """runs/<run_id>/summary.json and history.csv (the given text, else a fresh history)."""
+def write_run(runs: Path, run_id: str, *, history_bytes: bytes | None = None, **kw) -> RunDir:
+    """runs/<run_id>/summary.json and history.parquet (the given bytes, else a fresh
+    history)."""
     rundir = RunDir(runs, run_id)
     rundir.path.mkdir(parents=True, exist_ok=True)
     s = summary(run_id, **kw)
     rundir.summary_path.write_text(json.dumps(s, indent=2))
-    if history_text is None:
-        history_text = history(kw.get("iterations", 30), kw.get("eval_every", 10),
-                               kw.get("seed", 0)).to_csv()
-    rundir.history_path.write_text(history_text)
+    if history_bytes is None:
+        history_bytes = history(kw.get("iterations", 30), kw.get("eval_every", 10),
+                                kw.get("seed", 0)).to_parquet()
+    rundir.history_path.write_bytes(history_bytes)
     return rundir
 
 
 def make_runs(runs: Path, n: int, start: int = 0, iterations: int = 30, eval_every: int = 10,
               templates: int | None = None) -> list[str]:
-    """n runs (models x seeds) named run-<i>; `templates`: that many distinct history texts
-    shared round-robin (64,000-iteration histories take a while to format)."""
-    texts = ([history(iterations, eval_every, seed=k).to_csv() for k in range(templates)]
+    """n runs (models x seeds) named run-<i>; `templates`: that many distinct histories
+    shared round-robin (64,000-iteration histories take a while to build)."""
+    files = ([history(iterations, eval_every, seed=k).to_parquet() for k in range(templates)]
              if templates else None)
     ids = []
     for i in range(start, start + n):
@@ -122,6 +124,6 @@ def make_runs(runs: Path, n: int, start: int = 0, iterations: int = 30, eval_eve
         run_id = f"run-{i:05d}"
         write_run(runs, run_id, model=model, seed=i // len(MODELS), iterations=iterations,
                   eval_every=eval_every, test_err=5.0 + (i % 7),
-                  history_text=texts[i % len(texts)] if texts else None)
+                  history_bytes=files[i % len(files)] if files else None)
         ids.append(run_id)
     return ids

@@ -1,4 +1,4 @@
-"""From small real runs to the paper's figures and tables: collect, compare, figures,
+"""From small real runs to the paper's figures and tables: read in place, compare, figures,
 reproduce; one condition is one group, a seed counts once, the paper's numbers compared
 like with like, and what the report says it measured."""
 import json
@@ -6,13 +6,15 @@ import re
 import shutil
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from scipy import stats
 
-from conftest import assert_usage_error
-from resnet_ablate.analysis.collect import EXIT_SKIPPED, Collected, collect, open_collected
+from conftest import assert_usage_error, history_rows
+from resnet_ablate.analysis.rundirs import EXIT_SKIPPED, RunSet, read_runs
 from resnet_ablate.analysis.report import degradation_findings
 from resnet_ablate.analysis.stats import by_condition
+from resnet_ablate.run.rundir import parquet_bytes
 from resnet_ablate.analysis.vocab import labels
 
 
@@ -75,7 +77,7 @@ def test_report_states_what_was_measured(mini):
     """The findings quote the measured means (the paper's training error) with their 95%
     t-intervals, and Welch's p with its Holm-adjusted value, never a fixed sentence."""
     root, proc = mini
-    r = collect([root / "runs"]).runs
+    r = read_runs([root / "runs"]).runs
     p56 = r[(r["family"] == "plain") & (r["depth"] == 56)]["final_train_err"]
     p20 = r[(r["family"] == "plain") & (r["depth"] == 20)]["final_train_err"]
     index = _unescaped((root / "report" / "index.md").read_text())
@@ -114,7 +116,7 @@ def test_compare_reports_mean_std_and_welch(mini, cli_inproc):
     assert proc.returncode == 0, proc.stderr
     rows = {r["condition"]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {"plain-20", "plain-56", "ResNet-20", "ResNet-56"}
-    c = collect([root / "runs"]).runs
+    c = read_runs([root / "runs"]).runs
     a = c[(c["family"] == "resnet") & (c["depth"] == 56)]["final_test_err"]
     b = c[(c["family"] == "resnet") & (c["depth"] == 20)]["final_test_err"]
     row = rows["ResNet-56"]
@@ -179,7 +181,7 @@ def _runs(rows):
     frame["run_id"] = frame["condition"] + "-" + frame["seed"].astype(str)
     frame["model"] = [f"plain{d}" if f == "plain" else f"resnet{d}-{s}"
                       for f, d, s in zip(frame["family"], frame["depth"], frame["shortcut"])]
-    return Collected(frame, pd.DataFrame(), pd.DataFrame())
+    return RunSet(frame)
 
 
 def _rows(family, depth, errs, shortcut="-", **extra):
@@ -231,7 +233,7 @@ def test_labels_say_how_conditions_that_share_a_name_differ():
     assert len(t) == 2 and list(t["n"]) == [1, 1]
 
 
-def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
+def test_broken_run_directories_are_skipped_the_rest_read(mini, tmp_path, cli_inproc):
     root, _ = mini
     runs = tmp_path / "runs"
     good = sorted((root / "runs").glob("plain20-*"))[:2]
@@ -254,25 +256,30 @@ def test_collect_skips_broken_run_directories(mini, tmp_path, cli_inproc):
         (runs / name / "summary.json").write_text(json.dumps(s))
     bad_history = runs / "bad-history"
     shutil.copytree(good[1], bad_history)
-    (bad_history / "history.csv").write_bytes(b"\x00\xff garbage \x00\n\"unclosed")
+    (bad_history / "history.parquet").write_bytes(b"\x00\xff garbage \x00\n\"unclosed")
     short = runs / "short-history"
     s = _copy(good[1], short, seed=7)
-    lines = (short / "history.csv").read_text().splitlines()
-    (short / "history.csv").write_text("\n".join(lines[:11]) + "\n")
-    proc = cli_inproc("collect", "--runs", runs, "--out", tmp_path / "out.duckdb")
-    assert proc.returncode == EXIT_SKIPPED, proc.stderr  # some skipped, the rest collected
+    rows = history_rows(short)
+    (short / "history.parquet").write_bytes(parquet_bytes(pa.Table.from_pandas(
+        rows[rows["iteration"] <= 10], preserve_index=False)))
+    proc = cli_inproc("figures", "--runs", runs, "--out", tmp_path / "rep", "--figures",
+                      "fig1", "--tables", "table6")
+    assert proc.returncode == EXIT_SKIPPED, proc.stderr  # some skipped, the rest read
     skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
     assert len(skipped) == 5, proc.stderr
-    waiting = [line for line in proc.stderr.splitlines() if "not collected" in line]
+    waiting = [line for line in proc.stderr.splitlines() if "not read" in line]
     assert len(waiting) == 2 and any("unfinished (checkpoints" in s for s in waiting)
     assert any("not JSON" in s for s in skipped)
     assert any("lacks run_id" in s for s in skipped)
     assert any("depth must be an integer; got 'deep'" in s for s in skipped)
     assert any("data.split_sizes must be a mapping" in s for s in skipped)
-    assert any("history.csv ends at iteration 10, the summary says 20" in line
+    assert any("bad-history: history.parquet is not a Parquet file" in s for s in skipped)
+    assert any("history.parquet ends at iteration 10, the summary says 20" in line
                for line in proc.stderr.splitlines())
-    c = open_collected(tmp_path / "out.duckdb")
+    c = read_runs([runs])
+    # bad-history is a copy of good[1] (the same summary): good[1]'s history counts
     assert sorted(c.runs["run_id"]) == sorted([g.name for g in good] + ["short-history"])
+    assert c.dirs[good[1].name].path == runs / good[1].name
     history = c.history()
     for metric in ("train_err", "train_loss", "lr", "val_err", "test_err"):
         assert history[metric].notna().any(), metric
@@ -313,8 +320,6 @@ def test_analysis_bad_input(tmp_path, cli_inproc):
                        "unknown analysi", "paper")
     assert_usage_error(cli_inproc("reproduce", "fig99"), "unknown experiment 'fig99'",
                        "fig6-table6")
-    assert_usage_error(cli_inproc("collect", "--wandb", "me/proj", "--runs", tmp_path),
-                       "no W&B login found")
 
 
 @pytest.mark.parametrize("body, fragment", [
@@ -348,7 +353,7 @@ def test_imagenet_tables_put_ours_beside_the_paper():
     frame = pd.DataFrame(rows)
     frame["protocol_fields.lr"] = frame.pop("lr")
     frame["condition"] = frame["model"] + frame["protocol_fields.lr"].astype(str)
-    c = Collected(frame, pd.DataFrame(), pd.DataFrame())
+    c = RunSet(frame)
     t3 = table3(c)[0].set_index("model")
     # the lr=0.05 run is its own row
     assert t3.loc["ResNet-34 (lr=0.1)", "runs"] == "2 finished of 2 (0 diverged, 0 failed)"
@@ -401,7 +406,7 @@ def test_compare_power_detect_and_bootstrap(mini, cli_inproc):
                       "bootstrap", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["condition"]: r for r in json.loads(proc.stdout)}
-    c = collect([root / "runs"]).runs
+    c = read_runs([root / "runs"]).runs
     deep = c[(c["family"] == "plain") & (c["depth"] == 56)]["final_test_err"].tolist()
     shallow = c[(c["family"] == "plain") & (c["depth"] == 20)]["final_test_err"].tolist()
     pooled = math.sqrt((np.var(deep, ddof=1) + np.var(shallow, ddof=1)) / 2)
@@ -421,7 +426,7 @@ def test_figures_edf_of_a_factor(mini, tmp_path, cli_inproc):
                       "--tables", "table6", "--edf", "family")
     assert proc.returncode == 0, proc.stderr
     assert (out / "figures" / "edf-family.png").stat().st_size > 5000
-    c = collect([root / "runs"]).runs
+    c = read_runs([root / "runs"]).runs
     errs = {f: g["final_test_err"].tolist() for f, g in c.groupby("family")}
     ks = stats.ks_2samp(errs["plain"], errs["resnet"])
     table = (out / "tables" / "edf-family.md").read_text()
@@ -440,7 +445,7 @@ def test_sweep_plans_only_the_missing_seeds_for_a_pair(mini, cli_inproc):
     from resnet_ablate.sweep.runner import MAX_PLANNED_SEEDS
 
     root, _ = mini
-    c = collect([root / "runs"]).runs
+    c = read_runs([root / "runs"]).runs
     err = {m: g["final_test_err"].tolist() for m, g in c.groupby("model")}
     n = seeds_needed(err["plain56"], err["plain20"])
     n = 2 if n is None else min(n, MAX_PLANNED_SEEDS)

@@ -4,6 +4,8 @@ paper's numbers compared like with like, design-space EDFs, and the 2016 ablatio
 their own protocol. Each number is checked against the library called directly or a hand
 computation."""
 import json
+
+from conftest import history_rows
 import math
 
 import numpy as np
@@ -13,7 +15,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 
-from resnet_ablate.analysis.collect import Collected
+from resnet_ablate.analysis.rundirs import RunSet
 from resnet_ablate.analysis.stats import by_condition, format_compare
 from resnet_ablate.reference import FAIL_ABOVE, HE2016_TABLE1, HE2016_TABLE2
 from test_analysis import _rows, _runs
@@ -132,7 +134,7 @@ def _he2016(rows):
     frame = pd.DataFrame(out)
     frame["condition"] = frame["model"]
     frame["run_id"] = frame["model"] + "-" + frame["seed"].astype(str)
-    return Collected(frame, pd.DataFrame(), pd.DataFrame())
+    return RunSet(frame)
 
 
 def test_he2016_table1_medians_fail_rows_and_holm_against_the_original():
@@ -278,8 +280,8 @@ def test_he2016_warmup_ends_at_400_whatever_the_error(tmp_path, cli_inproc):
     assert proc.returncode == 0, proc.stderr
     s = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert s["warmup_end"] == 50 and s["warmup_capped"] is False
-    rows = (tmp_path / "w" / "history.csv").read_text().splitlines()[1:]
-    lrs = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows}
+    rows = history_rows(tmp_path / "w")
+    lrs = dict(zip(rows["iteration"], rows["lr"]))
     assert lrs[50] == pytest.approx(0.01) and lrs[51] == pytest.approx(0.1)
     assert all(lrs[i] == pytest.approx(0.01) for i in range(1, 51))
     assert all(lrs[i] == pytest.approx(0.1) for i in range(51, 61))

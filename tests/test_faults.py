@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import SMALL
+from conftest import SMALL, history_rows
 
 
 def _train(*words, **kw):
@@ -36,7 +36,7 @@ def test_two_trains_of_one_run_never_run_at_once(tmp_path, cli_inproc):
     assert first.returncode == 0, out
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["status"] == "finished" and s["iterations"] == 100
-    assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 101
+    assert len(history_rows(tmp_path / "r")) == 100
 
 
 SWEEP = """

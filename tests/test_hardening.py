@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_usage_error, image_folder, run_cli, train_inproc
+from conftest import assert_usage_error, history_rows, image_folder, run_cli, train_inproc
 
 # A small finished run (two checkpoints kept) that the crafted records start from.
 RUN = ["model=resnet20-A", "dataset=digits", "iterations=40", "eval_every=20",
@@ -49,7 +49,7 @@ def _copy_run(src: Path, runs: Path, run_id: str, edit=None, interrupted: bool =
             edit(record)
         (dst / name).write_text(json.dumps(record))
     if interrupted:
-        for name in ("summary.json", "model.pt", "history.csv"):
+        for name in ("summary.json", "model.pt", "history.parquet"):
             (dst / name).unlink()
     return dst
 
@@ -73,7 +73,7 @@ class _Evil:
 
 
 def test_records_that_name_a_plugin_never_run_it(small_run, tmp_path, monkeypatch, cli_inproc):
-    """collect, figures and compare read a record naming a plugin and run nothing of it;
+    """figures, compare and sql read a record naming a plugin and run nothing of it;
     resume refuses it in one line that says how to name the plugin, and runs nothing.
     (In this process, the plugin importable from the working directory and sys.path: not
     imported, not in sys.modules after.)"""
@@ -88,7 +88,7 @@ def test_records_that_name_a_plugin_never_run_it(small_run, tmp_path, monkeypatc
         record["plugins"] = [str(plugin), "evil_blocks"]
     _copy_run(small_run, runs, "named", names_plugin)
     _copy_run(small_run, runs, "resumable", names_plugin, interrupted=True)
-    for command in (["collect", "--runs", runs, "--out", tmp_path / "c"],
+    for command in (["sql", runs, "select count(*) from history"],
                     ["figures", "--runs", runs, "--out", tmp_path / "f", "--figures", "fig6",
                      "--tables", "table6"],
                     ["compare", "--runs", runs]):
@@ -192,7 +192,6 @@ def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path, cli_
     def hostile_names(record):  # the factors a figure draws by stay valid
         record["dataset"] = XSS + UP
         record["protocol"] = UP + XSS
-        record["run_id"] = XSS
         record["trained_on"] = XSS
         record["data"]["fingerprint"] = XSS
         record["data"]["val_source"] = "[link](javascript:alert(1)) | cell"
@@ -200,7 +199,6 @@ def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path, cli_
     def hostile_labels(record):  # names that reach labels, captions and table cells
         hostile_names(record)
         record["model"] = XSS + "m"
-        record["run_id"] = XSS + "2"  # two runs: one id would keep one
         record["block"] = "<script>alert(1)</script>" + UP + r" $\bogus{$"  # mathtext
         record["stem"] = XSS
         record["options"] = {"x": "![i](http://evil/x.png)"}
@@ -213,8 +211,8 @@ def test_the_report_escapes_every_value_a_run_recorded(small_run, tmp_path, cli_
     before = _tree(tmp_path)
     proc = cli_inproc("figures", "--runs", runs, "--out", out, "--figures", "fig6", "fig7",
                       "ablation", "error_vs_depth", "--tables", "table6", "--title", XSS)
-    # a run id no run can have (the record's schema refuses it on read: the store's key) is
-    # that run skipped, in one line, exit 3; every other hostile value is drawn as text
+    # a run id no folder can have (a summary's too: tests/test_rundirs.py) is that run
+    # skipped, in one line, exit 3; every other hostile value is drawn as text
     skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
     assert proc.returncode == 3 and len(skipped) == 1 and "run_id must be" in skipped[0], \
         proc.stderr
@@ -280,24 +278,30 @@ def test_csv_tables_never_hand_a_spreadsheet_a_formula():
 
 # ------------------------------------------------------------------ 4. figures' side
 def test_figures_draw_a_history_read_twice_once(small_run, tmp_path):
-    """A run's history rows twice (one run reached through two --runs folders) and an
-    evaluation at iteration 0: the curves have one point per evaluation, the figure is
-    drawn (it crashed on duplicate bin edges)."""
+    """A run's history rows twice (a file written so by hand, or W&B's rows of a resumed
+    run) and an evaluation at iteration 0: the curves have one point per evaluation, the
+    figure is drawn (it crashed on duplicate bin edges)."""
     import pandas as pd
+    import pyarrow as pa
 
     from resnet_ablate.analysis import figures, report
-    from resnet_ablate.analysis.collect import Collected, collect
+    from resnet_ablate.analysis.rundirs import read_runs
+    from resnet_ablate.run.rundir import parquet_bytes
 
     runs = tmp_path / "runs"
     for depth, run_id in ((20, "r20"), (56, "r56")):
         _copy_run(small_run, runs, run_id, lambda r, d=depth: r.update(depth=d))
-    c = collect([runs])
+    c = read_runs([runs])
     once = figures.curves(c, figures._done(c))
-    history = c.history()  # wide: run_id, iteration, the metric columns
-    zero = history[history["test_err"].notna()].head(1).assign(iteration=0, train_err=None)
-    twice = Collected(c.runs, pd.concat([history, history, zero]), c.responses)
+    for run_id in ("r20", "r56"):
+        rows = history_rows(runs / run_id)
+        zero = rows[rows["test_err"].notna()].head(1).assign(iteration=0, train_err=None)
+        both = pd.concat([zero, rows, rows]).sort_values("iteration", kind="stable")
+        (runs / run_id / "history.parquet").write_bytes(parquet_bytes(
+            pa.Table.from_pandas(both, preserve_index=False)))
+    twice = read_runs([runs])
     drawn = figures.curves(twice, figures._done(twice))
-    assert len(once) == 2 * (2 + 2) and len(drawn) == len(once) + 1  # + the point at 0
+    assert len(once) == 2 * (2 + 2) and len(drawn) == len(once) + 2  # + the points at 0
     assert not drawn.duplicated(["run_id", "kind", "iteration"]).any()
     built = report.build(twice, tmp_path / "out", figures=["fig6"], tables=[],
                          progress=lambda _: None)
@@ -336,7 +340,7 @@ def test_sigterm_during_the_final_save_waits_for_the_files(tmp_path):
     assert "Traceback" not in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["iterations"] == 2
-    assert len((run / "history.csv").read_text().splitlines()) == 3
+    assert len(history_rows(run)) == 2
     model = torch.load(run / "model.pt", weights_only=True)
     [ckpt] = (run / "checkpoints").glob("ckpt-*.pt")
     state = torch.load(ckpt, weights_only=True)

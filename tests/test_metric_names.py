@@ -1,8 +1,8 @@
 """One name per metric, wherever it is read: a real offline W&B run (read back with W&B's own
-reader) logs history.csv's names, its summary holds summary.json's results by their names,
-and collect's frames use the same; `wandb sync` takes a whole sweep by one glob.
+reader) logs history.parquet's names, its summary holds summary.json's results by their
+names, and the analysis's frames use the same; `wandb sync` takes a whole sweep by one glob.
 
-metric                 history.csv   W&B history    summary.json / W&B summary   collect
+metric                 history.parquet W&B history  summary.json / W&B summary   analysis
 training loss, error   train_loss,   the same       final_train_err (the         history.metric;
 (mini-batch, train       train_err   (window means)   paper's), final_train_      runs columns as
 mode)                                                 err_eval, ...                summary.json
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import train_inproc
-from resnet_ablate.analysis.collect import collect
+from conftest import history_rows, train_inproc
+from resnet_ablate.analysis.rundirs import read_runs
 from resnet_ablate.run import record
 from resnet_ablate.run.rundir import EVAL_COLUMNS, HISTORY_COLUMNS
 
@@ -48,7 +48,7 @@ def _inspect(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-def test_wandb_history_summary_and_collect_use_the_records_names(offline_run):
+def test_wandb_history_summary_and_analysis_use_the_records_names(offline_run):
     run = offline_run / "names"
     records = _inspect(run)
     history = set()
@@ -61,9 +61,9 @@ def test_wandb_history_summary_and_collect_use_the_records_names(offline_run):
         if r["type"] == "summary":
             summary.update({k.split(".")[0]: v for k, v in r["summary"]["update"].items()
                             if not k.startswith("_")})
-    csv_columns = (run / "history.csv").read_text().splitlines()[0].split(",")
+    csv_columns = list(history_rows(run).columns)
     assert csv_columns == [*HISTORY_COLUMNS, *EVAL_COLUMNS]
-    # W&B's history: history.csv's columns (iteration is W&B's x axis too), the window's
+    # W&B's history: history.parquet's columns (iteration is W&B's x axis too), the window's
     # throughput and epoch, and Fig. 7's table.
     assert history == set(csv_columns) | {"images_per_sec", "epoch", "layer_responses"}
     saved = json.loads((run / "summary.json").read_text())
@@ -76,7 +76,7 @@ def test_wandb_history_summary_and_collect_use_the_records_names(offline_run):
     for key in ("final_test_err", "final_train_err", "iterations"):
         assert summary[key] == pytest.approx(saved[key])
     assert not {k for k in history | set(summary) if "/" in k}  # no train/err-style names left
-    c = collect([offline_run])
+    c = read_runs([offline_run])
     assert set(c.history().columns) - {"run_id", "granularity"} == set(csv_columns)
     assert results <= set(c.runs.columns)
     assert c.runs["final_test_err"].iloc[0] == pytest.approx(saved["final_test_err"])

@@ -1,5 +1,5 @@
 """The analysis in a notebook: importing it never touches the user's matplotlib backend,
-`ra.figures.<name>(collected)` returns (figure, caption) that renders and saves without a
+`ra.figures.<name>(ra.read_runs(dirs))` returns (figure, caption) that renders and saves without a
 display; every figure colours a family and shortcut option alike, says its line styles in
 one wording, marks single evaluation points and keeps labels apart."""
 import colorsys
@@ -24,7 +24,7 @@ def collected(tmp_path_factory):
         train_inproc(f"model={model}", "iterations=4", "batch_size=32", "eval_every=4",
                      "log_every=2", "wandb=disabled", "progress=off", f"runs_dir={runs}",
                      f"run_id={model}")
-    return ra.collect([str(runs)])  # a notebook passes strings
+    return ra.read_runs([str(runs)])  # a notebook passes strings
 
 
 def test_importing_the_analysis_leaves_the_backend_alone(collected, tmp_path):
@@ -36,7 +36,7 @@ import matplotlib
 matplotlib.use("svg")
 import resnet_ablate as ra
 import resnet_ablate.analysis.report, resnet_ablate.analysis.tables
-fig, caption = ra.figures.fig1(ra.collect([{str(tmp_path / "runs")!r}]))
+fig, caption = ra.figures.fig1(ra.read_runs([{str(tmp_path / "runs")!r}]))
 fig.savefig({str(tmp_path / "fig1.png")!r})
 import matplotlib.pyplot as plt
 print(matplotlib.get_backend(), type(fig).__name__, len(plt.get_fignums()))

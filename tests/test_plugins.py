@@ -1,7 +1,7 @@
 """The open registry from outside the package: a block, a shortcut and a variant registered
 in a user's own module (the example of docs/extending.md), loaded by `plugins=`, by
 RESNET_ABLATE_PLUGINS and by an installed entry point, through train, resume, complexity,
-timm, sweep, collect and compare."""
+timm, sweep, sql and compare."""
 import json
 import re
 import signal
@@ -50,10 +50,10 @@ def test_models_complexity_and_timm_see_a_plugin(plugin_dir):
     assert rest.splitlines()[-1] == "SHAPE (1, 3)"
 
 
-def test_train_resume_sweep_collect_and_compare_a_plugin_variant(plugin_dir, tmp_path,
+def test_train_resume_sweep_and_compare_a_plugin_variant(plugin_dir, tmp_path,
                                                                   cli_inproc):
     """Train, resume and sweep in processes of their own (each loads the plugin); the
-    refusal to resume without it, collect and compare (which import no plugin) here."""
+    refusal to resume without it, sql and compare (which import no plugin) here."""
     runs = tmp_path / "runs"
     words = ["model=mish20", "plugins=my_blocks", "iterations=20", "eval_every=10",
              "checkpoint_every=5", "log_every=5", "progress=lines", "wandb=disabled",
@@ -95,11 +95,12 @@ parameters:
 """)
     swept = run_cli("sweep", sweep, "--runs-dir", runs, cwd=plugin_dir)
     assert swept.returncode == 0, swept.stdout + swept.stderr
-    # collect and compare elsewhere, told nothing about the plugin (they import none)
-    collected = cli_inproc("collect", "--runs", runs, "--out", tmp_path / "c")
-    assert collected.returncode == 0, collected.stderr
-    assert "3 runs (2 conditions)" in collected.stdout  # mish20 at seeds 0 and 1: one
-    assert "warning" not in collected.stderr  # the runs' plugin, found by its recorded path
+    # sql and compare elsewhere, told nothing about the plugin (they import none)
+    read = cli_inproc("sql", runs, "select count(*) as runs, count(distinct condition) as "
+                                   "conditions from runs", "--format", "csv")
+    assert read.returncode == 0, read.stderr
+    assert read.stdout == "runs,conditions\n3,2\n"  # mish20 at seeds 0 and 1: one
+    assert "warning" not in read.stderr  # the runs' plugin, found by its recorded path
     compared = cli_inproc("compare", "--runs", runs, "--format", "json")
     assert compared.returncode == 0, compared.stderr
     rows = {r["condition"]: r for r in json.loads(compared.stdout)}

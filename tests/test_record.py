@@ -1,6 +1,6 @@
 """One run record, each fact in one shape: the schema (resnet_ablate.run.record) lists every
 key a run writes; config.json, summary.json, the W&B config, the resume identity, the
-condition and collect's columns are its projections; a new field in Protocol or VariantSpec
+condition and the runs table's columns are its projections; a new field in Protocol or VariantSpec
 reaches all of them by itself; the data set's content is part of the condition; the paper's
 number is set beside a run only when its condition is the paper's; a run resolves, validates
 and builds its network once; the torch-free packages stay torch-free."""
@@ -80,10 +80,10 @@ def test_the_kinds_are_declared_once():
                                             if k in (FACTOR, NUMERICS, SEED)}
 
 
-def test_collect_columns_are_the_record(run):
-    from resnet_ablate.analysis.collect import collect
+def test_the_runs_tables_columns_are_the_record(run):
+    from resnet_ablate.analysis.rundirs import read_runs
 
-    c = collect([run.parent])
+    c = read_runs([run.parent])
     row = c.runs.iloc[0]
     assert set(record.columns()) <= set(c.runs.columns)
     assert row["condition"] == json.loads((run / "summary.json").read_text())["condition"]
@@ -111,18 +111,18 @@ def test_a_new_field_in_one_place_reaches_every_projection(tmp_path):
     assert anchor in text
     spec.write_text(text.replace(anchor, anchor + NEW_SPEC_FIELD, 1))
     # One interpreter on the changed copy trains both runs (b with W&B offline, for real;
-    # W&B's mode is no factor, asserted below) and collects them: the change must reach a
+    # W&B's mode is no factor, asserted below) and reads them: the change must reach a
     # fresh import, a process per run adds nothing.
     runs = tmp_path / "runs"
     code = ("import json, sys; from pathlib import Path; "
             "from resnet_ablate.cli import main; "
-            "from resnet_ablate.analysis.collect import collect; "
+            "from resnet_ablate.analysis.rundirs import read_runs; "
             "from resnet_ablate.run import record; "
             "words, runs = json.loads(sys.argv[1]), Path(sys.argv[2]); "
             "codes = [main(['train', *words, f'run_id={r}', f'label_smoothing={ls}', "
             "f'wandb={w}']) for r, ls, w in (('a', '0.0', 'disabled'), "
             "('b', '0.1', 'offline'))]; "
-            "c = collect([runs]); r = c.runs.set_index('run_id'); "
+            "c = read_runs([runs]); r = c.runs.set_index('run_id'); "
             "print(json.dumps({'codes': codes, 'cols': list(c.runs.columns), "
             "'ls': r['protocol_fields.label_smoothing'].to_dict(), "
             "'tf': r['test_factor'].to_dict(), 'cond': r['condition'].to_dict(), "

@@ -4,6 +4,7 @@ import re
 import pytest
 
 import resnet_ablate as ra
+from conftest import run_python
 from torch import nn
 from resnet_ablate.variants.registry import VARIANTS
 from resnet_ablate.variants.spec import VariantSpec
@@ -22,6 +23,24 @@ def test_paper_variants_are_all_registered():
             assert name in ALL
     assert {"preresnet164", "preresnet1001", "preresnet200", "resnet164-B"} <= set(ALL)
     assert len(ALL) == len(set(ALL))
+
+
+def test_the_paper_factors_known_without_torch_are_the_registrys():
+    """paper_factors (what compare and the figures check runs against, with no torch to
+    import) is every paper variant's spec, field for field, and the stems' widths it
+    assumes are theirs."""
+    from resnet_ablate.variants.paper import STEM_WIDTHS, paper_factors
+    from resnet_ablate.variants.parts import STEMS
+
+    known = paper_factors()
+    assert set(known) == set(ALL)  # no plugin loaded here: every variant is a paper's
+    for name, factors in known.items():
+        assert ra.get_spec(name).factors() == factors, name
+    assert STEM_WIDTHS == {n: STEMS.get(n).meta["width"] for n in STEM_WIDTHS}
+    code = ("import sys; from resnet_ablate.reference import paper_match; "
+            "paper_match({'model': 'resnet110-A', 'protocol': 'he2015-cifar'}); "
+            "print('torch' in sys.modules)")
+    assert run_python(code).stdout.strip() == "False"
 
 
 PAPER_NAME = re.compile(r"(plain|resnet|preresnet)(\d+)(?:-([ABC]))?")

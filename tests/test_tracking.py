@@ -1,12 +1,15 @@
-"""W&B done by W&B: its own login check, offline without credentials, and collect's W&B
-API path replayed from a recorded fixture of real runs (tests/fixtures)."""
+"""W&B done by W&B: its own login check, offline without credentials, and `pull` (a W&B
+project's runs written as run directories) replayed from a recorded fixture of real runs
+(tests/fixtures: two offline runs of today's harness, read back by W&B's own reader)."""
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from conftest import run_python
-from resnet_ablate.analysis.collect import collect
+from resnet_ablate.analysis.pull import pull
+from resnet_ablate.analysis.rundirs import read_runs
 from resnet_ablate.tracking import logged_in, resolve_mode
 
 FIXTURE = Path(__file__).parent / "fixtures" / "wandb_api_runs.json"
@@ -46,7 +49,7 @@ def test_wandb_mode_environment_wins(no_credentials, monkeypatch):
 
 
 class _Run:
-    """One recorded run, with the attributes collect reads from wandb.Api's runs."""
+    """One recorded run, with the attributes pull reads from wandb.Api's runs."""
 
     def __init__(self, rec):
         self.id, self.name, self.state = rec["id"], rec["name"], rec["state"]
@@ -71,66 +74,78 @@ class _Api:
         self.calls.append((path, filters))
         group = (filters or {}).get("group")
         found = [_Run(r) for r in self.records if group in (None, r["group"])]
-        self.made += found  # every run handed out, to see what collect asked of each
+        self.made += found  # every run handed out, to see what pull asked of each
         return found
 
 
-def test_collect_through_the_wandb_api_from_a_recorded_fixture(tmp_path):
+def test_pull_writes_wandb_runs_as_run_directories(tmp_path, cli_inproc):
     api = _Api(json.loads(FIXTURE.read_text()))
-    store = tmp_path / "s.duckdb"
-    c = collect([], wandb_path="me/resnet-ablate", group="g1", api=api, store=store)
-    assert api.calls == [("me/resnet-ablate", {"group": "g1"})]
-    # only the keys the store keeps, as this (0.2) run spelled them: training, evaluations
+    to = tmp_path / "pulled"
+    written, skipped = pull("me/resnet-ablate", to, group="g1", api=api)
+    assert api.calls == [("me/resnet-ablate", {"group": "g1"})] and skipped == []
+    assert sorted(written) == ["fx-plain20", "fx-resnet20-A"]
+    # only the keys the history keeps: the training windows, then the evaluations
     assert [r.scans for r in api.made] == [
-        [["iteration", "lr", "train/loss", "train/err"],
-         ["iteration", "val/loss", "val/err", "test/loss", "test/err"]]] * 2
-    assert sorted(c.runs["model"]) == ["plain20", "resnet20-A"]
+        [["iteration", "lr", "train_loss", "train_err"],
+         ["iteration", "val_loss", "val_err", "test_loss", "test_err"]]] * 2
+    c = read_runs([to])  # read as local runs are: there is no second way in
+    assert sorted(c.runs["model"]) == ["plain20", "resnet20-A"] and c.skipped == []
     assert c.runs["condition"].nunique() == 2 and set(c.runs["status"]) == {"finished"}
     r = c.runs.set_index("model").loc["resnet20-A"]
     assert r["depth"] == 20 and r["protocol_fields.lr"] == 0.1 and r["dataset"] == "digits"
     assert r["final_train_err"] == r["final_train_err_running"]  # the paper's, by name
-    # W&B's training numbers are means over log_every (10) iterations; evaluations exact
+    assert r["history_granularity"] == "window:10"
+    # the local record's condition: W&B's config is a projection of the same record
+    local = json.loads(FIXTURE.read_text())[1]["config"]["condition"]
+    assert r["condition"] == local
     history = c.history()
     train = history[history["train_err"].notna()]
     assert set(train["granularity"]) == {"window:10"}
-    assert set(history.loc[history["test_err"].notna(), "granularity"]) == {"evaluation"}
     assert sorted(set(train["iteration"])) == [10, 20, 30, 40]
     first = json.loads(FIXTURE.read_text())[0]["history"][0]
     row = history[(history["iteration"] == first["iteration"]) & history["train_err"].notna()]
-    assert first["train/err"] in set(row["train_err"])
-    again = collect([], wandb_path="me/resnet-ablate", group="g1", api=api, store=store)
-    assert [r.scans for r in api.made[2:]] == [[], []]  # unchanged runs: history not read
-    assert len(again.history()) == len(history)
+    assert first["train_err"] in set(row["train_err"])
+    curves = c.curves(c.runs)
+    assert set(curves["iteration"]) == {20, 40}  # the evaluations, binned as local runs are
+    stamps = {p: p.stat().st_mtime_ns for p in to.rglob("*")}
+    again = pull("me/resnet-ablate", to, group="g1", api=api)
+    assert sorted(again[0]) == sorted(written) and again[1] == []
+    assert {p: p.stat().st_mtime_ns for p in to.rglob("*")} == stamps  # left as they are
+    assert [r.scans for r in api.made[2:]] == [[], []]  # the same record: history not read
 
 
-def test_collect_wandb_needs_a_login_or_a_good_path(tmp_path, no_credentials, cli_inproc):
+def test_pull_skips_what_it_cannot_write_in_one_line(tmp_path):
+    records = json.loads(FIXTURE.read_text())
+    bad = [dict(records[0], id="x1", name="../escape"),
+           dict(records[1], id="x2", name="fx-bad", history=records[1]["history"] + [
+               {"iteration": -3, "lr": 0.1, "train_loss": 1.0, "train_err": 5.0}])]
+    taken = tmp_path / "pulled" / records[0]["name"]
+    taken.mkdir(parents=True)
+    (taken / "summary.json").write_text(json.dumps({"run_id": records[0]["name"],
+                                                    "model": "x", "family": "resnet",
+                                                    "depth": 1, "status": "failed"}))
+    written, skipped = pull("me/p", tmp_path / "pulled", api=_Api(records + bad))
+    assert written == [records[1]["name"]]
+    why = dict(skipped)
+    assert "holds another run of that name; not overwritten" in why["wandb:me/p/fx-plain20"]
+    assert "run_id must be 1-128 ASCII letters" in why["wandb:me/p/x1"]
+    assert "its history has iteration -3, outside [0, 40]" in why["wandb:me/p/x2"]
+    assert sorted(os.listdir(tmp_path / "pulled")) == sorted(
+        [records[0]["name"], records[1]["name"]])  # nothing half-written
+
+
+def test_pull_needs_a_login_and_a_good_path(tmp_path, no_credentials, cli_inproc):
     from conftest import assert_usage_error
 
-    assert_usage_error(cli_inproc("collect", "--runs", tmp_path, "--wandb", "me/proj"),
+    assert_usage_error(cli_inproc("pull", "me/proj", "--to", tmp_path / "p"),
                        "no W&B login found")
 
     class Broken(_Api):
         def runs(self, path, filters=None):
             raise ValueError("Could not find project proj")
 
-    with pytest.raises(ValueError, match="collect --wandb me/proj: ValueError: Could not "
-                                         "find project"):
-        collect([], wandb_path="me/proj", api=Broken([]))
-    with pytest.raises(ValueError, match="--wandb must be ENTITY/PROJECT"):
-        collect([], wandb_path="just-a-project", api=_Api([]))
-
-
-def test_a_local_run_and_its_wandb_record_count_once(tmp_path):
-    """`collect --runs runs --wandb ...` over the same runs: the local record (full
-    resolution) counts, the W&B one is noted as the same run, nothing is skipped."""
-    from synthetic import write_run
-
-    records = json.loads(FIXTURE.read_text())
-    write_run(tmp_path / "runs", records[0]["name"], model="plain20")
-    c = collect([tmp_path / "runs"], wandb_path="me/resnet-ablate", api=_Api(records),
-                store=tmp_path / "s.duckdb")
-    assert c.skipped == [] and len(c.runs) == len(records)
-    assert any(f"wandb:me/resnet-ablate/{records[0]['id']}: the same run as" in w
-               for w in c.warnings)
-    local = c.runs.set_index("run_id").loc[records[0]["name"], "source"]
-    assert not local.startswith("wandb:")
+    with pytest.raises(ValueError, match="pull me/proj: ValueError: Could not find project"):
+        pull("me/proj", tmp_path / "p", api=Broken([]))
+    with pytest.raises(ValueError, match="pull takes ENTITY/PROJECT"):
+        pull("just-a-project", tmp_path / "p", api=_Api([]))
+    assert not (tmp_path / "p").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL, assert_usage_error, run_cli, train_inproc
+from conftest import SMALL, assert_usage_error, history_rows, run_cli, train_inproc
 
 
 def _cmd(*words):
@@ -31,7 +31,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
     wa, wb = _weights(a), _weights(b)
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
+    assert history_rows(a).equals(history_rows(b))
     sa, sb = _summary(a), _summary(b)
     for key in sa:
         if key.startswith(("final_", "best_", "layer_responses")) or key in (
@@ -84,15 +84,16 @@ def test_demo_protocol_run_with_offline_wandb(tmp_path):
     assert s["params"] == 269_434 and s["data"]["split_sizes"] == {"train": 1258, "val": 180,
                                                            "test": 359}
     assert [r["index"] for r in s["layer_responses"]] == list(range(1, 20))
-    rows = (run / "history.csv").read_text().splitlines()
-    assert len(rows) == 1 + 100 and rows[0].startswith("iteration,lr,train_loss,train_err")
-    assert sum(1 for r in rows[1:] if r.split(",")[-1]) == 4  # test error every 25
-    lr = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
+    rows = history_rows(run)
+    assert len(rows) == 100 and list(rows.columns[:4]) == ["iteration", "lr", "train_loss",
+                                                           "train_err"]
+    assert rows["test_err"].notna().sum() == 4  # test error every 25
+    lr = dict(zip(rows["iteration"], rows["lr"]))
     assert lr[1] == lr[50] == pytest.approx(0.1)
     assert lr[51] == lr[75] == pytest.approx(0.01)
     assert lr[76] == lr[100] == pytest.approx(0.001)
     # the paper's training error: the mean mini-batch error of the last interval (76-100)
-    errs = [float(r.split(",")[3]) for r in rows[1:] if int(r.split(",")[0]) > 75]
+    errs = list(rows.loc[rows["iteration"] > 75, "train_err"])
     assert s["final_train_err"] == s["final_train_err_running"] == pytest.approx(
         sum(errs) / len(errs))
     assert 0 <= s["final_train_err_eval"] < 25 and "train-mode" in s["train_err_definition"]
@@ -281,7 +282,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     assert s["replicas_in_sync"] is True  # both ranks ended with the same weights
     assert s["images_seen"] == 60 * 128  # the global batch, shared by the two ranks
     assert s["final_test_err"] < 30  # it learned
-    assert len((run / "history.csv").read_text().splitlines()) == 61
+    assert len(history_rows(run)) == 60
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1  # rank 0 logs alone
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
     assert proc.stdout.count("finished 60 iterations") == 1
@@ -356,7 +357,7 @@ def test_wandb_dying_mid_run_does_not_stop_training(tmp_path):
     assert "Traceback" not in out
     s = _summary(tmp_path / "wd")
     assert s["status"] == "finished" and s["iterations"] == 60
-    assert len((tmp_path / "wd" / "history.csv").read_text().splitlines()) == 61
+    assert len(history_rows(tmp_path / "wd")) == 60
 
 
 def test_divergence_ends_the_run_with_status_diverged(tmp_path, cli_inproc):
@@ -379,9 +380,9 @@ def test_warmup_for_110_layers_ends_by_the_training_error(tmp_path, cli_inproc):
     s = _summary(tmp_path / "w")
     end = s["warmup_end"]
     assert end is not None and 10 <= end < 40 and s["warmup_capped"] is False
-    rows = (tmp_path / "w" / "history.csv").read_text().splitlines()[1:]
-    lrs = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows}
-    errs = {int(r.split(",")[0]): float(r.split(",")[3]) for r in rows}
+    rows = history_rows(tmp_path / "w")
+    lrs = dict(zip(rows["iteration"], rows["lr"]))
+    errs = dict(zip(rows["iteration"], rows["train_err"]))
     assert lrs[end] == pytest.approx(0.01) and lrs[end + 1] == pytest.approx(0.1)
     assert sum(errs[i] for i in range(end - 9, end + 1)) / 10 < 80  # the condition held
     assert "warm-up ends at iteration" in proc.stderr

@@ -1,4 +1,4 @@
-"""The paper's figures from collected runs, styled as the paper: x in iterations, dashed =
+"""The paper's figures from a user's runs, styled as the paper: x in iterations, dashed =
 training error, solid = test (or validation) error; one line per condition, the mean over
 its seeds, band = its 95% t-interval (none where fewer than 2 runs reach an iteration); bars
 and error bars are 95% t-intervals of the mean too. Colours, line styles and their words come
@@ -28,7 +28,7 @@ from ..run import record
 from ..reference import FAIL_ABOVE, MEDIAN, paper_number  # (None unless the condition is
 # the paper's)
 from . import inference, names, style
-from .collect import Collected
+from .rundirs import RunSet
 from .vocab import (TRAIN_ERR_NOTE, condition_columns, describe, finished, is_paper_net,
                     labels, series_labels)
 
@@ -39,10 +39,10 @@ Figure = tuple[matplotlib.figure.Figure, str]
 
 
 class MissingRuns(Exception):
-    """The runs a figure needs are not in the collection."""
+    """The runs a figure needs are not among those read."""
 
 
-def _done(c: Collected) -> pd.DataFrame:
+def _done(c: RunSet) -> pd.DataFrame:
     runs = finished(c.runs).copy()
     runs["label"] = _as_drawn(labels(runs))
     return runs
@@ -54,10 +54,10 @@ def _as_drawn(text: pd.Series) -> pd.Series:
     return text.astype(str).str.replace("$", r"\$", regex=False)
 
 
-def curves(c: Collected, runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+def curves(c: RunSet, runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Per run: the training error averaged over each evaluation interval (the paper's
     thin lines), and the split's error at each evaluation; columns run_id, label, depth,
-    kind (train|split), iteration, err. Computed in the store, at most CURVE_POINTS points
+    kind (train|split), iteration, err. Computed in the query, at most CURVE_POINTS points
     per curve (the figure's resolution), each run once."""
     df = c.curves(runs, split)
     info = runs[["run_id", "label", "depth", "family", "shortcut", "condition"]] \
@@ -120,7 +120,7 @@ def _paper_nets(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs.apply(is_paper_net, axis=1)] if not runs.empty else runs
 
 
-def fig1(c: Collected) -> Figure:
+def fig1(c: RunSet) -> Figure:
     runs = _paper_nets(_done(c))
     runs = runs[(runs["family"] == "plain") & runs["depth"].isin([20, 56])]
     if set(runs["depth"]) != {20, 56}:
@@ -137,7 +137,7 @@ def fig1(c: Collected) -> Figure:
                  f"plain-56; {BAND}. {describe(runs)} {TRAIN_ERR_NOTE}")
 
 
-def fig4(c: Collected) -> Figure:
+def fig4(c: RunSet) -> Figure:
     runs = _paper_nets(_done(c))
     plain = runs[runs["family"] == "plain"]
     res = runs[runs["family"] == "resnet"]
@@ -166,7 +166,7 @@ def fig4(c: Collected) -> Figure:
                  f"{describe(both)} {TRAIN_ERR_NOTE}")
 
 
-def fig6(c: Collected) -> Figure:
+def fig6(c: RunSet) -> Figure:
     runs = _paper_nets(_done(c))
     res = runs[(runs["family"] == "resnet") & (runs["shortcut"] == "A")]
     panels = [("plain", runs[runs["family"] == "plain"]),
@@ -192,7 +192,7 @@ def fig6(c: Collected) -> Figure:
                  f"{TRAIN_ERR_NOTE}")
 
 
-def fig7(c: Collected) -> Figure:
+def fig7(c: RunSet) -> Figure:
     runs = _paper_nets(_done(c))
     runs = runs[runs["family"].isin(["plain", "resnet"])]
     resp = c.responses.merge(runs[["run_id", "label"]], on="run_id")
@@ -241,7 +241,7 @@ def _t_interval(values) -> tuple[float, float]:
     return (np.nan, np.nan) if not ci.defined else (ci.low, ci.high)
 
 
-def error_vs_depth(c: Collected) -> Figure:
+def error_vs_depth(c: RunSet) -> Figure:
     runs = _done(c)
     if runs["depth"].nunique() < 2:
         raise MissingRuns("needs runs at two or more depths")
@@ -270,7 +270,7 @@ def _series_palette(runs: pd.DataFrame) -> dict[str, tuple]:
     return style.frame_palette(series.drop(columns="depth"), label="series_label")
 
 
-def _error_vs(c: Collected, x: str, xlabel: str, title: str) -> Figure:
+def _error_vs(c: RunSet, x: str, xlabel: str, title: str) -> Figure:
     runs = _done(c)
     if runs.empty or runs[x].nunique() < 2:
         raise MissingRuns(f"needs runs of two or more sizes ({x})")
@@ -295,16 +295,16 @@ def _error_vs(c: Collected, x: str, xlabel: str, title: str) -> Figure:
     return fig, f"{title}: mean over seeds, {BARS}; labels = depth. {describe(runs)}"
 
 
-def error_vs_macs(c: Collected) -> Figure:
+def error_vs_macs(c: RunSet) -> Figure:
     return _error_vs(c, "macs", "MACs per image (conv + fc, at the training input size)",
                      "Test error vs compute")
 
 
-def error_vs_params(c: Collected) -> Figure:
+def error_vs_params(c: RunSet) -> Figure:
     return _error_vs(c, "params", "parameters", "Test error vs parameters")
 
 
-def ablation(c: Collected) -> Figure:
+def ablation(c: RunSet) -> Figure:
     """Test error by variant, one panel per depth the runs have (He et al. 2016's Table 2:
     ResNet-110 and ResNet-164), mean with its 95% t-interval over seeds, beside the paper's
     number where it has one (He et al. 2016, Tables 1/2: medians of 5, so our median is
@@ -388,7 +388,7 @@ def check_edf_factor(runs: pd.DataFrame | None, factor: str) -> None:
                          f"{', '.join(allowed)}")
 
 
-def edf_data(c: Collected, factor: str, column: str = "final_test_err"
+def edf_data(c: RunSet, factor: str, column: str = "final_test_err"
              ) -> tuple[dict[str, list[float]], list[tuple[str, str, inference.KS]]]:
     """The error EDFs of the design spaces a factor splits the finished runs into (each
     run a sampled model, Radosavovic et al. 2019), and the KS test of every pair:
@@ -406,7 +406,7 @@ def edf_data(c: Collected, factor: str, column: str = "final_test_err"
     return spaces, pairs
 
 
-def edf_figure(c: Collected, factor: str) -> Figure:
+def edf_figure(c: RunSet, factor: str) -> Figure:
     """Error EDFs (Radosavovic et al. 2019, Eq. 1) per design space, one step curve each,
     with the KS statistic and p between them in the legend and caption."""
     spaces, pairs = edf_data(c, factor)
@@ -428,7 +428,7 @@ def edf_figure(c: Collected, factor: str) -> Figure:
                  f"{ks_text}. {describe(finished(c.runs), 'test error')}")
 
 
-def edf_table(c: Collected, factor: str) -> pd.DataFrame:
+def edf_table(c: RunSet, factor: str) -> pd.DataFrame:
     """One row per design space (its EDF's quartiles), then one per pair (KS D and p)."""
     spaces, pairs = edf_data(c, factor)
     rows = [{"design space": f"{factor}={name}", "models": len(v),
@@ -441,7 +441,7 @@ def edf_table(c: Collected, factor: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-FIGURE_BUILDERS: dict[str, Callable[[Collected], Figure]] = {
+FIGURE_BUILDERS: dict[str, Callable[[RunSet], Figure]] = {
     "fig1": fig1, "fig4": fig4, "fig6": fig6, "fig7": fig7,
     "error_vs_depth": error_vs_depth, "error_vs_macs": error_vs_macs,
     "error_vs_params": error_vs_params, "ablation": ablation,

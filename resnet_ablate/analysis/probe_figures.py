@@ -30,7 +30,7 @@ import pandas as pd
 from ..errors import InputError
 from ..run import probefiles
 from ..run.rundir import RunDir
-from .collect import run_row
+from .rundirs import run_row
 from . import style
 from .vocab import labels
 
@@ -43,7 +43,7 @@ class Probed:
     path: Path | None
     rec: dict[str, Any]
     arrays: dict[str, np.ndarray]
-    run: dict[str, Any]  # the run's row (resnet_ablate.analysis.collect.run_row)
+    run: dict[str, Any]  # the run's row (resnet_ablate.analysis.rundirs.run_row)
     label: str
 
     @property

@@ -25,7 +25,7 @@ import pandas as pd
 from ..formatting import render
 from ..io import atomic_write_text
 from . import names, style
-from .collect import Collected
+from .rundirs import RunSet
 from .figures import FIGURE_BUILDERS, MissingRuns, edf_figure, edf_table
 from .inference import NEEDS_RUNS, NOT_SIGNIFICANT, SIGNIFICANT, mean_ci
 from .stats import (PairTest, by_condition, compare_caption, count_runs, diff_text,
@@ -115,7 +115,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _scopes(c: Collected) -> list[tuple[str, Collected]]:
+def _scopes(c: RunSet) -> list[tuple[str, RunSet]]:
     """One scope per data set, protocol and protocol fields: curves of different data or
     protocols never share a plot. A scope holds its runs that did not finish too (the
     ablation figure counts them)."""
@@ -157,7 +157,7 @@ def _mean_ci(values: list[float]) -> str:
     return f"{ci.mean:.2f}% " + (f"[{ci.low:.2f}, {ci.high:.2f}]" if ci.defined else "[n/a]")
 
 
-def degradation_findings(c: Collected, metric: str = "train") -> list[str]:
+def degradation_findings(c: RunSet, metric: str = "train") -> list[str]:
     """What the runs show about the degradation problem, in sentences: does the deeper
     plain net train worse than the shallower one, and does the residual net at that depth
     (one shortcut option at a time) train better than the plain one and no worse than its
@@ -229,7 +229,7 @@ def degradation_findings(c: Collected, metric: str = "train") -> list[str]:
 PAPER_DATA = {"table6": "cifar10"}
 
 
-def not_applicable(name: str, c: Collected) -> str | None:
+def not_applicable(name: str, c: RunSet) -> str | None:
     """Why a table of the paper's numbers does not apply to these runs' data (None: it
     applies). Table 6 is CIFAR-10's: on digits its rows would all say 'paper: n/a', and the
     same errors are in 'Test error by condition'."""
@@ -255,7 +255,7 @@ def _unfinished(runs: pd.DataFrame, frames: list[pd.DataFrame], names: dict[str,
     return "; ".join(out)
 
 
-def build(c: Collected, out: Path, figures: list[str] | None = None,
+def build(c: RunSet, out: Path, figures: list[str] | None = None,
           tables: list[str] | None = None, commands: list[str] | None = None,
           title: str = "resnet-ablate report", notes: list[str] | None = None,
           metric: str = "train", progress=print, planned: pd.DataFrame | None = None,
@@ -267,7 +267,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
     planned_words = (", and the experiment's planned runs without a record ('not run')"
                      if planned is not None else "")
     done = int((c.runs["status"] == "finished").sum()) if len(c.runs) else 0
-    report.sections.append(Section("text", body=f"{len(c.runs)} runs collected ({done} "
+    report.sections.append(Section("text", body=f"{len(c.runs)} runs read ({done} "
                                    f"finished) on {time.strftime('%Y-%m-%d %H:%M %Z')}."))
     report.sections += [Section("markdown", body=n) for n in notes or []]
     report.findings = degradation_findings(c, metric)
@@ -321,7 +321,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
         report.sections.append(Section("list", "Skipped (runs missing, or not for this data)",
                                        [f"{n}: {w}" for n, w in report.skipped]))
     if c.skipped or c.warnings:
-        report.sections.append(Section("list", "Run directories not collected, and warnings",
+        report.sections.append(Section("list", "Run directories skipped, and warnings",
                                        [f"{w}: {y}" for w, y in c.skipped] + c.warnings))
     report.sections.append(Section("code", "Commands", commands or []))
     report.sections.append(Section("list", "Versions",
@@ -332,7 +332,7 @@ def build(c: Collected, out: Path, figures: list[str] | None = None,
     return report
 
 
-def _edf_section(report: Report, c: Collected, factor: str, progress) -> None:
+def _edf_section(report: Report, c: RunSet, factor: str, progress) -> None:
     """`figures --edf FACTOR`: the design spaces' error EDFs, a figure and a table."""
     name = f"edf-{factor}"
     try:

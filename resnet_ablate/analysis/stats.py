@@ -63,7 +63,7 @@ class Counts:
 
 
 def count_runs(group: pd.DataFrame, not_run: int = 0) -> Counts:
-    """Counts of one condition's runs (collect keeps one run per seed)."""
+    """Counts of one condition's runs (one run per seed counts: analysis.samples)."""
     status = group["status"].value_counts()
     return Counts(int(status.get("finished", 0)), int(status.get("diverged", 0)),
                   int(status.get("failed", 0)), not_run)

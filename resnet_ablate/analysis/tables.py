@@ -17,7 +17,7 @@ from ..reference import (CIFAR_TABLE6, FAIL_ABOVE, HE2016_KIND_SOURCE, HE2016_OR
                          he2016_number, paper_match)
 from ..variants.registry import get_spec
 from . import inference, names
-from .collect import Collected
+from .rundirs import RunSet
 from .figures import MissingRuns
 from .stats import (beside_paper, by_condition, count_runs, holm_caption, interval_note,
                     pair_columns, pair_note, pair_tests, paper_note)
@@ -26,7 +26,7 @@ from .vocab import base_label, describe, finished, is_paper_net, labels, num
 Table = tuple[pd.DataFrame, str]
 
 
-def table1(_: Collected | None = None) -> Table:
+def table1(_: RunSet | None = None) -> Table:
     """Table 1: ImageNet architectures, our params and conv+fc MACs vs the paper's FLOPs."""
     from ..models.counting import complexity
 
@@ -46,7 +46,7 @@ def table1(_: Collected | None = None) -> Table:
         ": MACs are conv + fc multiply-accumulates at 224x224, what the paper calls FLOPs.")
 
 
-def table6(c: Collected) -> Table:
+def table6(c: RunSet) -> Table:
     """Table 6 analog: test error by depth of plain and option-A residual nets (the paper's
     parts), per data set and protocol, beside the paper's CIFAR-10 numbers; each depth step
     of a series tested against the next shallower (Holm over the table)."""
@@ -76,7 +76,7 @@ def table6(c: Collected) -> Table:
                  f"{pair_note()} {paper_note()} {describe(finished(runs), 'test error')}")
 
 
-def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
+def _imagenet(c: RunSet, models: list[str], what: str) -> pd.DataFrame:
     """One row per condition of each of the paper's models (its row with no runs when
     there are none): two conditions of one model (another lr, say) are never pooled."""
     runs = _imagenet_runs(c)
@@ -112,19 +112,19 @@ def _imagenet(c: Collected, models: list[str], what: str) -> pd.DataFrame:
     return df
 
 
-def _imagenet_runs(c: Collected) -> pd.DataFrame:
+def _imagenet_runs(c: RunSet) -> pd.DataFrame:
     runs = c.runs
     return runs[runs["protocol"] == "he2015-imagenet"] if not runs.empty else runs
 
 
-def table2(c: Collected) -> Table:
+def table2(c: RunSet) -> Table:
     models = ["plain18", "resnet18-A", "plain34", "resnet34-A"]
     return (_imagenet(c, models, "plain18/34 and resnet18-A/34-A"),
             names.TABLE_TITLES["table2"] + ": top-1 error, 10-crop testing on ImageNet val. "
             + f"{interval_note()}. " + describe(finished(_imagenet_runs(c)), "test error (top-1)"))
 
 
-def table3(c: Collected) -> Table:
+def table3(c: RunSet) -> Table:
     models = ["plain34", "resnet34-A", "resnet34-B", "resnet34-C", "resnet50-B", "resnet101-B",
               "resnet152-B"]
     return (_imagenet(c, models, "resnet34-A/B/C or resnet50-152-B"),
@@ -133,7 +133,7 @@ def table3(c: Collected) -> Table:
             + describe(finished(_imagenet_runs(c)), "test error (top-1, top-5)"))
 
 
-def _he2016(c: Collected, rows: dict, which: str) -> Table:
+def _he2016(c: RunSet, rows: dict, which: str) -> Table:
     """He et al. (2016)'s Table 1 or 2: one row per variant, in the paper's order, where
     the run's condition is the paper's (he2016-cifar on CIFAR-10 at full length); each
     ablation row tested against its depth's original (Holm over the table)."""
@@ -184,15 +184,15 @@ def _he2016(c: Collected, rows: dict, which: str) -> Table:
         f"{pair_note()} {paper_note()} {describe(finished(runs), 'test error')}{notes}")
 
 
-def he2016_table1(c: Collected) -> Table:
+def he2016_table1(c: RunSet) -> Table:
     return _he2016(c, HE2016_TABLE1, "he2016_table1")
 
 
-def he2016_table2(c: Collected) -> Table:
+def he2016_table2(c: RunSet) -> Table:
     return _he2016(c, HE2016_TABLE2, "he2016_table2")
 
 
-TABLE_BUILDERS: dict[str, Callable[[Collected], Table]] = {
+TABLE_BUILDERS: dict[str, Callable[[RunSet], Table]] = {
     "table1": table1, "table2": table2, "table3": table3, "table6": table6,
     "he2016_table1": he2016_table1, "he2016_table2": he2016_table2,
 }

@@ -128,18 +128,16 @@ def base_label(row: pd.Series | dict, with_depth: bool = True) -> str:
 def _preset(family: Any, depth: Any, stem: Any) -> dict[str, dict[str, Any]]:
     """The part options of the papers' base net of a family, depth and stem (e.g. the
     CIFAR pre-activation nets' stem_options norm=False): {column: options}."""
-    from ..variants.registry import VARIANTS
+    from ..variants.paper import paper_factors
 
     if not isinstance(family, str) or depth is None or depth != depth:
         return {}
     name = {"plain": "plain{}", "resnet": "resnet{}-A", "preresnet": "preresnet{}"}.get(
         family, "").format(int(depth))
-    if not name or name not in VARIANTS:
+    spec = paper_factors().get(name)
+    if spec is None or (stem is not None and spec["stem"] != stem):
         return {}
-    spec = VARIANTS.get(name)
-    if stem is not None and spec.stem != stem:
-        return {}
-    return {key: dict(getattr(spec, key)) for key in OPTION_COLUMNS}
+    return {key: dict(spec[key]) for key in OPTION_COLUMNS}
 
 
 def _disambiguate(runs: pd.DataFrame, base: pd.Series, by: str) -> pd.Series:

@@ -1,5 +1,5 @@
-"""`collect`, `figures`, `compare`, `reproduce` and `demo`: from runs to the paper's figures
-and tables. The work is in resnet_ablate.analysis and resnet_ablate.pipeline; these parse
+"""`figures`, `compare`, `sql`, `pull`, `reproduce` and `demo`: from run directories to the
+paper's figures and tables. The work is in resnet_ablate.analysis and resnet_ablate.pipeline; these parse
 and print."""
 from __future__ import annotations
 
@@ -15,44 +15,41 @@ from ..errors import InputError, MissingInput
 METRIC_CHOICES = ("train", "train_eval", "test", "val", "best_val")
 
 
-def _add_sources(p: argparse.ArgumentParser, store_help: str | None = None) -> None:
+def _add_runs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", nargs="+", type=Path, default=None, metavar="DIR",
-                   help="run directories to collect (default runs/)")
-    p.add_argument("--wandb", metavar="ENTITY/PROJECT", default=None,
-                   help="also collect this W&B project through the API (needs a login)")
-    p.add_argument("--group", default=None, help="only this W&B group (with --wandb)")
-    if store_help:
-        p.add_argument("--store", type=Path, default=None, metavar="FILE", help=store_help)
+                   help="run directories, or folders of them, read as they are (default runs/)")
 
 
-def _collect(args, store: Path | None, progress=None):
-    """The runs named (--runs, --wandb) collected into `store` (brought up to date, reading
-    only what changed), or, with --store and nothing else named, the store as it is; its
-    skipped and unfinished run directories and warnings printed, one line each."""
-    from ..analysis.collect import collect, open_collected
+def _read(args):
+    """The run directories named (--runs), read where they lie; what was skipped or is
+    unfinished, and the warnings, printed one line each."""
+    from ..analysis.rundirs import read_runs
 
-    if getattr(args, "store", None) and args.runs is None and not args.wandb:
-        c = open_collected(args.store)
-    else:
-        runs = args.runs if args.runs is not None else [Path("runs")]
-        for d in runs:
-            if not d.is_dir():
-                raise MissingInput(f"runs directory {str(d)!r} does not exist")
-        c = collect(runs, wandb_path=args.wandb, group=args.group, store=store,
-                    progress=progress)
-    for where, why in c.skipped:
-        print(f"resnet-ablate: skipped {where}: {why}", file=sys.stderr)
-    for where, why in c.unfinished:
-        print(f"resnet-ablate: not collected {where}: {why}", file=sys.stderr)
-    for warning in c.warnings:
-        print(f"resnet-ablate: warning: {warning}", file=sys.stderr)
+    c = read_runs(args.runs if args.runs is not None else [Path("runs")])
+    _notes(c, skipped=False)
     return c
 
 
-def _status(c) -> int:
-    """0, or EXIT_SKIPPED when some run directories could not be collected."""
-    from ..analysis.collect import EXIT_SKIPPED
+def _notes(c, skipped: bool = True) -> None:
+    """Unfinished runs and warnings (those not printed yet), and at the end (`skipped`, once
+    the histories were read too) what was skipped: one line each on stderr."""
+    from ..formatting import printable
 
+    lines = [] if skipped else [f"not read {w}: {why}" for w, why in c.unfinished]
+    done = getattr(c, "_printed", 0)
+    lines += [f"warning: {w}" for w in c.warnings[done:]]
+    c._printed = len(c.warnings)
+    if skipped:
+        lines += [f"skipped {w}: {why}" for w, why in c.skipped]
+    for line in lines:
+        print(printable(f"resnet-ablate: {line}"), file=sys.stderr)
+
+
+def _status(c) -> int:
+    """0, or EXIT_SKIPPED when some run directories were skipped (each named on stderr)."""
+    from ..analysis.rundirs import EXIT_SKIPPED
+
+    _notes(c)
     return EXIT_SKIPPED if c.skipped else 0
 
 
@@ -62,40 +59,11 @@ def _command_line() -> str:
 
 SKIPPED_NOTE = ("Exit status 0; 3 when some run directories were skipped (each named on "
                 "stderr: not a regular file, too big, not JSON, wrong types, a history that "
-                "is not the harness's), the rest collected; 2 for bad input.")
-
-
-def add_collect_args(p: argparse.ArgumentParser) -> None:
-    _add_sources(p)
-    p.add_argument("--out", type=Path, default=Path("collected.duckdb"), metavar="FILE",
-                   help="the store (a DuckDB file: created, or brought up to date reading only "
-                        "new and changed runs; default collected.duckdb). Query it with "
-                        "`resnet-ablate sql FILE \"select ...\"` or ra.runs(FILE)")
-    p.epilog = SKIPPED_NOTE
-
-
-def run_collect(args: argparse.Namespace) -> int:
-    from ..formatting import render
-
-    c = _collect(args, args.out, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    rows = [{"run_id": r["run_id"], "model": r["model"], "condition": r["condition"],
-             "seed": r["seed"], "status": r["status"],
-             "train_err": _fmt(r["final_train_err"]), "test_err": _fmt(r["final_test_err"])}
-            for r in c.runs.to_dict("records")]
-    sys.stdout.write(render(rows, "table"))
-    print(f"\n{len(c.runs)} runs ({c.runs['condition'].nunique()} conditions), "
-          f"{len(c.skipped)} skipped, {len(c.unfinished)} unfinished -> {args.out}")
-    return _status(c)
-
-
-def _fmt(v) -> str:
-    return "" if v is None or v != v else f"{v:.2f}"
+                "is not the harness's), the rest analysed; 2 for bad input.")
 
 
 def add_figures_args(p: argparse.ArgumentParser) -> None:
-    _add_sources(p, "the store to collect into and draw from (default OUT/data/store.duckdb: "
-                    "a second run reads only new and changed runs); alone, draw from it as "
-                    "it is")
+    _add_runs(p)
     p.add_argument("--out", type=Path, default=Path("reports/latest"),
                    help="report folder (default reports/latest)")
     p.add_argument("--figures", nargs="+", choices=list(FIGURE_TITLES), default=None,
@@ -128,9 +96,10 @@ def run_figures(args: argparse.Namespace) -> int:
 
     if args.edf:  # the schema's factors, before anything is written
         check_edf_factor(None, args.edf)
-    c = _collect(args, args.store or args.out / "data" / "store.duckdb")
+    c = _read(args)
     if args.edf:  # and these runs'
         check_edf_factor(c.runs, args.edf)
+    c.check_histories()  # a history that is not the harness's: known before drawing
     report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
                    title=title or "resnet-ablate report", metric=args.metric,
                    progress=lambda m: print(m, file=sys.stderr), edf=args.edf)
@@ -166,8 +135,7 @@ def _print_report(report) -> None:
 def add_compare_args(p: argparse.ArgumentParser) -> None:
     from ..formatting import FORMATS
 
-    _add_sources(p, "the store to collect into and compare from (default: a temporary one); "
-                    "alone, compare from it as it is")
+    _add_runs(p)
     p.add_argument("--metric", choices=METRIC_CHOICES, default="test",
                    help="which error to compare (default test; train is the paper's "
                         "training error, train_eval the eval-mode one)")
@@ -192,11 +160,11 @@ def run_compare(args: argparse.Namespace) -> int:
 
     check_detect(args.detect)
     seeds = args.power or args.detect is not None
-    c = _collect(args, args.store)
+    c = _read(args)
     column, text = ERROR_METRICS[args.metric]
     table = by_condition(c.runs, column, interval=args.interval, detect=args.detect)
     if table.empty:
-        where = args.runs or ([args.store] if args.store else ["runs"])
+        where = args.runs or ["runs"]
         raise InputError(f"no finished runs with {column} in {', '.join(map(str, where))}")
     sys.stdout.write(render(format_compare(table, f"{args.metric} err %", args.interval,
                                            seeds=seeds, test_error=args.metric == "test"),
@@ -255,13 +223,14 @@ def _run(name: str, args: argparse.Namespace) -> int:
         print("jobs submitted; run the same command again once they have ended: it skips "
               "the finished runs and writes the report")
         return 0
+    from ..analysis.rundirs import EXIT_SKIPPED
+    from ..formatting import printable
+
     for where, why in result.skipped:
-        print(f"resnet-ablate: skipped {where}: {why}", file=sys.stderr)
+        print(printable(f"resnet-ablate: skipped {where}: {why}"), file=sys.stderr)
     _print_report(result.report)
     if result.failed:
         return 1
-    from ..analysis.collect import EXIT_SKIPPED
-
     return EXIT_SKIPPED if result.skipped else 0
 
 
@@ -282,41 +251,74 @@ def run_demo(args: argparse.Namespace) -> int:
 def add_sql_args(p: argparse.ArgumentParser) -> None:
     from ..formatting import FORMATS
 
-    p.add_argument("store", type=Path, help="a store `collect` wrote (opened read-only)")
-    p.add_argument("query", help="SQL, e.g. \"select model, avg(final_test_err) from runs "
-                                 "where counted group by model\" (tables: runs, history, "
-                                 "evaluations, responses, probes, sources, meta; quote "
-                                 "dotted columns: \\\"protocol_fields.lr\\\")")
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                   help="run directories, or folders of them")
+    p.add_argument("query", help="one SELECT over the views runs (every run read; `counted`: "
+                                 "the one sample per condition and seed), history (run_id, "
+                                 "iteration, the metrics) and responses (Fig. 7), e.g. "
+                                 "\"select model, avg(final_test_err) from runs where counted "
+                                 "group by model\"; quote dotted columns: "
+                                 "\\\"protocol_fields.lr\\\"")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--max-rows", type=int, default=10_000,
                    help="print at most this many rows (default 10000; 0: all)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="stop a query that runs longer (default 120 s)")
+    p.epilog = ("The query reads the runs named and nothing else: no other file, no network, "
+                "no extension, no writes. " + SKIPPED_NOTE)
 
 
 def run_sql(args: argparse.Namespace) -> int:
-    from ..analysis.store import Store
+    from ..analysis.rundirs import read_runs
     from ..formatting import render
 
     if args.max_rows < 0:
         raise InputError(f"--max-rows must be 0 (all) or more; got {args.max_rows}")
-    store = Store.open(args.store)
-    try:
-        names, rows, more = store.query(args.query, args.max_rows or None)
-    finally:
-        store.close()
-    if names:
-        import pandas as pd
+    if not 0 < args.timeout <= 86_400:
+        raise InputError(f"--timeout must be in (0, 86400] seconds; got {args.timeout:g}")
+    c = read_runs(args.dirs)
+    _notes(c, skipped=False)
+    with c:
+        names, rows, more = c.histories().query(args.query, args.max_rows or None,
+                                                args.timeout)
+    import pandas as pd
 
-        sys.stdout.write(render(pd.DataFrame.from_records(rows, columns=names), args.format))
+    sys.stdout.write(render(pd.DataFrame.from_records(rows, columns=names), args.format))
     if more:
-        print(f"resnet-ablate: {more} more rows not shown (--max-rows)", file=sys.stderr)
-    return 0
+        print(f"resnet-ablate: more rows not shown (--max-rows {args.max_rows})",
+              file=sys.stderr)
+    return _status(c)
+
+
+def add_pull_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("project", metavar="ENTITY/PROJECT", help="the W&B project")
+    p.add_argument("--group", default=None, help="only this W&B group")
+    p.add_argument("--to", type=Path, required=True, metavar="DIR",
+                   help="the folder the runs go to, one run directory each (summary.json, "
+                        "history.parquet as W&B logged it)")
+    p.epilog = ("Needs a W&B login. A run already there with the same record is left as it "
+                "is. Exit status 0; 3 when some W&B runs could not be written (each named); "
+                "2 for bad input.")
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from ..analysis.pull import pull
+    from ..analysis.rundirs import EXIT_SKIPPED
+    from ..formatting import printable
+
+    written, skipped = pull(args.project, args.to, group=args.group,
+                            progress=lambda m: print(printable(m), file=sys.stderr, flush=True))
+    for where, why in skipped:
+        print(printable(f"resnet-ablate: skipped {where}: {why}"), file=sys.stderr)
+    print(f"{len(written)} runs -> {args.to} ({len(skipped)} skipped)")
+    return EXIT_SKIPPED if skipped else 0
 
 
 COMMANDS = [
-    ("collect", "gather runs (local dirs, W&B) into a store (DuckDB), incrementally",
-     add_collect_args, run_collect),
-    ("sql", "query a store: runs, history, responses, probes (prints a table)", add_sql_args,
-     run_sql),
+    ("pull", "write a W&B project's runs as run directories (then read like local ones)",
+     add_pull_args, run_pull),
+    ("sql", "one SELECT over run directories: runs, history, responses (prints a table)",
+     add_sql_args, run_sql),
     ("figures", "the paper's figures and tables from your runs, with an index",
      add_figures_args, run_figures),
     ("compare", "error by condition over seeds, beside the paper, with significance",

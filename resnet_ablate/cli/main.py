@@ -52,14 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(message: str) -> str:
-    message = " ".join(str(message).split())
+    from ..formatting import printable
+
+    message = printable(" ".join(str(message).split()))
     return message if message.startswith("resnet-ablate") else f"resnet-ablate: error: {message}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..formatting import TextOnly
     from ..run.rundir import EXIT_LOCKED, RunLocked
 
     debug = bool(os.environ.get("RESNET_ABLATE_DEBUG"))
+    stdout = sys.stdout
+    sys.stdout = TextOnly(stdout)  # what a record holds is printed as text, never acted on
     try:
         args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
@@ -73,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LOCKED
     except BrokenPipeError:  # `resnet-ablate models | head`
         return 0
+    finally:
+        if isinstance(sys.stdout, TextOnly):
+            sys.stdout = stdout
 
 
 if __name__ == "__main__":

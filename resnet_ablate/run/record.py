@@ -12,11 +12,11 @@ its type, where it sits, and what kind of fact it is. Everything else is a proje
     planned         = the condition before any data is read (fields only the loaded data
                       can tell are None), by the same function  (planned(), planned_run_id())
     W&B config      = the keys marked for W&B, nested as the record is  (wandb_config())
-    collect columns = every key, flat, by its dotted path                (columns(), flat())
+    runs table      = every key, flat, by its dotted path                (columns(), flat())
 
 The model's factors are VariantSpec's fields, the protocol's are Protocol's, the run
 settings RunConfig's (each field says its kind and place in its metadata): a new field in
-any of them reaches every file, the W&B config, the condition and collect by itself.
+any of them reaches every file, the W&B config, the condition and the analysis's runs table by itself.
 Summaries are checked against these types when written and when read back (a record is
 data from anywhere). Importing this module imports no torch.
 """
@@ -140,6 +140,10 @@ _OTHERS: tuple[tuple[tuple[str, ...], Any, str, str, str, bool], ...] = (
      False),
     (("condition",), str, BOOKKEEPING, "the condition's id (a digest of its factors)", "data",
      True),
+    (("history_granularity",), (str, None), BOOKKEEPING,
+     "how history.parquet was logged: null, every iteration (the harness); window:N, pulled "
+     "from W&B (training numbers are means over N iterations, evaluations rows of their own)",
+     "end", False),
 )
 
 
@@ -397,7 +401,7 @@ def planned_run_id(request: TrainRequest) -> str:
 
 
 # ---------------------------------------------------------------------------- old records
-# W&B history keys before 0.3 (now the history's own names, as history.csv spells them).
+# W&B history keys before 0.3 (now the history's own names, as history.parquet spells them).
 LEGACY_METRICS = {"train/loss": "train_loss", "train/err": "train_err", "val/loss": "val_loss",
                   "val/err": "val_err", "test/loss": "test_loss", "test/err": "test_err"}
 _RENAMED = {"data_mode": "data.mode", "split_sizes": "data.split_sizes",

@@ -1,11 +1,12 @@
 """The run directory, one owner: its paths and files (config.json, summary.json,
-history.csv, checkpoints/, model.pt, model_init.pt, wandb/), the history's metric names,
+history.parquet, checkpoints/, model.pt, model_init.pt, wandb/), the history's metric names,
 what state a run is in, and the lock that keeps two processes from training one run.
 
     runs/<run_id>/
       config.json       the record as known at the start (resnet_ablate.run.record)
       summary.json      the whole record, written once, when the run ends
-      history.csv       one row per iteration; validation/test columns at evaluations
+      history.parquet   one row per iteration (typed: iteration int64, the metrics float64);
+                        validation/test columns at evaluations, null elsewhere
       checkpoints/      ckpt-<iteration>.pt, the newest `keep` of them
       model.pt          the final weights (a state_dict)
       model_init.pt     the initial weights (the loss landscape's linear path needs them)
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
-import math
 import os
 import re
 import sys
@@ -29,20 +28,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError, MissingInput
-from ..io import MAX_JSON_BYTES, atomic_torch_save, atomic_write_json, atomic_write_text, \
+from ..io import MAX_JSON_BYTES, atomic_torch_save, atomic_write_bytes, atomic_write_json, \
     read_json
 from . import record
 from .config import check_run_id
 
 CHECKPOINT_FORMAT = 3
 _CKPT = re.compile(r"ckpt-(\d+)\.pt$")
-MAX_HISTORY_BYTES = 1 << 30  # 10x an ImageNet run's 600k rows
+MAX_HISTORY_BYTES = 1 << 30  # 30x an ImageNet run's 600k rows
 
-# history.csv's columns: one row per iteration, the evaluations where they happened. The
-# same names in W&B's history, on the progress line and in collect's history table; the
+# history.parquet's columns, in this order: one row per iteration, the evaluations where
+# they happened. The same names in W&B's history, on the progress line and in analysis; the
 # final values are summary.json's final_<name> (one vocabulary: README, "Metric names").
 HISTORY_COLUMNS = ("iteration", "lr", "train_loss", "train_err")
 EVAL_COLUMNS = ("val_loss", "val_err", "test_loss", "test_err")
+HISTORY_FILE_COLUMNS = HISTORY_COLUMNS + EVAL_COLUMNS  # iteration int64, the rest float64
 # A checkpoint's fields and the type each must have to be resumed from.
 CHECKPOINT_FIELDS = {"iteration": int, "model": dict, "optimizer": dict, "schedule": dict,
                      "data": dict, "rng": dict, "history": dict, "best": dict,
@@ -53,14 +53,14 @@ def paper_train_err(iterations: list[int], train_errs: list[float], end: int,
                     every: int) -> float | None:
     """The paper's training error at `end` (Fig. 1, Fig. 6 thin lines): the mean train-mode
     error of the mini-batches of the last evaluation interval (end - every, end]. One
-    definition for the trainer and for collect."""
+    definition for the trainer and for the analysis."""
     window = [e for i, e in zip(iterations, train_errs) if end - every < i <= end]
     return sum(window) / len(window) if window else None
 
 
 @dataclass
 class History:
-    """Per-iteration training numbers and the evaluations, as history.csv holds them."""
+    """Per-iteration training numbers and the evaluations, as history.parquet holds them."""
     iteration: list[int] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -90,23 +90,30 @@ class History:
                    train_err=state["train_err"].tolist(),
                    evals=[dict(e) for e in state["evals"]])
 
-    def to_csv(self) -> str:
+    def to_parquet(self) -> bytes:
+        """history.parquet's bytes: a row per iteration, each evaluation's numbers in its
+        iteration's row (null where there was none; NaN where one was measured as NaN)."""
+        import pyarrow as pa
+
         evals = {int(e["iteration"]): e for e in self.evals}
-        out = io.StringIO()
-        out.write(",".join(HISTORY_COLUMNS + EVAL_COLUMNS) + "\n")
-        for i, it in enumerate(self.iteration):
-            e = evals.get(it, {})
-            cells = [str(it), repr(self.lr[i]), repr(self.train_loss[i]),
-                     repr(self.train_err[i])]
-            cells += [_cell(e.get(c)) for c in EVAL_COLUMNS]
-            out.write(",".join(cells) + "\n")
-        return out.getvalue()
+        columns = {"iteration": pa.array(self.iteration, pa.int64()),
+                   "lr": pa.array(self.lr, pa.float64()),
+                   "train_loss": pa.array(self.train_loss, pa.float64()),
+                   "train_err": pa.array(self.train_err, pa.float64())}
+        for c in EVAL_COLUMNS:
+            columns[c] = pa.array([evals.get(it, {}).get(c) for it in self.iteration],
+                                  pa.float64())
+        return parquet_bytes(pa.table(columns))
 
 
-def _cell(value: float | None) -> str:
-    if value is None:
-        return ""
-    return "nan" if isinstance(value, float) and math.isnan(value) else repr(value)
+def parquet_bytes(table) -> bytes:
+    """A history table as Parquet (zstd: a 64,000-iteration run in about 1 MB)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
 
 
 class RunLocked(Exception):
@@ -125,7 +132,7 @@ class RunDir:
     # -- paths ---------------------------------------------------------------------
     config_path = property(lambda self: self.path / "config.json")
     summary_path = property(lambda self: self.path / "summary.json")
-    history_path = property(lambda self: self.path / "history.csv")
+    history_path = property(lambda self: self.path / "history.parquet")
     model_path = property(lambda self: self.path / "model.pt")
     init_model_path = property(lambda self: self.path / "model_init.pt")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
@@ -225,7 +232,7 @@ class RunDir:
         atomic_write_json(self.config_path, config)
 
     def write_history(self, history: History) -> None:
-        atomic_write_text(self.history_path, history.to_csv())
+        atomic_write_bytes(self.history_path, history.to_parquet())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         record.check(summary)

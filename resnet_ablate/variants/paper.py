@@ -12,6 +12,7 @@ lookup (so this module imports no registry).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 # CIFAR-10, Section 4.2: depth 6n+2, three stages of n basic blocks at 16/32/64 filters.
@@ -21,6 +22,9 @@ CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
                    152: (3, 8, 36, 3)}
 IMAGENET_WIDTHS = (64, 128, 256, 512)
+# The stems' registered widths (models/stems.py; tests/test_registry.py checks they agree):
+# what a paper variant's stem_width resolves to, known here without building it.
+STEM_WIDTHS = {"cifar": 16, "imagenet": 64, "deep": 64}
 # He et al. (2016), "Identity Mappings": CIFAR bottleneck nets of depth 9n+2 (164, 1001)
 # and ImageNet ResNet-200 (Table 5 there).
 CIFAR_BOTTLENECK_N = {164: 18, 1001: 111}
@@ -41,9 +45,60 @@ def register_builtin(register: Callable[..., Any]) -> None:
 
 def _paper(name: str, family: str, block: str, shortcut: str | None, stem: str,
            layers: tuple[int, ...], **extra: Any) -> None:
+    """A paper's net, its depth the paper's (6n+2 or 9n+2 on CIFAR, Table 1's on ImageNet:
+    the registry checks it against the blocks' weighted layers)."""
+    weighted = 3 if "bottleneck" in block else 2
     register_variant(name, family=family, block=block, shortcut=shortcut, stem=stem,
                      widths=CIFAR_WIDTHS if stem == "cifar" else IMAGENET_WIDTHS, layers=layers,
-                     num_classes=10 if stem == "cifar" else 1000, **extra)
+                     num_classes=10 if stem == "cifar" else 1000,
+                     depth=weighted * sum(layers) + 2, **extra)
+
+
+@functools.lru_cache(maxsize=1)
+def paper_factors() -> dict[str, dict[str, Any]]:
+    """Every paper variant's factors (VariantSpec.factors()), from the same tables, without
+    building a spec (which imports the blocks, and torch): what the analysis compares a run
+    against (reference.paper_match). tests/test_registry.py checks it equals the registry."""
+    import dataclasses
+
+    from .spec import Options, VariantSpec
+
+    defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                         else f.default) for f in dataclasses.fields(VariantSpec)
+                if f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING}
+    order = [f.name for f in dataclasses.fields(VariantSpec)]
+    out: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, base: str | None = None, **changes: Any) -> None:
+        spec = {**defaults, "name": name} if base is None else {**out[base], "name": name}
+        if base is not None and "shortcut" in changes and "family" not in changes:
+            if changes["shortcut"] is None:  # as registry.register_variant derives
+                spec["family"] = "plain"
+            elif spec["family"] == "plain":
+                spec["family"] = "resnet"
+        if "stem" in changes and "stem_width" not in changes:
+            spec["stem_width"] = 0
+        spec.update(changes)
+        if not spec["stem_width"]:
+            spec["stem_width"] = STEM_WIDTHS[spec["stem"]]
+        for key in ("options", "shortcut_options", "stem_options"):
+            spec[key] = dict(Options(spec[key], key))
+        for key in ("layers", "widths"):
+            spec[key] = list(spec[key])
+        out[name] = {f: spec[f] for f in order}  # in the spec's field order, as factors()
+
+    global register_variant
+    previous = globals().get("register_variant")
+    try:
+        register_variant = record
+        _register_builtin_variants()
+    finally:
+        if previous is not None:
+            register_variant = previous
+        else:
+            del globals()["register_variant"]
+    return out
 
 
 def _register_builtin_variants() -> None:
@@ -110,7 +165,7 @@ def _register_builtin_variants() -> None:
 
 
 # The harness versions whose changes alter what a network of a given spec computes (a
-# run's record keeps the one it was built under; collect warns before pooling runs built
+# run's record keeps the one it was built under; the analysis warns before pooling runs built
 # under different ones). Add an entry whenever a block, shortcut, stem or the stage builder
 # changes a network's function.
 NETWORK_CHANGES = {

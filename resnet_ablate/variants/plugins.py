@@ -3,7 +3,7 @@
 Loaded from the train key `plugins=mod1,mod2` (a module name, or a path to a .py file), the
 environment variable RESNET_ABLATE_PLUGINS (the same, comma-separated), and the entry-point
 group `resnet_ablate.plugins` of installed packages: only ever what the user names now. A
-run records the plugins it loaded; a record never makes code run by itself (`collect` reads
+run records the plugins it loaded; a record never makes code run by itself (the analysis reads
 data and needs no plugin; `resume` refuses a run whose plugins are not loaded now and says
 how to name them). Sweeps pass `plugins=` on to every run.
 """
