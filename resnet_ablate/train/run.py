@@ -269,6 +269,7 @@ def prepare(request: TrainRequest) -> Prepared:
                             enabled=dist.is_main)
         options = TrainOptions(amp=cfg.amp == "bf16", channels_last=cfg.channels_last,
                                compile=cfg.compile, compile_backend=cfg.compile_backend,
+                               compile_mode=cfg.compile_mode,
                                checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
                                responses=cfg.responses)
         files = RunFiles(rundir, identity, cfg.keep_checkpoints) if dist.is_main else None
