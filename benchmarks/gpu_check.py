@@ -33,7 +33,6 @@ import tarfile
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -60,7 +59,7 @@ SHARES = {"environment": 0.06, "throughput": 0.36, "end_to_end": 0.28, "correctn
           "projection": 0.16}  # of --budget; time a section leaves goes to the later ones
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Plan:
     models: tuple[str, ...]  # throughput, in order of priority
     steps: int  # timed steps of each configuration
@@ -69,7 +68,7 @@ class Plan:
     e2e: tuple[tuple[str, int], ...]  # (model, iterations) timed end to end
     small: tuple[str, ...]  # train words of every CLI run (the smoke's tiny net and batch)
     check_iterations: int  # the deterministic resume check's runs
-    probes: dict = field(default_factory=dict)  # probe settings (GPU: their defaults)
+    probes: dict = dataclasses.field(default_factory=dict)  # probe settings (GPU: their defaults)
     jobs: tuple[int, ...] = (1, 2, 4)  # concurrent training processes measured
     synthetic: tuple[int, int] = (50_000, 10_000)  # the fallback CIFAR-10's train/test images
     matmul: int = 8192
@@ -89,8 +88,8 @@ class Check:
 
     def __init__(self, plan: Plan, device: torch.device, work: Path, dataset: str,
                  data_dir: str) -> None:
-        self.plan, self.device, self.work = plan, device, work
-        self.dataset, self.data_dir = dataset, data_dir
+        self.plan, self.device, self.work, self.dataset, self.data_dir = (
+            plan, device, work, dataset, data_dir)
         self.data_words = [f"dataset={dataset}", f"data_dir={data_dir}",
                            "protocol=he2015-cifar", *plan.small]
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -170,7 +169,7 @@ def environment(ck: Check) -> dict:
             capture_output=True, text=True).stdout.strip()})
         out.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2 ** 30, 1),
                    sms=p.multi_processor_count, driver=smi.get("driver") or smi.get("error"),
-                   cudnn=torch.backends.cudnn.version())
+                   cudnn=torch.backends.cudnn.version(), cudnn_tf32=torch.backends.cudnn.allow_tf32)
     else:
         out["cpu"] = platform.processor() or platform.machine()
     kinds = ("bf16", "tf32", "fp32") if d.type == "cuda" else ("bf16", "fp32")
@@ -189,8 +188,7 @@ def macs(name: str) -> int:
 
 
 def peak_of(ck: Check, amp: bool) -> float:
-    """The peak of the arithmetic a configuration runs in: bf16, else TF32 on a GPU (cuDNN's
-    convolutions use it by default), fp32 on a CPU."""
+    """bf16's peak, else TF32's on a GPU (cuDNN's fp32 convolutions use it), fp32's on a CPU."""
     peaks = ck.results["environment"]["peak_tflops"]
     return peaks["bf16"] if amp else peaks.get("tf32", peaks["fp32"])
 
@@ -239,10 +237,9 @@ def throughput(ck: Check) -> dict:
                      **guarded(lambda: measure(ck, name, config))})
         if compiling and "wall_s" in rows[-1]:  # the next compilation costs about as much
             reserve = 1.5 * rows[-1]["wall_s"]
-    if not ck.plan.compiled:
-        rows += [{"model": m, "config": c, "skipped": "CPU smoke: inductor's C++ build takes "
-                  "minutes; the GPU run measures it"} for m in ck.plan.models for c in CONFIGS
-                 if CONFIGS[c][1]]
+    rows += [{"model": m, "config": c, "skipped": "CPU smoke: inductor's C++ build takes "
+              "minutes"} for m in ck.plan.models for c in CONFIGS if CONFIGS[c][1]
+             and not ck.plan.compiled]
     return {"batch": 128, "steps": ck.plan.steps, "rows": rows}
 
 
@@ -393,7 +390,11 @@ def concurrent_rate(ck: Check, k: int, model: str, steps: int) -> float:
     env = {**ck.env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // k))}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(k)]
-    outs = [p.communicate(timeout=max(1.0, ck.left()))[0] for p in procs]
+    try:
+        outs = [p.communicate(timeout=max(1.0, ck.left()))[0] for p in procs]
+    finally:  # none outlives its section (a finished one is left alone)
+        for p in procs:
+            p.kill()
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a worker of {k} failed (exit {[p.returncode for p in procs]})")
     return sum(json.loads(o.strip().splitlines()[-1])["images_per_s"] for o in outs)
@@ -462,9 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     smoke = args.smoke or device.type != "cuda"
-    plan = SMOKE if smoke else GPU
-    if args.budget:
-        plan = dataclasses.replace(plan, budget=args.budget)
+    plan = dataclasses.replace(SMOKE if smoke else GPU, **({"budget": args.budget}
+                                                           if args.budget else {}))
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check-"))
     results = args.results or (Path(tempfile.gettempdir()) / "gpu_check-smoke.jsonl" if smoke
                                else REPO / "benchmarks" / "results" / "gpu_check.jsonl")

@@ -217,8 +217,10 @@ def markdown(r: dict) -> str:
               f"x{_f(g.get('resnet56_x_goal'), 1)} the goal. Table 6 with 5 seeds in "
               f"{GOAL_SWEEP_S // 60} min: projected {_f(g.get('sweep_5_seeds_s'), 1, 1 / 60)} "
               f"min, x{_f(g.get('sweep_x_goal'), 1)} the goal.", ""]
-    lines += [f"Sections: " + ", ".join(f"{k} {v['status']} ({_f(v['seconds'], 0)} s)"
-                                        for k, v in r.get("sections", {}).items()), ""]
+    lines += ["Sections: " + ", ".join(f"{k} {v['status']} ({_f(v['seconds'], 0)} s)"
+                                       for k, v in r.get("sections", {}).items()), ""]
+    lines += [f"- {k} failed: {r[k]['error']}" for k in (*r.get("sections", {}), "goal")
+              if isinstance(r.get(k), dict) and "error" in r[k]]
     return "\n".join(lines)
 
 
