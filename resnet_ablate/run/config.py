@@ -88,6 +88,10 @@ class RunConfig:
     compile_backend: str | None = _s("inductor", "torch.compile's backend: inductor, or aot_eager "
                                           "(no C++ toolchain)", NUMERICS,
                               ("run", "compile_backend"))
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] | None = _s(
+        "default", "torch.compile's mode (inductor's): reduce-overhead replays CUDA graphs "
+                   "(fewer kernel launches; GPU only)", NUMERICS, ("run", "compile_mode"))
     wandb: Literal["auto", "online", "offline", "disabled"] = _s(
         "auto", "auto (online if logged in, else offline), online, offline, disabled")
     wandb_project: str = _s("resnet-ablate", "W&B project")
@@ -127,6 +131,10 @@ class RunConfig:
             check_run_id(self.run_id)
         if self.protocol != "auto" and self.protocol not in PROTOCOLS:
             raise unknown("protocol", self.protocol, [*PROTOCOLS, "auto"])
+        if self.compile and self.compile_mode not in (None, "default") and \
+                self.compile_backend != "inductor":  # other backends ignore a mode
+            raise InputError(f"compile_mode={self.compile_mode} needs compile_backend=inductor; "
+                             f"got compile_backend={self.compile_backend}")
         if not self.runs_dir:
             raise InputError("runs_dir must name a folder")
         from ..tracking import check_names

@@ -372,6 +372,7 @@ def resolved(request: TrainRequest, spec: Any, *, data: dict[str, Any] | None = 
         values[".".join(at or ("settings", f.name))] = getattr(cfg, f.name)
     if not cfg.compile:
         values["run.compile_backend"] = None  # no compiler, no backend: nothing to match
+        values["run.compile_mode"] = None
     if data is None:
         values["data.mode"] = None if cfg.data_mode == "auto" else cfg.data_mode
     values["overrides.words"] = list(request.words)

@@ -269,6 +269,7 @@ def prepare(request: TrainRequest) -> Prepared:
                             enabled=dist.is_main)
         options = TrainOptions(amp=cfg.amp == "bf16", channels_last=cfg.channels_last,
                                compile=cfg.compile, compile_backend=cfg.compile_backend,
+                               compile_mode=cfg.compile_mode,
                                checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
                                responses=cfg.responses)
         files = RunFiles(rundir, identity, cfg.keep_checkpoints) if dist.is_main else None
@@ -289,7 +290,9 @@ def prepare(request: TrainRequest) -> Prepared:
                                      f"needs the same ones{hint}")
                 notes["resumed_with"] = [d for _, d in diffs]
 
-            state = rundir.load_checkpoint(map_location=device, like=checkpoint_like(trainer),
+            # Onto the CPU, whatever the device: RNG states restore only from CPU tensors
+            # (torch.set_rng_state refuses a CUDA one); load_state_dict moves the rest.
+            state = rundir.load_checkpoint(map_location="cpu", like=checkpoint_like(trainer),
                                            accept=accept)
             trainer.load_state_dict(state)
             if dist.is_main:  # a failed run (a full disk) resumes: not failed now

@@ -39,6 +39,7 @@ class TrainOptions:
     channels_last: bool = True  # the memory format of activations and weights
     compile: bool = False
     compile_backend: str = "inductor"
+    compile_mode: str | None = "default"  # torch.compile's; reduce-overhead: CUDA graphs
     checkpoint_every: int = 1000  # iterations; 0: only at the end and on a signal
     log_every: int = 100
     responses: bool = True  # Fig. 7's layer responses at the end
@@ -86,8 +87,8 @@ class Trainer:
         if dist.enabled:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.net = (torch.compile(net, backend=options.compile_backend) if options.compile
-                    else net)
+        self.net = (torch.compile(net, backend=options.compile_backend,
+                                  mode=options.compile_mode) if options.compile else net)
         self.iteration = 0
         self.history = History()
         self.best = {"val_err": math.inf, "iteration": 0, "test_err": math.nan}
