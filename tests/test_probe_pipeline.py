@@ -278,6 +278,24 @@ BAD = {
                         "unknown landscape setting 'resolution'"),
     "bad weights choice": (None, ["lesion", "--set", "weights=best"],
                            "weights must be one of final, initial"),
+    # every range where it is read, the allowed range in the message
+    "span of 1e300": (None, ["landscape", "--set", "span=[0,1e300]"],
+                      "landscape: span must be a finite number in [-10, 10]; got 1e+300"),
+    "span of one number": (None, ["landscape", "--set", "span=-1"],
+                           "span must be [low, high] with -10 <= low < high <= 10"),
+    "no points": (None, ["landscape", "--set", "points=0"], "points must be an integer 2..201"),
+    "1e9 points": (None, ["landscape", "--set", "points=1e9"],
+                   "points must be an integer 2..201; got 1000000000"),
+    "radius 0": (None, ["landscape", "--set", "radius=0"],
+                 "radius must be a finite number in (0, 10]"),
+    "radius 1e300": (None, ["landscape", "--set", "radius=1e300"],
+                     "radius must be a finite number in (0, 10]"),
+    "a path span of 1e300": (None, ["linear_path", "--set", "span=[0,1e300]"],
+                             "linear_path: span must be a finite number in [-10, 10]"),
+    "no images": (None, ["lesion", "--set", "num_images=0"],
+                  "num_images must be an integer 1..200000"),
+    "more images than the split": (None, ["lesion", "--set", "num_images=360"],
+                                   "num_images must be 1..359 (the test split of run"),
 }
 
 

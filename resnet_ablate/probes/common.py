@@ -218,8 +218,9 @@ def check_float(probe: str, name: str, value: Any, low: float | None = None,
             value) or (low is not None and (value <= low if above else value < low)) or (
             high is not None and value > high):
         span = "" if low is None and high is None else \
-            f" {'>' if above else '>='} {low}" if high is None else \
-            f" in {'(' if above else '['}{low}, {high}]" if low is not None else f" <= {high}"
+            f" {'>' if above else '>='} {low:g}" if high is None else \
+            f" in {'(' if above else '['}{low:g}, {high:g}]" if low is not None else \
+            f" <= {high:g}"
         raise InputError(f"{probe}: {name} must be a finite number{span}; got {value!r}")
 
 

@@ -262,7 +262,7 @@ def records(run_dir: str | Path, probe: str | None = None,
     if not folder.is_dir():
         return []
     out = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob(f"{probe}-*.json" if probe else "*.json")):
         try:
             rec = load(path)
         except FileNotFoundError:
