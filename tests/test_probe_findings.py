@@ -453,3 +453,20 @@ def test_a_record_another_process_is_writing_is_skipped(pair, tmp_path, cli_inpr
     assert done.returncode == 0 and "1 record(s) written" in done.stdout
     _, again = _record(second, "lesion")
     assert again["digest"] == rec["digest"] and again["result"] == rec["result"]
+
+
+def test_a_record_that_fails_its_checks_is_probed_again(pair, tmp_path, cli_inproc):
+    """`probe` does not keep a record the analysis would skip (an older version's swap draws
+    with a pair twice, a field of the wrong type): it probes it again and says so."""
+    plain, _ = _runs(pair, tmp_path / "runs")
+    words = ["probe", "lesion", "--runs", plain, "--set", "parts=single", "--wandb", "disabled"]
+    assert cli_inproc(*words).returncode == 0
+    path, rec = _record(plain, "lesion")
+    good = rec["result"]["baseline"]["error"]
+    rec["result"]["baseline"]["error"] = str(good)
+    path.write_text(json.dumps(rec))
+    again = cli_inproc(*words)
+    assert again.returncode == 0, again.stderr
+    assert f"probing again: {path} fails its checks (record.result.baseline.error must be " \
+           "a fraction in [0, 1]" in again.stdout and "1 record(s) written" in again.stdout
+    assert _record(plain, "lesion")[1]["result"]["baseline"]["error"] == good

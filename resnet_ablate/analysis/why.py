@@ -298,11 +298,11 @@ def lesion_sentence(pn: str, pp: list[pf.Probed], rn: str, rp: list[pf.Probed]) 
     if failed:
         return head + "; ".join(_did_not_train(n, b, k, "intact test error")
                                 for n, b in failed) + (
-            f": deleting one of its units (a rise of {_stat(rise_p if failed[0][0] == pn else rise_r)} "
-            "pp) measures a net that failed to train, not one that relies on every layer, so "
-            f"it is not compared; {rn} (intact {_stat(base_r)}%) rises {_stat(rise_r)} pp, "
-            f"{pn} (intact {_stat(base_p)}%) {_stat(rise_p)} pp. Veit et al. compare trained "
-            "nets of similar accuracy.")
+            f": deleting one of {'its' if len(failed) == 1 else 'their'} units measures a net "
+            "that failed to train, not one that relies on every layer, so the two are not "
+            "compared (Veit et al. compare trained nets of similar accuracy). Mean rise when "
+            f"one unit is deleted: {rn} {_stat(rise_r)} pp (intact {_stat(base_r)}%), {pn} "
+            f"{_stat(rise_p)} pp (intact {_stat(base_p)}%).")
     units = sum(pf.lesion_single(rp[0])[1])
     apart = abs(_mean(base_r) - _mean(base_p)) > DISSIMILAR_PP
     return head + (

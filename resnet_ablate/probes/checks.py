@@ -114,6 +114,9 @@ def _lesion(r: dict, s: dict, rec: dict, w: str) -> None:
                          summary["error_std"])
             _shapes(rec, {f"{part}_error": (len(summary["k"]), s["draws"])}, w)
     for row in r.get("swap_k") or []:
+        if len({tuple(p) for p in row["pairs"]}) < len(row["pairs"]):
+            raise InputError(f"{w}.swap_k: a draw holds a pair twice (drawn with replacement "
+                             "by an older version, which swaps it back); probe it again")
         if not -1.0 <= row["kendall_tau"] <= 1.0:
             raise InputError(f"{w}.swap_k: kendall_tau must be in [-1, 1]; got "
                              f"{row['kendall_tau']!r}")
@@ -183,7 +186,7 @@ def check_record(rec: dict[str, Any]) -> None:
     values = rec["settings"]
     try:
         settings = settings_dict(parse_settings(probe.settings, name, dict(values)))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # a plugin's settings may raise ValueError
         raise InputError(f"record.settings: {' '.join(str(exc).split())}") from None
     if name in BUILTIN:
         spec, more = BUILTIN[name]

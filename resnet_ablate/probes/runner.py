@@ -322,17 +322,32 @@ def probe_target(request: ProbeRequest, target: Target, cache: DataCache,
     """One probe of one checked run; nothing is computed when its record is there, or
     while another process computes it (its lock held: busy)."""
     seed, batch_size, json_path = _planned(request, target)
-    existing = probefiles.read(json_path)
+    existing = _checked(json_path, log)
     if existing is not None:
         return Outcome(target.run_id, request.name, json_path, False, 0.0, existing)
     digest = _digests(request, seed, batch_size)[1]
     with probefiles.lock(target.rundir.path, request.name, digest) as mine:
         if not mine:
             return Outcome(target.run_id, request.name, json_path, False, busy=True)
-        existing = probefiles.read(json_path)  # written by another process meanwhile
+        existing = _checked(json_path, lambda m: None)  # written by another process meanwhile
         if existing is not None:
             return Outcome(target.run_id, request.name, json_path, False, 0.0, existing)
         return _compute(request, target, cache, seed, batch_size, log)
+
+
+def _checked(json_path: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The record there, if it is complete and passes the analysis's checks; one that
+    does not (an older version's draws, a corrupt file) is probed again, and said so."""
+    from .checks import check_record
+
+    rec = probefiles.read(json_path)
+    if rec is not None:
+        try:
+            check_record(rec)
+        except InputError as exc:
+            log(f"probing again: {json_path} fails its checks ({exc})")
+            return None
+    return rec
 
 
 def _compute(request: ProbeRequest, target: Target, cache: DataCache, seed: int,
@@ -417,7 +432,7 @@ def probe_runs(requests: Sequence[ProbeRequest], run_dirs: Sequence[str | os.Pat
     for target in targets:  # the data of every record to write opens before any is written
         for request in requests:
             _, batch_size, json_path = _planned(request, target)
-            if probefiles.read(json_path) is None:
+            if _checked(json_path, lambda m: None) is None:
                 data = cache.get(target, batch_size)
                 images = int(data.sizes[request.probe.split])
                 if request.num_images is not None and request.num_images > images:
