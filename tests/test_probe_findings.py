@@ -151,8 +151,8 @@ def test_the_landscape_sentence_does_not_move_with_the_centre_loss(pair, tmp_pat
         if p.run["family"] == "plain":
             p.rec["result"]["center"]["error"] = 0.6
     (named,) = why.landscape_findings(failed)
-    assert "(plain-8 did not train (centre training error 60.00%, at least half of chance " \
-           "error, 90%): no minimiser)" in named
+    assert "which is no minimiser: plain-8 did not train (centre training error 60.00%, at " \
+           "least half of chance error, 90%)" in named
     # the figure: Li et al.'s fixed contour levels in both panels, whatever their scale
     plain_up = [_shifted(p, 5.0) if p.run["family"] == "plain" else p for p in items]
     (_, (fig, caption)), = pf.landscape_figures(plain_up)
@@ -470,3 +470,35 @@ def test_a_record_that_fails_its_checks_is_probed_again(pair, tmp_path, cli_inpr
     assert f"probing again: {path} fails its checks (record.result.baseline.error must be " \
            "a fraction in [0, 1]" in again.stdout and "1 record(s) written" in again.stdout
     assert _record(plain, "lesion")[1]["result"]["baseline"]["error"] == good
+
+
+@pytest.mark.parametrize("mode", ["tensor", "loader"])
+def test_a_sample_is_the_splits_own_images_as_its_eval_batches_prepare_them(tmp_path, monkeypatch,
+                                                                           mode):
+    """sample.subset_batches: the images at the indices, prepared exactly as the split's
+    eval_batches prepares them, in either data mode."""
+    import dataclasses
+
+    from resnet_ablate.data import DataSettings
+    from resnet_ablate.data.catalog import open_run_data
+    from resnet_ablate.probes import sample
+    from resnet_ablate.run.protocol import DEMO, HE2015_IMAGENET
+
+    monkeypatch.setenv("RESNET_ABLATE_CACHE", str(tmp_path / "cache"))
+    root = image_folder(tmp_path / "imgs", 80 if mode == "loader" else 8, train=6, test=4)
+    protocol = dataclasses.replace(HE2015_IMAGENET, val_size=0, batch_size=4, crop=64,
+                                   scale_range=(64, 72)) if mode == "loader" else \
+        dataclasses.replace(DEMO, val_size=0, batch_size=4, crop=8)
+    data = open_run_data("imagefolder", str(root), False, mode, DataSettings(
+        protocol=protocol, device=torch.device("cpu"), seed=0, eval_batch_size=3,
+        num_workers=0))
+    x_all = torch.cat([x for x, _ in data.eval_batches("test", sharded=False)])
+    y_all = torch.cat([y for _, y in data.eval_batches("test", sharded=False)])
+    labels = sample.split_labels(data, "test")
+    assert torch.equal(labels, y_all) and labels.tolist() == [0] * 4 + [1] * 4
+    idx = sample.stratified(labels, 4, data.num_classes)
+    assert sorted(labels[idx].tolist()) == [0, 0, 1, 1]
+    got = list(sample.subset_batches(data, "test", idx, 3))
+    assert [len(y) for _, y in got] == [3, 1]
+    assert torch.equal(torch.cat([x for x, _ in got]), x_all[idx])
+    assert torch.equal(torch.cat([y for _, y in got]), y_all[idx])

@@ -327,8 +327,8 @@ def landscape_sentence(pn: str, pp: list[pf.Probed], rn: str, rp: list[pf.Probed
                 f"of {_sig([p.result['center']['loss'] for p in ps])}")
         if never_trained(_mean(err) / 100 if _mean(err) is not None else None,
                          ps[0].run.get("num_classes")):
-            text += (" (" + _did_not_train(name, err, ps[0].run.get("num_classes"),
-                                           "centre training error") + ": no minimiser)")
+            text += ", which is no minimiser: " + _did_not_train(
+                name, err, ps[0].run.get("num_classes"), "centre training error")
         parts.append(text)
     where = f"at filter-normalised radius r = {radius:g}" if radius else "near the centre"
     return (_head("Loss landscape (Li et al. 2018)", rp) + f"{where} the training loss "

@@ -26,7 +26,9 @@ def add_probe_args(p: argparse.ArgumentParser) -> None:
                    help="run directories, or folders of runs (their finished runs)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="settings",
                    help="the probe's settings (e.g. points=11 span=[-0.5,0.5]), batch_size "
-                        "(default: the run's), weights=final|initial")
+                        "(default: the run's), weights=final|initial, num_images=N (a "
+                        "seeded class-stratified sample of the split; default: all of it, "
+                        "in order)")
     p.add_argument("--seed", type=int, default=None,
                    help="the probe's own seed (default: each run's seed)")
     p.add_argument("--plugins", default="", metavar="MOD,FILE.py",

@@ -91,7 +91,7 @@ BUILTINS = (
      "the number of units deleted or swapped."),
     ("landscape", landscape.run, landscape.LandscapeSettings, "train", _grid_rows, False,
      "Li, Xu, Taylor, Studer & Goldstein (2018), Visualizing the Loss Landscape of Neural "
-     "Nets, Sec. 4, Fig. 5",
+     "Nets, Secs. 4-6, Figs. 5 and 7",
      "With filter-normalised random directions, ResNet-56's loss surface around its "
      "minimiser is smooth and convex-looking, and without shortcuts it turns chaotic."),
     ("linear_path", landscape.run_linear_path, landscape.LinearPathSettings, "train",

@@ -43,7 +43,7 @@ from .common import (BN_MODES, InputError, bn_mode, check_choice, check_float, c
                      evaluate, fixed_batches, generator, model_device, parse_settings, result)
 
 PROBE = "landscape"
-PAPER = "Li et al. (2018), Sec. 4, Fig. 5"
+PAPER = "Li et al. (2018), Secs. 4-6, Figs. 5 and 7"
 IGNORE = ("biasbn", "none")
 MAX_POINTS = 201  # per axis: a 201 x 201 grid is ~40k evaluations already
 MAX_STEP = 10.0  # |step|: 10 filter norms, far past any basin Li et al. draw ([-1, 1])
