@@ -42,10 +42,12 @@ def split_labels(data: Any, split: str) -> Tensor | None:
     return None
 
 
-def stratified(labels: Tensor, num_images: int, num_classes: int, seed: int = SAMPLE_SEED
-               ) -> Tensor:
+def stratified(labels: Tensor | None, num_images: int, num_classes: int,
+               seed: int = SAMPLE_SEED) -> Tensor:
     """`num_images` indices into `labels`: each class its proportional share (largest
     remainders first), drawn without replacement, the whole in a seeded random order."""
+    if labels is None:
+        raise InputError("num_images: this kind of data keeps no labels to stratify by")
     n = len(labels)
     if not 1 <= num_images <= n:
         raise InputError(f"num_images must be 1..{n} (the split's images); got {num_images}")
