@@ -82,8 +82,12 @@ def test_train_probes_lesion_writes_its_record_at_the_end(why):
         assert rec["seed"] == summary["seed"] == 0 and rec["weights"] == "final"
         assert rec["settings"] == {"parts": ["single", "delete_k", "swap_k"], "draws": 5,
                                    "delete_ks": None, "swap_ks": None, "num_batches": None}
+        counts = rec["data"].pop("class_counts")
         assert rec["data"] == {"split": "test", "batch_size": 128, "split_images": 359,
-                               "view": "single", "fingerprint": summary["data"]["fingerprint"]}
+                               "view": "single", "fingerprint": summary["data"]["fingerprint"],
+                               "num_images": None, "sample": None, "images": 359,
+                               "warning": None}
+        assert sum(counts) == 359 and len(counts) == 10  # the whole split: no warning
         assert rec["condition"] == summary["condition"] and rec["model"] == model
         # the intact net's test error is the run's own, recorded at its end
         assert 100 * rec["result"]["baseline"]["error"] == pytest.approx(
@@ -136,7 +140,7 @@ def test_experiment_probes_and_the_why_section(why):
     assert (root / "report" / "figures" / "why-landscape-8.png").stat().st_size > 1000
     assert "resnet-ablate probe landscape" in index  # the command log
     table = (root / "report" / "tables" / "why-lesion.csv").read_text().splitlines()
-    assert table[0].startswith("condition,seeds,intact test err %")
+    assert table[0].startswith("condition,seeds,settings,intact test err %")
     assert "ResNet-8,1," in (root / "report" / "tables" / "why-landscape.csv").read_text()
 
 
@@ -158,7 +162,8 @@ def test_probe_cli_writes_json_npz_once_per_settings(why, tmp_path, cli_inproc):
     (path, rec), = _records(run, "landscape")
     assert f"-> {path}" in first.stdout and "1 record(s) written" in first.stdout
     assert rec["settings"] == {"dims": 1, "points": 3, "span": [-0.5, 0.5], "ignore": "biasbn",
-                               "bn": "eval", "num_batches": None}
+                               "bn": "eval", "num_batches": None, "radius": 0.1,
+                               "curvature": 0}
     assert rec["result"]["x"] == [-0.5, 0.0, 0.5]
     assert rec["result"]["center"]["loss"] == pytest.approx(summary["final_train_loss_eval"],
                                                             rel=1e-6)
@@ -273,6 +278,24 @@ BAD = {
                         "unknown landscape setting 'resolution'"),
     "bad weights choice": (None, ["lesion", "--set", "weights=best"],
                            "weights must be one of final, initial"),
+    # every range where it is read, the allowed range in the message
+    "span of 1e300": (None, ["landscape", "--set", "span=[0,1e300]"],
+                      "landscape: span must be a finite number in [-10, 10]; got 1e+300"),
+    "span of one number": (None, ["landscape", "--set", "span=-1"],
+                           "span must be [low, high] with -10 <= low < high <= 10"),
+    "no points": (None, ["landscape", "--set", "points=0"], "points must be an integer 2..201"),
+    "1e9 points": (None, ["landscape", "--set", "points=1e9"],
+                   "points must be an integer 2..201; got 1000000000"),
+    "radius 0": (None, ["landscape", "--set", "radius=0"],
+                 "radius must be a finite number in (0, 10]"),
+    "radius 1e300": (None, ["landscape", "--set", "radius=1e300"],
+                     "radius must be a finite number in (0, 10]"),
+    "a path span of 1e300": (None, ["linear_path", "--set", "span=[0,1e300]"],
+                             "linear_path: span must be a finite number in [-10, 10]"),
+    "no images": (None, ["lesion", "--set", "num_images=0"],
+                  "num_images must be an integer 1..200000"),
+    "more images than the split": (None, ["lesion", "--set", "num_images=360"],
+                                   "num_images must be 1..359 (the test split of run"),
 }
 
 

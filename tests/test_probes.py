@@ -156,6 +156,25 @@ def test_swaps_skipped_where_no_stage_has_two_shape_preserving_units():
                                                        "shortcut only (identity)"]
 
 
+def test_swap_pairs_of_a_draw_are_distinct_and_tau_is_scipys():
+    """Veit et al. Fig. 5b: k pairs drawn without replacement (a pair drawn twice swaps back
+    and reorders nothing; drawn with replacement, all 20 draws of k=6 of a stage's 6 pairs
+    held one twice)."""
+    from scipy.stats import kendalltau
+
+    m = tiny()  # two units a stage: stage 0's pair, and none in the reshaping stages
+    m2 = ra.create_model("resnet20-A", layers=(4, 1, 1), num_classes=10, in_chans=1).eval()
+    r = lesion.run(m2, data(1), seed=0, draws=20, parts=["swap_k"], swap_ks=[6])
+    assert len(r["swap_k"]) == 20
+    for row in r["swap_k"]:
+        assert len({tuple(p) for p in row["pairs"]}) == 6, row["pairs"]
+    with pytest.raises(InputError, match="swap_ks go up to the 6 distinct pairs"):
+        lesion.run(m2, data(1), seed=0, parts=["swap_k"], swap_ks=[7])
+    order = [2, 0, 1, 3, 5, 4]
+    assert lesion.kendall_tau(order) == pytest.approx(kendalltau(order, range(6)).statistic)
+    assert lesion.run(m, data(1), seed=0, draws=1, parts=["swap_k"])["swap_k"]
+
+
 def test_kendall_tau():
     assert lesion.kendall_tau([0, 1, 2, 3]) == 1.0
     assert lesion.kendall_tau([3, 2, 1, 0]) == -1.0
@@ -224,6 +243,52 @@ def test_landscape_point_equals_displaced_copy():
             p.add_(di, alpha=1.0)
     assert r["arrays"]["loss"].shape == (3,)
     assert r["arrays"]["loss"][2] == pytest.approx(evaluate(moved, batches)[0], rel=1e-6)
+
+
+def test_landscape_sharpness_is_the_loss_rise_at_the_stated_radius():
+    """Li et al.'s directions; the rise of the loss at +-r along each, over the centre's, in
+    absolute loss (the sentence's number: not a ratio to the centre loss)."""
+    m = tiny()
+    batches = data(1)
+    r = landscape.run(m, batches, seed=3, points=3, radius=0.25)
+    g = torch.Generator().manual_seed(3)
+    params = list(m.parameters())
+    d1, d2 = (landscape.filter_normalized_direction(params, g) for _ in range(2))
+    rim = []
+    for d, a in ((d1, -0.25), (d1, 0.25), (d2, -0.25), (d2, 0.25)):
+        moved = copy.deepcopy(m)
+        with torch.no_grad():
+            for p, di in zip(moved.parameters(), d):
+                p.add_(di, alpha=a)
+        rim.append(evaluate(moved, batches)[0])
+    sh = r["sharpness"]
+    assert sh["radius"] == 0.25 and sh["losses"] == pytest.approx(rim, rel=1e-6)
+    centre = r["center"]["loss"]
+    assert sh["rise_mean"] == pytest.approx(np.mean(rim) - centre, rel=1e-6)
+    assert sh["rise_max"] == pytest.approx(max(rim) - centre, rel=1e-6)
+    assert r["curvature"] is None and "curvature_ratio" not in r["arrays"]
+
+
+def test_curvature_map_is_li_et_als_extreme_hessian_eigenvalues():
+    """Li et al. Fig. 7, as their min_max_hessian_eigs: at the centre of a 3 x 3 grid the
+    dense Hessian's eigenvalue of largest magnitude and its most negative one."""
+    model = MLP().double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (32,), generator=g)
+    eig = torch.linalg.eigvalsh(dense_hessian(model, x, y))
+    assert eig.min() < 0 < eig.max()  # indefinite: both ends of the spectrum matter
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r = landscape.run(model, [(x, y)], seed=0, points=3, curvature=3)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    a = r["arrays"]
+    assert a["hessian_max"].shape == a["hessian_min"].shape == a["curvature_ratio"].shape \
+        == (3, 3) and r["curvature"] == {"points": 3, "x": [-1.0, 0.0, 1.0]}
+    top = float(eig[eig.abs().argmax()])
+    assert a["hessian_max"][1, 1] == pytest.approx(top, rel=2e-2)
+    assert a["hessian_min"][1, 1] == pytest.approx(float(eig.min()), rel=2e-2)
+    assert a["curvature_ratio"][1, 1] == pytest.approx(abs(float(eig.min()) / top), rel=5e-2)
+    assert np.isfinite(a["curvature_ratio"]).all()
 
 
 def test_linear_path_endpoints():
@@ -427,6 +492,13 @@ def test_table_and_json_results():
     ("paths", {"bn": "train"}, "bn must be one of eval, batch"),
     ("hessian", {"max_iter": 0}, "max_iter must be an integer 1..100000"),
     ("hessian", {"top_n": 0, "trace_iters": 0}, "nothing to compute"),
+    ("landscape", {"span": [0, 1e300]}, "span must be a finite number in [-10, 10]"),
+    ("landscape", {"span": [-1e300, 0]}, "span must be a finite number in [-10, 10]"),
+    ("landscape", {"radius": 0}, "radius must be a finite number in (0, 10]"),
+    ("landscape", {"radius": 1e300}, "radius must be a finite number in (0, 10]"),
+    ("landscape", {"curvature": 1}, "curvature must be an integer 2..21"),
+    ("linear_path", {"span": [0, 1e300], "initial": {}}, "span must be a finite number in [-10, 10]"),
+    ("hessian", {"tol": 1e300}, "tol must be a finite number in [0, 1]"),
 ])
 def test_bad_settings_are_one_line_input_errors(name, settings, words):
     with pytest.raises(InputError) as err:

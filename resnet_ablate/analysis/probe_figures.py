@@ -4,15 +4,16 @@ directories (resnet_ablate.run.probefiles; read directly for now, a store later)
 One line (or panel) per condition, the mean over its seeds with a band of ±1 std, as the
 paper figures are drawn (resnet_ablate.analysis.figures); records of one condition are
 pooled only when probed alike (one settings digest), and a condition probed two ways is
-two lines. Errors in percent of the probe's split.
+two lines. A seed is one sample: of the runs of one (condition, seed), the one `compare`
+counts (resnet_ablate.analysis.samples.one_per_seed), and of its records the one drawn with
+its own seed. Errors in percent of the probe's split. Every record is checked before it is
+used (resnet_ablate.probes.checks; its arrays' headers before they are read): one that
+fails is skipped and named, the rest drawn.
 
-    lesion_figure      Veit et al. (2016) Fig. 3 and 5: test error per deleted unit; vs
-                       the number k of units deleted (and swapped), plain vs residual
-    landscape_figures  Li et al. (2018) Fig. 5: per depth, the variants' 2D contours beside
-                       their 1D slices (and the Goodfellow et al. linear path)
-    paths_figure       Veit et al. (2016) Fig. 6: path lengths, gradient by path length,
-                       per-unit gradient norm at the end (and at initialisation)
-    hessian_figure     Yao et al. (2020): the top Hessian eigenvalue and trace vs depth
+    lesion_figure      Veit et al. (2016) Figs. 3, 5a (error vs k) and 5b (vs Kendall tau)
+    landscape_figures  Li et al. (2018) Figs. 5 and 7, per depth; Goodfellow et al.'s path
+    paths_figure       Veit et al. (2016) Fig. 6; per-unit gradient norms
+    hessian_figure     Yao et al. (2020): the Hessian's extreme eigenvalue and trace vs depth
     run_figure         one record's figure (W&B)
 """
 from __future__ import annotations
@@ -28,10 +29,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..probes.checks import check_record
 from ..run import probefiles
 from ..run.rundir import RunDir
 from .rundirs import run_row
 from . import style
+from .samples import one_per_seed
 from .vocab import labels
 
 Figure = tuple[matplotlib.figure.Figure, str]
@@ -45,6 +48,7 @@ class Probed:
     arrays: dict[str, np.ndarray]
     run: dict[str, Any]  # the run's row (resnet_ablate.analysis.rundirs.run_row)
     label: str
+    counted: bool = True  # its run is the one sample of its (condition, seed)
 
     @property
     def result(self) -> dict[str, Any]:
@@ -56,26 +60,47 @@ class Probed:
         return self.label, self.rec["settings_digest"]
 
 
-def load(run_dirs: Iterable[str | Path], probe: str | None = None) -> list[Probed]:
-    """Every complete probe record of the finished runs among `run_dirs`."""
-    found = []
+def load(run_dirs: Iterable[str | Path], probe: str | None = None,
+         skipped: list[str] | None = None, warnings: list[str] | None = None
+         ) -> list[Probed]:
+    """Every readable probe record of the finished runs among `run_dirs`, each marked
+    counted when its run is the one `compare` counts for its (condition, seed). A record
+    that cannot be read or fails its checks is left out and named in `skipped`; a run whose
+    records are not counted (a rerun of a seed) is named in `warnings`."""
+    skipped = [] if skipped is None else skipped
+    rows, found = [], []
     for d in map(Path, run_dirs):
-        records = probefiles.records(d, probe)
-        if not records:
-            continue
         try:
             summary = RunDir(d.parent, d.name).read_summary()
         except InputError:
             continue
         if summary is None or summary.get("status") != "finished":
             continue
-        found.append((run_row(summary, str(d)), records))
+        row = run_row(summary, str(d))
+        rows.append(row)
+        good = []
+        for path, rec in probefiles.records(d, probe, skipped):
+            try:
+                check_record(rec)
+                good.append((path, rec, probefiles.arrays(path, rec)))
+            except InputError as exc:
+                skipped.append(f"{path}: {exc}")
+        if good:
+            found.append((row, good))
     if not found:
         return []
-    frame = pd.DataFrame([row for row, _ in found])
+    frame = pd.DataFrame(rows)
+    counted = set(one_per_seed(frame)[0]["run_id"])
     names = dict(zip(frame["source"], labels(frame)))
-    return [Probed(path, rec, probefiles.arrays(path, rec), row, names[row["source"]])
-            for row, records in found for path, rec in records]
+    for row in (row for row, _ in found if row["run_id"] not in counted):
+        kept = frame[(frame["condition"] == row["condition"]) & (frame["seed"] == row[
+            "seed"]) & frame["run_id"].isin(counted)]["run_id"]
+        (warnings if warnings is not None else []).append(
+            f"the probe records of run {row['run_id']} are not counted: condition "
+            f"{row['condition']}, seed {row['seed']} counts once, as {', '.join(kept)} (the "
+            "run compare counts)")
+    return [Probed(path, rec, arrays, row, names[row["source"]], row["run_id"] in counted)
+            for row, good in found for path, rec, arrays in good]
 
 
 def single(rec: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -103,7 +128,8 @@ def groups(items: Iterable[Probed], probe: str, weights: str | None = "final"
     shallow before deep; a condition probed two ways gets its settings digest in its name."""
     by: dict[tuple[str, str], list[Probed]] = {}
     for p in items:
-        if p.rec["probe"] == probe and (weights is None or p.rec.get("weights") == weights):
+        if p.counted and p.rec["probe"] == probe and (
+                weights is None or p.rec.get("weights") == weights):
             by.setdefault(p.key, []).append(p)
     ways: dict[str, int] = {}
     for label, _ in by:
@@ -116,9 +142,9 @@ def groups(items: Iterable[Probed], probe: str, weights: str | None = "final"
 
 
 def _one_per_run(items: list[Probed]) -> list[Probed]:
-    """One sample per seed of the condition: a run probed again with another probe seed
-    (same settings) keeps the record drawn with its own seed (the default), else the one
-    of the lowest probe seed; extra draws of one run are not more seeds."""
+    """One record per run (its runs are one per seed: load): a run probed again with
+    another probe seed (same settings) keeps the record drawn with its own seed (the
+    default), else the one of the lowest probe seed; extra draws are not more seeds."""
     best: dict[str, Probed] = {}
     for p in items:
         run_id = p.rec["run_id"]
@@ -190,46 +216,73 @@ def lesion_figure(items: Iterable[Probed]) -> Figure | None:
             _band(axes[0], x, single_rows, colors[name], name, marker=".", linewidth=1)
             base = np.mean([100 * p.result["baseline"]["error"] for p in ps])
             axes[0].axhline(base, color=colors[name], linestyle="--", linewidth=0.8)
-        col = 1
-        for part in ("delete_k", "swap_k"):
-            if not (has_k if part == "delete_k" else has_swap):
-                continue
-            summaries = [p.result.get(f"{part}_summary") for p in ps]
-            summaries = [s for s in summaries if s]
-            if summaries and len({tuple(s["k"]) for s in summaries}) == 1:
-                _band(axes[col], summaries[0]["k"],
-                      [100 * np.array(s["error_mean"]) for s in summaries], colors[name],
-                      name, marker="o", markersize=3)
-            col += 1
+        summaries = [s for s in (p.result.get("delete_k_summary") for p in ps) if s]
+        if has_k and summaries and len({tuple(s["k"]) for s in summaries}) == 1:
+            _band(axes[1], summaries[0]["k"], [100 * np.array(s["error_mean"])
+                                               for s in summaries], colors[name], name,
+                  marker="o", markersize=3)
+        if has_swap:
+            _swaps(axes[1 + has_k], ps, colors[name], name)
     axes[0].set(xlabel="deleted unit (depth order)", ylabel="test error (%)",
                 title="delete one unit (Veit et al. Fig. 3)")
     titles = [("delete_k", "units deleted, k", "delete k random units (Fig. 5a)"),
-              ("swap_k", "pairs swapped, k", "swap k random pairs in a stage (Fig. 5b)")]
+              ("swap_k", "Kendall tau of the order (1: as trained)",
+               "swap k distinct random pairs in a stage (Fig. 5b)")]
     col = 1
     for part, xlabel, title in titles:
         if has_k if part == "delete_k" else has_swap:
             axes[col].set(xlabel=xlabel, ylabel="test error (%)", title=title)
             col += 1
+    if has_swap:
+        axes[-1].invert_xaxis()  # as Fig. 5b: from the trained order (tau 1) to shuffled
     axes[0].legend(fontsize=7)
     return fig, (f"Lesion study (Veit et al. 2016): test error when units are deleted at "
                  f"test time; dashed: the intact net. Mean ± std over seeds ({_seeds(g)}); "
-                 "gaps: a plain unit that changes shape cannot be deleted.")
+                 "gaps: a plain unit that changes shape cannot be deleted"
+                 + ("; reordering: each draw's error against the Kendall tau of its order "
+                    "(points), and per k the mean over draws and seeds" if has_swap else "")
+                 + ".")
+
+
+def _swaps(ax, ps: list[Probed], color, name: str) -> None:
+    """Fig. 5b: error against Kendall tau, every draw a point, the mean per k a line."""
+    rows = [r for p in ps for r in p.result.get("swap_k") or []]
+    if not rows:
+        return
+    ax.scatter([r["kendall_tau"] for r in rows], [100 * r["error"] for r in rows], s=6,
+               color=color, alpha=0.4, linewidths=0)
+    ks = sorted({r["k"] for r in rows})
+    tau = [np.mean([r["kendall_tau"] for r in rows if r["k"] == k]) for k in ks]
+    err = [np.mean([100 * r["error"] for r in rows if r["k"] == k]) for k in ks]
+    ax.plot(tau, err, color=color, marker="o", markersize=3, label=f"{name} (n={len(ps)})")
 
 
 # ---------------------------------------------------------------------------- landscape
 def _slice(p: Probed) -> tuple[list[float], np.ndarray]:
     """The 1D curve through the centre: the 1D landscape, or the 2D grid's y = 0 row."""
-    loss = p.arrays["loss"]
-    xs = p.result["x"]
+    loss, xs = p.arrays["loss"], p.result["x"]
     if loss.ndim == 1:
         return xs, loss
     ys = np.asarray(p.result["y"])
     return xs, loss[int(np.argmin(np.abs(ys)))]
 
 
+LEVELS = np.arange(0.1, 10, 0.5)  # Li et al.'s plot_2D.py: vmin 0.1, vmax 10, vlevel 0.5
+
+
+def never_trained(error: float | None, num_classes: Any) -> bool:
+    """The rule, stated once: a net whose error is at least half of chance error (1 - 1/K
+    for K classes: 45% of 90% for 10) did not train; its centre is no minimiser, its lesion
+    no measure of what a trained net relies on."""
+    k = _num(num_classes)
+    return error is not None and math.isfinite(k) and k >= 2 and error >= (1 - 1 / k) / 2
+
+
 def landscape_figures(items: Iterable[Probed]) -> list[tuple[int, Figure]]:
     """One figure per depth: a row per variant, its 2D contour (the lowest seed: each run
-    has its own random directions) beside its 1D slices (every seed) and linear path."""
+    has its own random directions) at Li et al.'s fixed levels, the same for every panel,
+    beside its 1D slices (every seed, one loss axis for all rows), its linear path, and
+    Li et al.'s Fig. 7 curvature map where it was probed."""
     items = list(items)
     g = groups(items, "landscape")
     paths = groups(items, "linear_path")
@@ -240,25 +293,29 @@ def landscape_figures(items: Iterable[Probed]) -> list[tuple[int, Figure]]:
     out = []
     for depth, names in sorted(by_depth.items()):
         has_path = any(n in paths for n in names)
-        ncols = 2 + has_path
+        has_map = any("curvature_ratio" in g[n][0].arrays for n in names)
+        ncols = 2 + has_path + has_map
         fig, axes = style.figure(len(names), ncols, figsize=(4.4 * ncols, 3.6 * len(names)),
                                  squeeze=False)
+        curves = [c for n in names for p in g[n] for c in [_slice(p)[1]]]
+        finite = np.concatenate([c[np.isfinite(c) & (c > 0)] for c in curves] or [[1.0]])
+        low, high = float(finite.min()) / 1.5, float(finite.max()) * 1.5
         for row, name in enumerate(names):
             ps = g[name]
             first = ps[0]
+            failed = never_trained(first.result["center"]["error"],
+                                   first.run.get("num_classes"))
+            centre = "centre (did not train)" if failed else "minimiser"
             ax = axes[row][0]
             loss = first.arrays["loss"]
             if loss.ndim == 2:
                 x, y = np.meshgrid(first.result["x"], first.result["y"])
-                finite = loss[np.isfinite(loss)]
-                top = min(float(finite.max()), 10 * max(float(finite.min()), 1e-3) + 5)
-                levels = np.linspace(float(finite.min()), top, 15)
-                cs = ax.contour(x, y, np.clip(loss, None, top), levels=levels,
-                                cmap="viridis", linewidths=0.8)
-                ax.clabel(cs, cs.levels[::3], fontsize=6, fmt="%.2g")
+                cs = ax.contour(x, y, loss, levels=LEVELS, cmap="viridis", linewidths=0.8)
+                if len(cs.levels):
+                    ax.clabel(cs, cs.levels[::4], fontsize=6, fmt="%.1f")
                 ax.plot(0, 0, "k+")
-                ax.set(title=f"{name}: 2D (seed {first.rec['seed']})", xlabel="d1",
-                       ylabel="d2")
+                ax.set(title=f"{name}: 2D (seed {first.rec['seed']}); +: {centre}",
+                       xlabel="d1", ylabel="d2")
             else:
                 ax.text(0.5, 0.5, "1D landscape only", ha="center", va="center",
                         transform=ax.transAxes)
@@ -267,8 +324,8 @@ def landscape_figures(items: Iterable[Probed]) -> list[tuple[int, Figure]]:
             for p in ps:
                 xs, curve = _slice(p)
                 ax.plot(xs, curve, linewidth=1, label=f"seed {p.rec['seed']}")
-            ax.set(yscale="log", title=f"{name}: 1D slice", xlabel="step along d1",
-                   ylabel="training loss")
+            ax.set(yscale="log", ylim=(low, high), title=f"{name}: 1D slice",
+                   xlabel=f"step along d1 (0: {centre})", ylabel="training loss")
             ax.legend(fontsize=6)
             if has_path:
                 ax = axes[row][2]
@@ -279,16 +336,35 @@ def landscape_figures(items: Iterable[Probed]) -> list[tuple[int, Figure]]:
                        ylabel="training loss")
                 if paths.get(name):
                     ax.legend(fontsize=6)
+            if has_map:
+                _curvature_map(axes[row][-1], first, name)
         s = first.rec["settings"]
         caption = (
             f"Loss landscapes at depth {depth} (Li et al. 2018, Fig. 5): filter-normalised "
-            f"random directions, BN {s.get('bn')} mode, {s.get('points')} points per axis on "
-            f"{s.get('span')}; training loss on a fixed subset of the training split. Left: "
-            "2D contours (one seed); middle: the 1D slice through the minimiser, every seed"
-            + ("; right: the linear path from the initial to the final weights (Goodfellow "
-               "et al. 2015)." if has_path else "."))
+            f"directions, BN {s.get('bn')}, {s.get('points')} points per axis on "
+            f"{s.get('span')}; training loss on the probe's sample. 2D contours (one seed) "
+            "at Li et al.'s fixed levels (plot_2D.py: 0.1 to 9.6 every 0.5) in every panel "
+            "(a net whose centre training error is at least half of chance did not train: "
+            "its centre is no minimiser); the 1D slice through the centre, every seed, one "
+            "loss axis for all rows" + ("; the linear path from the initial to the final "
+                                        "weights (Goodfellow et al. 2015)" if has_path else "")
+            + ("; |lambda_min / lambda_max| of the Hessian on a coarse grid (Li et al. Fig. "
+               "7; 0 to 1 in every panel)" if has_map else "") + ".")
         out.append((depth, (fig, caption)))
     return out
+
+
+def _curvature_map(ax, p: Probed, name: str) -> None:
+    ratio = p.arrays.get("curvature_ratio")
+    if ratio is None:
+        ax.set_axis_off()
+        return
+    xs = p.result["curvature"]["x"]  # a 1D map is drawn as a strip
+    im = ax.imshow(np.clip(np.atleast_2d(ratio), 0, 1), origin="lower", vmin=0, vmax=1,
+                   extent=(xs[0], xs[-1], xs[0], xs[-1]), aspect="auto", cmap="viridis")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    ax.set(xlabel="d1", ylabel="d2" if ratio.ndim == 2 else "",
+           title=f"{name}: |lambda_min / lambda_max| (Fig. 7)")
 
 
 # ---------------------------------------------------------------------------- paths
@@ -330,6 +406,9 @@ def paths_figure(items: Iterable[Probed]) -> Figure | None:
 
 # ---------------------------------------------------------------------------- hessian
 def hessian_figure(items: Iterable[Probed]) -> Figure | None:
+    """The eigenvalue of largest magnitude and the trace vs depth: mean ± std over seeds,
+    each seed a point (the trace's with its Monte-Carlo standard error; an eigenvalue that
+    did not converge hollow); a log axis only where every value is positive."""
     g = groups(items, "hessian")
     if not g:
         return None
@@ -341,24 +420,36 @@ def hessian_figure(items: Iterable[Probed]) -> Figure | None:
         series.setdefault(family, []).append((_num(r.get("depth")), ps))
     fig, axes = style.figure(1, 2, figsize=(10, 4))
     colors = _palette({f: pts[0][1] for f, pts in series.items()})
+    drawn: list[list[float]] = [[], []]
     for family, points in series.items():
         points.sort(key=lambda t: t[0])
-        depths = [d for d, _ in points]
-        for ax, value in ((axes[0], lambda p: p.result["top_eigenvalues"][0]),
-                          (axes[1], lambda p: p.result["trace"])):
+        for k, (ax, key) in enumerate(((axes[0], "top_eigenvalues"), (axes[1], "trace"))):
+            def value(p: Probed) -> float | None:
+                v = p.result[key]
+                return (v[0] if v else None) if key == "top_eigenvalues" else v
             vals = [[value(p) for p in ps if value(p) is not None] for _, ps in points]
-            mean = [np.mean(v) if v else np.nan for v in vals]
-            std = [np.std(v) if len(v) > 1 else 0.0 for v in vals]
-            ax.errorbar(depths, mean, yerr=std, marker="o", capsize=3, color=colors[family],
+            drawn[k] += [v for vs in vals for v in vs]
+            ax.errorbar([d for d, _ in points], [np.mean(v) if v else np.nan for v in vals],
+                        yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals],
+                        marker="_", markersize=14, capsize=3, color=colors[family],
                         label=family)
-    axes[0].set(xlabel="depth", ylabel="top eigenvalue", yscale="log",
-                title="Hessian top eigenvalue (power iteration)")
-    axes[1].set(xlabel="depth", ylabel="trace", yscale="symlog",
-                title="Hessian trace (Hutchinson)")
-    for ax in axes:
+            for d, p in ((d, p) for d, ps in points for p in ps if value(p) is not None):
+                done = key == "trace" or all(p.result["eigen_converged"][:1])
+                ax.errorbar(d, value(p), yerr=(p.result["trace_stderr"] or 0.0) * (
+                    key == "trace"), marker="s", markersize=4, color=colors[family], alpha=0.6,
+                    linestyle="none", markerfacecolor=None if done else "none")
+    for ax, values, label in ((axes[0], drawn[0], "eigenvalue of largest magnitude"),
+                              (axes[1], drawn[1], "trace")):
+        ax.set(xlabel="depth", ylabel=label, yscale="log" if values and min(values) > 0
+               else "linear")
         ax.legend(fontsize=7)
-    return fig, ("Hessian of the training loss at the final weights on a fixed subset (Yao et "
-                 f"al. 2020): mean ± std over seeds ({_seeds(g)}).")
+    axes[0].set_title("Hessian: eigenvalue of largest |lambda| (power iteration)", fontsize=9)
+    axes[1].set_title("Hessian trace (Hutchinson)", fontsize=9)
+    return fig, ("Hessian of the training loss at the final weights on the probe's sample "
+                 f"(Yao et al. 2020): mean (dash) ± std over seeds ({_seeds(g)}); squares: each "
+                 "seed, the trace with its Monte-Carlo standard error, an eigenvalue power "
+                 "iteration did not converge on hollow (its last estimate); a log axis only "
+                 "where every value is positive.")
 
 
 # ---------------------------------------------------------------------------- one run
@@ -367,9 +458,8 @@ def _linear_path_figure(items: Iterable[Probed]) -> Figure | None:
     if not g:
         return None
     fig, ax = style.figure(figsize=(5, 4))
-    for name, ps in g.items():
-        for p in ps:
-            ax.plot(p.result["alpha"], p.arrays["loss"], label=f"{name}, seed {p.rec['seed']}")
+    for p in (p for ps in g.values() for p in ps):
+        ax.plot(p.result["alpha"], p.arrays["loss"], label=f"{p.label}, seed {p.rec['seed']}")
     ax.set(yscale="log", xlabel="alpha (0: initial, 1: final)", ylabel="training loss",
            title="linear path (Goodfellow et al. 2015)")
     ax.legend(fontsize=7)

@@ -1,5 +1,11 @@
 """`probe`: a probe of why residual nets train, on finished runs; each result is written
-under runs/<run_id>/probes/ (resnet_ablate.probes.runner), once per settings and seed."""
+under runs/<run_id>/probes/ (resnet_ablate.probes.runner), once per settings and seed. Then
+the probe's findings over those runs, as the report states them (resnet_ablate.analysis.
+why: one sample per condition and seed, sentences only over nets probed alike).
+
+Exit: 0; 3 when a record of those runs could not be read (each skipped and named in one
+line, the rest reported); 75 when another process was computing one of the records (it is
+skipped, as `train` skips a run another process trains); 2 for bad input."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +14,8 @@ from pathlib import Path
 
 from ..errors import InputError
 
+EXIT_SKIPPED = 3  # as collect's: some input was skipped, the rest done
+EXIT_BUSY = 75  # as train's: another process holds the lock
 BUILTIN = "lesion, landscape, linear_path, paths, hessian"
 
 
@@ -18,7 +26,9 @@ def add_probe_args(p: argparse.ArgumentParser) -> None:
                    help="run directories, or folders of runs (their finished runs)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="settings",
                    help="the probe's settings (e.g. points=11 span=[-0.5,0.5]), batch_size "
-                        "(default: the run's), weights=final|initial")
+                        "(default: the run's), weights=final|initial, num_images=N (a "
+                        "seeded class-stratified sample of the split; default: all of it, "
+                        "in order)")
     p.add_argument("--seed", type=int, default=None,
                    help="the probe's own seed (default: each run's seed)")
     p.add_argument("--plugins", default="", metavar="MOD,FILE.py",
@@ -53,9 +63,20 @@ def run_probe_cmd(args: argparse.Namespace) -> int:
     outcomes = probe_runs([request], runs, device=args.device, data_dir=args.data_dir,
                           wandb=args.wandb, log=log)
     written = sum(o.written for o in outcomes)
-    print(f"{request.name}: {written} record(s) written, {len(outcomes) - written} already "
-          f"there, of {len(outcomes)} run(s)")
-    return 0
+    busy = sum(o.busy for o in outcomes)
+    print(f"{request.name}: {written} record(s) written, {len(outcomes) - written - busy} "
+          f"already there" + (f", {busy} being written by another process" if busy else "")
+          + f", of {len(outcomes)} run(s)")
+    from ..analysis.why import probe_findings
+
+    found, skipped, warnings = probe_findings(runs, request.name)
+    for line in found:
+        print(line)
+    for line in warnings:
+        print(f"resnet-ablate: warning: {line}", file=sys.stderr)
+    for line in skipped:
+        print(f"resnet-ablate: skipped {line}", file=sys.stderr)
+    return EXIT_SKIPPED if skipped else EXIT_BUSY if busy else 0
 
 
 COMMANDS = [

@@ -65,10 +65,17 @@ def _paths_rows(r: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 
 def _hessian_rows(r: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    rows = [[f"top_eigenvalue_{i + 1}", v] for i, v in enumerate(r["top_eigenvalues"])]
-    rows += [["trace", r["trace"]], ["trace_stderr", r["trace_stderr"]],
-             ["num_params", r["num_params"]]]
-    return ["quantity", "value"], rows
+    """Each eigenvalue (largest magnitude first) with whether power iteration converged,
+    and the trace with its Monte-Carlo standard error."""
+    done = r.get("eigen_converged") or []
+    iters = r.get("eigen_iterations") or []
+    rows = [[f"eigenvalue_{i + 1} (largest magnitude)", v,
+             "converged" if i < len(done) and done[i] else
+             f"NOT converged ({iters[i] if i < len(iters) else '?'} iterations)"]
+            for i, v in enumerate(r["top_eigenvalues"])]
+    rows += [["trace (Hutchinson)", r["trace"], f"MC s.e. {r['trace_stderr']}, "
+              f"{r.get('trace_samples')} samples"], ["num_params", r["num_params"], ""]]
+    return ["quantity", "value", "note"], rows
 
 
 # ---------------------------------------------------------------------------- built-ins
@@ -84,7 +91,7 @@ BUILTINS = (
      "the number of units deleted or swapped."),
     ("landscape", landscape.run, landscape.LandscapeSettings, "train", _grid_rows, False,
      "Li, Xu, Taylor, Studer & Goldstein (2018), Visualizing the Loss Landscape of Neural "
-     "Nets, Sec. 4, Fig. 5",
+     "Nets, Secs. 4-6, Figs. 5 and 7",
      "With filter-normalised random directions, ResNet-56's loss surface around its "
      "minimiser is smooth and convex-looking, and without shortcuts it turns chaotic."),
     ("linear_path", landscape.run_linear_path, landscape.LinearPathSettings, "train",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -139,11 +140,10 @@ def model_device(model: nn.Module) -> torch.device:
 def fixed_batches(batches: Iterable[tuple[Tensor, Tensor]], num_batches: int | None,
                   device: torch.device, probe: str) -> list[tuple[Tensor, Tensor]]:
     """The first `num_batches` (all if None) of `batches`, on `device`, kept as a list so
-    every condition or grid point sees the very same samples."""
+    every condition or grid point sees the very same samples. No batch past those is
+    taken from the iterable (the runner counts the images a probe read)."""
     out = []
-    for item in batches:
-        if num_batches is not None and len(out) >= num_batches:
-            break
+    for item in itertools.islice(batches, num_batches):
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
             raise InputError(f"{probe}: batches must be (x, y) pairs; got {type(item).__name__}")
         x, y = item[0], item[1]
@@ -211,11 +211,17 @@ def check_int(probe: str, name: str, value: Any, low: int, high: int | None = No
         raise InputError(f"{probe}: {name} must be an integer {span}{extra}; got {value!r}")
 
 
-def check_float(probe: str, name: str, value: Any, low: float | None = None) -> None:
+def check_float(probe: str, name: str, value: Any, low: float | None = None,
+                high: float | None = None, above: bool = False) -> None:
+    """A finite number in [low, high] (above=True: low excluded)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(
-            value) or (low is not None and value < low):
-        floor = f" >= {low}" if low is not None else ""
-        raise InputError(f"{probe}: {name} must be a finite number{floor}; got {value!r}")
+            value) or (low is not None and (value <= low if above else value < low)) or (
+            high is not None and value > high):
+        span = "" if low is None and high is None else \
+            f" {'>' if above else '>='} {low:g}" if high is None else \
+            f" in {'(' if above else '['}{low:g}, {high:g}]" if low is not None else \
+            f" <= {high:g}"
+        raise InputError(f"{probe}: {name} must be a finite number{span}; got {value!r}")
 
 
 def check_choice(probe: str, name: str, value: Any, allowed: Sequence[str]) -> None:

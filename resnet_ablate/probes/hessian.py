@@ -32,6 +32,7 @@ from .common import (BN_MODES, InputError, bn_mode, check_choice, check_float, c
 
 PROBE = "hessian"
 PAPER = "Yao et al. (2020), PyHessian, Sec. III"
+ORDER = "largest magnitude"  # what power iteration finds: max |lambda|, of either sign
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ class HessianSettings:
     def __post_init__(self) -> None:
         check_int(PROBE, "top_n", self.top_n, 0, 100)
         check_int(PROBE, "max_iter", self.max_iter, 1, 100_000)
-        check_float(PROBE, "tol", self.tol, 0.0)
+        check_float(PROBE, "tol", self.tol, 0.0, 1.0)
         check_int(PROBE, "trace_iters", self.trace_iters, 0, 1_000_000)
-        check_float(PROBE, "trace_tol", self.trace_tol, 0.0)
+        check_float(PROBE, "trace_tol", self.trace_tol, 0.0, 1.0)
         check_choice(PROBE, "bn", self.bn, BN_MODES)
         check_int(PROBE, "num_batches", self.num_batches, 1, allow_none=True)
         if self.top_n == 0 and self.trace_iters == 0:
@@ -139,8 +140,11 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
     """PyHessian's top eigenvalue(s) and trace of the loss on the fixed subset.
 
     Returns the uniform result dict with num_params, top_eigenvalues (list, largest
-    magnitude first), eigen_iterations, eigen_converged, trace (mean of the Hutchinson
-    samples), trace_stderr, trace_samples (count); arrays: trace_samples (the v.Hv values).
+    magnitude first: power iteration finds the eigenvalue of largest |lambda|, which may be
+    negative), eigenvalue_order ("largest magnitude"), eigen_iterations, eigen_converged (a
+    value that did not converge is the last estimate), trace (mean of the Hutchinson
+    samples), trace_stderr (their standard error, the Monte-Carlo error of the trace),
+    trace_samples (count); arrays: trace_samples (the v.Hv values).
     """
     s = parse_settings(HessianSettings, PROBE, settings)
     gen = generator(seed)
@@ -156,7 +160,7 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
         samples = hutchinson_trace(hvp, dim, params[0], gen, s.trace_iters, s.trace_tol)
     n = len(samples)
     return result(PROBE, PAPER, seed, s, model, num_params=dim, top_eigenvalues=values,
-                  eigen_iterations=iters, eigen_converged=converged,
+                  eigenvalue_order=ORDER, eigen_iterations=iters, eigen_converged=converged,
                   trace=float(samples.mean()) if n else None,
                   trace_stderr=float(samples.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
                   trace_samples=n, arrays={"trace_samples": samples})

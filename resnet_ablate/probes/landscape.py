@@ -20,6 +20,15 @@ sees, and invariant to the filter scale that filter normalisation assumes.
 
 Weights are set in place per point (theta* + a d1 + b d2, from a kept copy of theta*, so
 no error accumulates) and restored bit for bit at the end; no model copies.
+
+Sharpness: the rise of the training loss above the centre's at filter-normalised radius r
+(a step of r along a direction moves every filter by r times its own norm), at +-r along
+each of the directions drawn: its mean and its max, in absolute loss (never a ratio to the
+centre loss, which measures how well the net fit, not the surface). Curvature (an option,
+Li et al. Sec. 6 and Fig. 7): at each point of a coarse grid over the span, the Hessian's
+extreme eigenvalues as the authors' hess_vec_prod.min_max_hessian_eigs finds them (scipy's
+eigsh, largest magnitude, tol 1e-2; then again on H - 0.51 lambda_max I for the other end)
+and the map of |lambda_min / lambda_max|: near 0, convex-looking; near 1 or above, not.
 """
 from __future__ import annotations
 
@@ -34,16 +43,19 @@ from .common import (BN_MODES, InputError, bn_mode, check_choice, check_float, c
                      evaluate, fixed_batches, generator, model_device, parse_settings, result)
 
 PROBE = "landscape"
-PAPER = "Li et al. (2018), Sec. 4, Fig. 5"
+PAPER = "Li et al. (2018), Secs. 4-6, Figs. 5 and 7"
 IGNORE = ("biasbn", "none")
 MAX_POINTS = 201  # per axis: a 201 x 201 grid is ~40k evaluations already
+MAX_STEP = 10.0  # |step|: 10 filter norms, far past any basin Li et al. draw ([-1, 1])
+MAX_CURVATURE = 21  # per axis: two Lanczos runs of Hessian-vector products per point
 
 
 def _check_span(probe: str, span: Any) -> None:
     if not (isinstance(span, tuple) and len(span) == 2):
-        raise InputError(f"{probe}: span must be [low, high]; got {span!r}")
+        raise InputError(f"{probe}: span must be [low, high] with -{MAX_STEP:g} <= low < high "
+                         f"<= {MAX_STEP:g}; got {span!r}")
     for v in span:
-        check_float(probe, "span", v)
+        check_float(probe, "span", v, -MAX_STEP, MAX_STEP)
     if not span[0] < span[1]:
         raise InputError(f"{probe}: span must be [low, high] with low < high; got {list(span)}")
 
@@ -56,6 +68,8 @@ class LandscapeSettings:
     ignore: str = "biasbn"  # 1-D parameters: zero direction ("biasbn") or themselves ("none")
     bn: str = "eval"
     num_batches: int | None = None  # the fixed subset: first n batches; None: all
+    radius: float = 0.1  # sharpness: the loss's rise at +-radius along each direction
+    curvature: int = 0  # Li et al. Fig. 7: |lambda_min/lambda_max| on c x c points; 0: off
 
     def __post_init__(self) -> None:
         check_int(PROBE, "dims", self.dims, 1, 2)
@@ -64,6 +78,9 @@ class LandscapeSettings:
         check_choice(PROBE, "ignore", self.ignore, IGNORE)
         check_choice(PROBE, "bn", self.bn, BN_MODES)
         check_int(PROBE, "num_batches", self.num_batches, 1, allow_none=True)
+        check_float(PROBE, "radius", self.radius, 0.0, MAX_STEP, above=True)
+        if self.curvature != 0:
+            check_int(PROBE, "curvature", self.curvature, 2, MAX_CURVATURE)
 
 
 def coordinates(span: Sequence[float], points: int) -> list[float]:
@@ -115,13 +132,63 @@ def _surface(model: nn.Module, data: list, directions: list[list[Tensor]],
     return loss, error
 
 
+def _curvature(model: nn.Module, data: list, directions: list[list[Tensor]],
+               steps: list[tuple[float, ...]], bn: str, seed: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(lambda_min, lambda_max) of the Hessian of the loss at each step, as Li et al.'s
+    hess_vec_prod.min_max_hessian_eigs finds them; weights restored."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    from .hessian import hvp_operator
+
+    params = list(model.parameters())
+    wrt = [p for p in params if p.requires_grad]
+    theta = [p.detach().clone() for p in params]
+    n = sum(p.numel() for p in wrt)
+    rng = np.random.RandomState(seed)  # eigsh's start vectors
+    low, high = np.empty(len(steps)), np.empty(len(steps))
+    try:
+        with bn_mode(model, bn):
+            for k, step in enumerate(steps):
+                with torch.no_grad():
+                    for i, (p, t) in enumerate(zip(params, theta)):
+                        p.copy_(t)
+                        for a, d in zip(step, directions):
+                            p.add_(d[i], alpha=a)
+                hvp = hvp_operator(model, data, wrt)
+
+                def matvec(v: np.ndarray, shift: float = 0.0, hvp=hvp) -> np.ndarray:
+                    t = torch.as_tensor(np.ravel(v), dtype=wrt[0].dtype).to(wrt[0].device)
+                    return hvp(t).double().cpu().numpy() - shift * np.ravel(v)
+
+                top = float(eigsh(LinearOperator((n, n), matvec=matvec, dtype=np.float64),
+                                  k=1, tol=1e-2, v0=rng.standard_normal(n),
+                                  return_eigenvectors=False)[0])
+                shift = 0.51 * top  # a negative eigenvalue is now the largest in magnitude
+                other = float(eigsh(LinearOperator(
+                    (n, n), matvec=lambda v, m=matvec, s=shift: m(v, s), dtype=np.float64),
+                    k=1, tol=1e-2, v0=rng.standard_normal(n),
+                    return_eigenvectors=False)[0]) + shift
+                if top <= 0 and other > 0:  # as the authors' code: the larger is lambda_max
+                    top, other = other, top
+                high[k], low[k] = top, other
+    finally:
+        with torch.no_grad():
+            for p, t in zip(params, theta):
+                p.copy_(t)
+    return low, high
+
+
 def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int,
         **settings: Any) -> dict[str, Any]:
     """Li et al. (2018): loss and error on a 1-D slice or 2-D grid around the model's weights.
 
     Returns the uniform result dict with x (and y) step lists, center {loss, error} (the
-    unperturbed model), min_loss, and arrays loss / error of shape (points,) for dims=1 or
-    (points, points) indexed [y, x] for dims=2.
+    unperturbed model), min_loss, sharpness {radius, losses, rise_mean, rise_max} (the
+    loss at +-radius along each direction, its rises over the centre's), curvature
+    {points, x} or null, and arrays loss / error of shape (points,) for dims=1 or
+    (points, points) indexed [y, x] for dims=2 (and with curvature: hessian_min,
+    hessian_max, curvature_ratio = |min / max| on its coarser grid, likewise shaped).
     """
     s = parse_settings(LandscapeSettings, PROBE, settings)
     gen = generator(seed)
@@ -139,10 +206,28 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
         shape = (s.points, s.points)
     loss, error = _surface(model, data, directions, steps, s.bn)
     coords = {"x": xs} if s.dims == 1 else {"x": xs, "y": xs}
+    at_r = [tuple(sign * s.radius if j == i else 0.0 for j in range(s.dims))
+            for i in range(s.dims) for sign in (-1, 1)]
+    rim = _surface(model, data, directions, at_r, s.bn)[0]
+    arrays = {"loss": loss.reshape(shape), "error": error.reshape(shape)}
+    curvature = None
+    if s.curvature:
+        cs = coordinates(s.span, s.curvature)
+        grid = [(a,) for a in cs] if s.dims == 1 else [(a, b) for b in cs for a in cs]
+        low, high = _curvature(model, data, directions, grid, s.bn, seed)
+        cshape = (s.curvature,) * s.dims
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(low / high)
+        arrays.update(hessian_min=low.reshape(cshape), hessian_max=high.reshape(cshape),
+                      curvature_ratio=ratio.reshape(cshape))
+        curvature = {"points": s.curvature, "x": cs}
     return result(PROBE, PAPER, seed, s, model, **coords,
                   center={"loss": center_loss, "error": center_error},
                   min_loss=float(loss.min()),
-                  arrays={"loss": loss.reshape(shape), "error": error.reshape(shape)})
+                  sharpness={"radius": s.radius, "losses": rim.tolist(),
+                             "rise_mean": float(rim.mean() - center_loss),
+                             "rise_max": float(rim.max() - center_loss)},
+                  curvature=curvature, arrays=arrays)
 
 
 # ---------------------------------------------------------------------------- linear path

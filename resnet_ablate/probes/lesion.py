@@ -1,7 +1,9 @@
 """Lesion study of Veit, Wilber & Belongie (2016), "Residual Networks Behave Like Ensembles
 of Relatively Shallow Networks", Section 4: at test time, (a) delete each residual unit
 singly (Fig. 3), (b) delete k random units (Fig. 5a), (c) reorder units by swapping k random
-pairs within a stage (Fig. 5b); report test error per condition.
+pairs within a stage (Fig. 5b: error against the Kendall tau of the new order); report test
+error per condition. The k pairs of a draw are distinct (drawn without replacement: a pair
+drawn twice would swap back and reorder nothing).
 
 Deleting a unit means its residual branch contributes nothing, F(x) = 0, so the unit outputs
 what its shortcut path gives: x for an identity shortcut; a unit that changes shape keeps
@@ -122,14 +124,13 @@ def swapped(model: nn.Module, pairs: Sequence[tuple[Unit, Unit]]) -> Iterator[li
 
 
 def kendall_tau(order: Sequence[int]) -> float:
-    """Kendall's tau between `order` and 0..n-1 (no ties): Fig. 5b's x axis."""
-    p = np.asarray(order)
-    n = len(p)
-    if n < 2:
+    """Kendall's tau between `order` and 0..n-1 (scipy.stats.kendalltau; no ties): Fig.
+    5b's x axis."""
+    from scipy.stats import kendalltau
+
+    if len(order) < 2:
         return 1.0
-    discordant = int(np.triu(p[:, None] > p[None, :], k=1).sum())
-    pairs = n * (n - 1) // 2
-    return (pairs - 2 * discordant) / pairs
+    return float(kendalltau(np.asarray(order), np.arange(len(order))).statistic)
 
 
 def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int,
@@ -154,10 +155,13 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
     keep = [u for u in units if u.keeps_shape]
     swap_pairs = [(a, b) for a, b in itertools.combinations(keep, 2) if a.stage == b.stage]
     delete_ks = s.delete_ks or tuple(range(1, len(can_delete) + 1))
-    swap_ks = s.swap_ks or tuple(range(1, len(keep) + 1))
+    swap_ks = s.swap_ks or tuple(range(1, min(len(keep), len(swap_pairs)) + 1))
     if "delete_k" in s.parts and max(delete_ks, default=0) > len(can_delete):
         raise InputError(f"{PROBE}: delete_ks go up to the {len(can_delete)} deletable units; "
                          f"got {max(delete_ks)}")
+    if "swap_k" in s.parts and swap_pairs and max(swap_ks) > len(swap_pairs):
+        raise InputError(f"{PROBE}: swap_ks go up to the {len(swap_pairs)} distinct pairs of "
+                         f"shape-preserving units in a stage; got {max(swap_ks)}")
 
     out: dict[str, Any] = {"units": len(units), "deletable": len(can_delete)}
     arrays: dict[str, np.ndarray] = {}
@@ -194,7 +198,7 @@ def run(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, seed: int
             rows = []
             for k in swap_ks:
                 for d in range(s.draws):
-                    picks = torch.randint(len(swap_pairs), (k,), generator=g).tolist()
+                    picks = torch.randperm(len(swap_pairs), generator=g)[:k].tolist()
                     pairs = [swap_pairs[i] for i in picks]
                     with swapped(model, pairs) as order:
                         loss, error = evaluate(model, data)

@@ -16,11 +16,17 @@ record to write opened, before any is probed.
 Data: the run's data set opened through resnet_ablate.data with the run's protocol fields
 (the same train/validation/test splits, the training images' mean): the training split
 without augmentation (eval_batches("train")) for probes of the training loss, the test
-split for the lesion study; in order, so a probe's first n batches are a fixed subset, the
-same for every run of the data set. Two settings belong to the runner, not the probe (both
-in the digest): batch_size (default: the run's protocol batch size, the batch statistics
-training saw) and weights (final, or initial: model_init.pt, e.g. the gradient paths at
-initialisation).
+split for the lesion study. Three settings belong to the runner, not the probe (all in the
+digest): batch_size (default: the run's protocol batch size, the batch statistics training
+saw), weights (final, or initial: model_init.pt, e.g. the gradient paths at
+initialisation) and num_images (a seeded class-stratified sample of the split, the same
+images for every run of the data set: resnet_ablate.probes.sample; default: the split in
+order, whose first batches are no sample of it when its folder is sorted by class). The
+record says which images were drawn and the class counts of those the probe read, and a
+warning (logged and recorded) says when those counts are uneven.
+
+Two processes never compute one record at once: the second finds its lock held and skips
+it, saying so (resnet_ablate.run.probefiles.lock).
 """
 from __future__ import annotations
 
@@ -42,10 +48,11 @@ from ..run.rundir import RunDir
 from ..run.words import field_types, parse_value, split_words
 from ..variants import plugins
 from ..variants.spec import VariantSpec
+from . import sample
 from .common import check_choice, check_int, parse_settings, settings_dict
 from .registry import Probe, get_probe
 
-RUNNER_KEYS = ("batch_size", "weights")  # the runner's, not the probe's: in the digest
+RUNNER_KEYS = ("batch_size", "weights", "num_images")  # the runner's: in the digest
 WEIGHTS = ("final", "initial")
 
 
@@ -58,6 +65,7 @@ class ProbeRequest:
     batch_size: int | None = None  # None: the run's protocol batch size
     seed: int | None = None  # None: the run's seed
     weights: str = "final"  # or "initial": the run's model_init.pt
+    num_images: int | None = None  # a stratified sample of the split; None: all, in order
 
     @property
     def needs_initial(self) -> bool:
@@ -80,7 +88,7 @@ def parse_request(name: str, settings: Mapping[str, Any] | None = None,
     values = dict(settings or {})
     for key, text in split_words(list(words)):
         if key in RUNNER_KEYS:
-            values[key] = parse_value(key, text, int if key == "batch_size" else str)
+            values[key] = parse_value(key, text, str if key == "weights" else int)
         elif key in types:
             values[key] = parse_value(f"{name} {key}", text, types[key])
         else:
@@ -91,6 +99,8 @@ def parse_request(name: str, settings: Mapping[str, Any] | None = None,
             raise unknown(f"{name} setting", key, known)
     batch_size = values.pop("batch_size", None)
     check_int(name, "batch_size", batch_size, 1, MAX_BATCH, allow_none=True)
+    num_images = values.pop("num_images", None)
+    check_int(name, "num_images", num_images, 1, sample.MAX_IMAGES, allow_none=True)
     weights = values.pop("weights", "final")
     check_choice(name, "weights", weights, WEIGHTS)
     if weights == "initial" and probe.needs_initial:
@@ -99,7 +109,7 @@ def parse_request(name: str, settings: Mapping[str, Any] | None = None,
     if seed is not None:
         check_int(name, "seed", seed, 0, 2 ** 63 - 1)
     return ProbeRequest(probe, parse_settings(probe.settings, name, values), batch_size, seed,
-                        weights)
+                        weights, num_images)
 
 
 def parse_names(text: str | Sequence[str]) -> list[str]:
@@ -249,9 +259,10 @@ class DataCache:
 
 # ---------------------------------------------------------------------------- records
 def write_record(request: ProbeRequest, target: Target, seed: int, batch_size: int,
-                 data: Any, result: dict[str, Any], seconds: float, device: torch.device
-                 ) -> tuple[Path, dict[str, Any]]:
-    """The probe's result as a record (resnet_ablate.run.probefiles), atomically."""
+                 data: Any, result: dict[str, Any], seconds: float, device: torch.device,
+                 read: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The probe's result as a record (resnet_ablate.run.probefiles), atomically; `read`:
+    the images it read (sample, images, class_counts, warning)."""
     from .. import __version__
 
     key, digest = _digests(request, seed, batch_size)
@@ -266,7 +277,8 @@ def write_record(request: ProbeRequest, target: Target, seed: int, batch_size: i
            "data": {"split": split, "batch_size": batch_size,
                     "split_images": int(data.sizes[split]),
                     "view": "center" if data.mode == "loader" else "single",
-                    "fingerprint": data.fingerprint},
+                    "fingerprint": data.fingerprint, "num_images": request.num_images,
+                    **(read or {})},
            "condition": target.values.get("condition"), "model": target.spec.name,
            "paper": request.probe.paper, "claim": request.probe.claim,
            "result": probefiles.jsonable(result), "seconds": round(seconds, 3),
@@ -280,7 +292,7 @@ def write_record(request: ProbeRequest, target: Target, seed: int, batch_size: i
 
 def _digests(request: ProbeRequest, seed: int, batch_size: int) -> tuple[str, str]:
     key = probefiles.settings_digest(request.name, request.settings_dict(), request.weights,
-                                     request.probe.split, batch_size)
+                                     request.probe.split, batch_size, request.num_images)
     return key, probefiles.record_digest(key, seed)
 
 
@@ -290,9 +302,10 @@ class Outcome:
     run_id: str
     probe: str
     path: Path
-    written: bool  # False: the same record was already there
+    written: bool  # False: the same record was already there (or is being written)
     seconds: float = 0.0
     record: dict[str, Any] | None = None
+    busy: bool = False  # another process holds the record's lock: skipped
 
 
 def _planned(request: ProbeRequest, target: Target) -> tuple[int, int, Path]:
@@ -304,12 +317,41 @@ def _planned(request: ProbeRequest, target: Target) -> tuple[int, int, Path]:
     return seed, batch_size, json_path
 
 
-def probe_target(request: ProbeRequest, target: Target, cache: DataCache) -> Outcome:
-    """One probe of one checked run; nothing is computed when its record is there."""
+def probe_target(request: ProbeRequest, target: Target, cache: DataCache,
+                 log: Callable[[str], None] = print) -> Outcome:
+    """One probe of one checked run; nothing is computed when its record is there, or
+    while another process computes it (its lock held: busy)."""
     seed, batch_size, json_path = _planned(request, target)
-    existing = probefiles.read(json_path)
+    existing = _checked(json_path, log)
     if existing is not None:
         return Outcome(target.run_id, request.name, json_path, False, 0.0, existing)
+    digest = _digests(request, seed, batch_size)[1]
+    with probefiles.lock(target.rundir.path, request.name, digest) as mine:
+        if not mine:
+            return Outcome(target.run_id, request.name, json_path, False, busy=True)
+        existing = _checked(json_path, lambda m: None)  # written by another process meanwhile
+        if existing is not None:
+            return Outcome(target.run_id, request.name, json_path, False, 0.0, existing)
+        return _compute(request, target, cache, seed, batch_size, log)
+
+
+def _checked(json_path: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The record there, if it is complete and passes the analysis's checks; one that
+    does not (an older version's draws, a corrupt file) is probed again, and said so."""
+    from .checks import check_record
+
+    rec = probefiles.read(json_path)
+    if rec is not None:
+        try:
+            check_record(rec)
+        except InputError as exc:
+            log(f"probing again: {json_path} fails its checks ({exc})")
+            return None
+    return rec
+
+
+def _compute(request: ProbeRequest, target: Target, cache: DataCache, seed: int,
+             batch_size: int, log: Callable[[str], None]) -> Outcome:
     data = cache.get(target, batch_size)
     from ..models import ResNet
 
@@ -322,16 +364,31 @@ def probe_target(request: ProbeRequest, target: Target, cache: DataCache) -> Out
     kwargs = request.settings_dict()
     if request.probe.needs_initial:
         kwargs["initial"] = target.initial
-    batches = data.eval_batches(request.probe.split, sharded=False)
+    split = request.probe.split
+    labels = sample.split_labels(data, split)
+    drawn = None
+    if request.num_images is not None:
+        drawn = sample.stratified(labels, request.num_images, data.num_classes)
+        batches = sample.subset_batches(data, split, drawn, batch_size)
+    else:
+        batches = data.eval_batches(split, sharded=False)
+    counted = sample.Counted(batches, data.num_classes)
     torch.manual_seed(seed)  # for a plugin probe that draws from torch's global generator
     start = time.perf_counter()
-    result = request.probe.run(model, batches, seed=seed, **kwargs)
+    result = request.probe.run(model, counted, seed=seed, **kwargs)
     seconds = time.perf_counter() - start
     if not isinstance(result, dict):
         raise InputError(f"probe {request.name} returned a {type(result).__name__}, not a "
                          "dict of results")
+    counts = counted.class_counts()
+    warning = sample.uneven(counts, labels, f"probe {request.name} of run {target.run_id}")
+    if warning:
+        log(f"warning: {warning}")
+    read = {"sample": None if drawn is None else {
+                "rule": sample.RULE, "seed": sample.SAMPLE_SEED, "indices": drawn.tolist()},
+            "images": sum(counts), "class_counts": counts, "warning": warning}
     path, rec = write_record(request, target, seed, batch_size, data, result, seconds,
-                             cache.device)
+                             cache.device, read)
     return Outcome(target.run_id, request.name, path, True, seconds, rec)
 
 
@@ -375,8 +432,13 @@ def probe_runs(requests: Sequence[ProbeRequest], run_dirs: Sequence[str | os.Pat
     for target in targets:  # the data of every record to write opens before any is written
         for request in requests:
             _, batch_size, json_path = _planned(request, target)
-            if probefiles.read(json_path) is None:
-                cache.get(target, batch_size)
+            if _checked(json_path, lambda m: None) is None:
+                data = cache.get(target, batch_size)
+                images = int(data.sizes[request.probe.split])
+                if request.num_images is not None and request.num_images > images:
+                    raise InputError(f"{request.name}: num_images must be 1..{images} (the "
+                                     f"{request.probe.split} split of run {target.run_id}); "
+                                     f"got {request.num_images}")
     outcomes: list[Outcome] = []
     from .wandb_log import log_outcomes
 
@@ -386,10 +448,11 @@ def probe_runs(requests: Sequence[ProbeRequest], run_dirs: Sequence[str | os.Pat
             if should_stop():
                 log(f"stopped before probe {request.name} of run {target.run_id}")
                 return outcomes
-            outcome = probe_target(request, target, cache)
+            outcome = probe_target(request, target, cache, log)
             log(f"probe {request.name} of run {target.run_id}: " + (
                 f"{outcome.seconds:.1f} s -> {outcome.path}" if outcome.written else
-                f"already there, nothing to do ({outcome.path})"))
+                f"skipped: another process is probing it ({outcome.path})" if outcome.busy
+                else f"already there, nothing to do ({outcome.path})"))
             done.append(outcome)
         outcomes += done
         log_outcomes(target, [o for o in done if o.written], wandb, tracker, log)
