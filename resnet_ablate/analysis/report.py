@@ -314,7 +314,12 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
             f"in any status{planned_words}. {compare_caption(compare)} "
             f"{describe(finished(c.runs))}"))
     local = [Path(s) for s in c.runs.get("source", []) if not str(s).startswith("wandb:")]
-    why, found = why_it_works(local, out, progress)  # the probes' section (analysis.why)
+    notes: list[str] = []  # probe records that could not be read: skipped like runs
+    why, found = why_it_works(local, out, progress, notes)  # the probes' section (why.py)
+    for line in notes:
+        where, _, why_not = line.partition(": ")
+        if (where, why_not) not in c.skipped:
+            c.skipped.append((where, why_not))  # (a view's list is its set's)
     report.sections += [Section(**s) for s in why]
     report.findings += found
     if report.skipped:

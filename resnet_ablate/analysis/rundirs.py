@@ -286,7 +286,9 @@ class RunSet:
         return self.histories().has(column, self._ids())
 
     def subset(self, runs: pd.DataFrame) -> "RunSet":
-        c = RunSet(runs, self.dirs, self.skipped, self.unfinished, self.warnings, self.every)
+        """A view of some of these runs: the same histories, skipped runs and warnings."""
+        c = RunSet(runs, self.dirs, every=self.every)
+        c.skipped, c.unfinished, c.warnings = self.skipped, self.unfinished, self.warnings
         c._parent = self._parent or self  # one set of histories for every view
         return c
 
