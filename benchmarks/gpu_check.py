@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import torch
 
 from gpu_report import (DEFAULT, TARGET, clean, error_line, extrapolate, finite, goal,
@@ -313,7 +314,7 @@ def same_run(a: Path, b: Path) -> bool:
     wa, wb = (torch.load(p / "model.pt", weights_only=True) for p in (a, b))
     sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
     return (wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-            and (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
+            and pq.read_table(a / "history.parquet").equals(pq.read_table(b / "history.parquet"))
             and sa["final_test_err"] == sb["final_test_err"])
 
 

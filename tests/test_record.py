@@ -266,6 +266,9 @@ def test_prepare_validates_the_spec_once_and_builds_the_network_once(tmp_path, m
     request = parse_train_words(["model=resnet20-A", "model.shortcut=B", "dataset=digits",
                                  "wandb=disabled", "progress=off",
                                  f"runs_dir={tmp_path}", "run_id=once"])
+    from resnet_ablate.variants.registry import list_models
+
+    list_models()  # the papers' variants registered first: their specs are not this run's
     counts = {"validated": 0, "built": 0, "meta": 0}
     validate, build = VariantSpec.__post_init__, ResNet.__init__
 

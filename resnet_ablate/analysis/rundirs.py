@@ -20,6 +20,7 @@ run directory's real path), `counted`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -29,9 +30,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from ..errors import InputError, MissingInput
-from ..io import atomic_write_bytes
+from ..io import MAX_JSON_BYTES, atomic_write_bytes, read_json
 from ..run import record
-from ..run.config import check_run_id
+from ..run.config import FACTOR, check_run_id
 from ..run.rundir import RunDir
 from .samples import network_versions, one_per_seed
 
@@ -48,24 +49,24 @@ def run_columns() -> list[str]:
     return [*record.columns(), "source", "counted"]
 
 
-def run_row(summary: dict[str, Any], source: str, warnings: list[str] | None = None
-            ) -> dict[str, Any]:
-    """One row of the runs table: the record flat, values as a table holds them (a number
-    JSON wrote as 3 in a float column: 3.0). The condition is the one its factors give; a
-    stored id that disagrees (a record edited by hand) is replaced, with a warning."""
-    values = record.flat(summary)
-    keys = record.by_column()
+def run_row(summary: dict[str, Any], source: str, warnings: list[str] | None = None,
+            values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row of the runs table: the record flat (`values`, when record.check gave it
+    already), values as a table holds them (a number JSON wrote as 3 in a float column:
+    3.0). The condition is the one its factors give; a stored id that disagrees (a record
+    edited by hand) is replaced, with a warning."""
+    values = record.flat(summary) if values is None else values
+    canon = {c: record.canonical(values.get(c)) for c in record.columns()}
+    computed = record.digest({c: canon[c] for c in _factors()})  # = record.condition_id
+    floats = _float_columns()
     row = {}
-    for c in record.columns():
-        v = record.canonical(values.get(c))
-        tp = keys[c].type
+    for c, v in canon.items():
         if isinstance(v, int) and not isinstance(v, bool):
             if not _INT64[0] <= v <= _INT64[1]:
                 raise InputError(f"summary.json: {c} is {v}, out of a 64-bit integer's range")
-            if float in (tp if isinstance(tp, tuple) else (tp,)):
+            if c in floats:
                 v = float(v)
         row[c] = v
-    computed = record.condition_id(values)
     if row["condition"] != computed:
         if warnings is not None and row["condition"] is not None:
             warnings.append(f"{source}: its stored condition {row['condition']} is not what "
@@ -74,6 +75,17 @@ def run_row(summary: dict[str, Any], source: str, warnings: list[str] | None = N
     row["shortcut"] = row["shortcut"] or "-"  # plain nets: no shortcut
     row["source"] = source
     return row
+
+
+@functools.lru_cache(maxsize=1)
+def _factors() -> tuple[str, ...]:
+    return tuple(record.columns([FACTOR]))
+
+
+@functools.lru_cache(maxsize=1)
+def _float_columns() -> frozenset[str]:
+    return frozenset(k.column for k in record.keys()
+                     if float in (k.type if isinstance(k.type, tuple) else (k.type,)))
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -93,7 +105,6 @@ class _Read:
     unfinished: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dirs: dict[str, RunDir] = field(default_factory=dict)  # run_id -> its directory
-    digests: dict[str, str] = field(default_factory=dict)  # run_id -> its summary's digest
 
 
 def run_directories(dirs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -124,19 +135,19 @@ def _read(paths: list[Path]) -> _Read:
         seen.add(source)
         try:
             rundir = RunDir(path.parent, path.name)
-            summary = rundir.read_summary()
-        except InputError as exc:
-            got.skipped.append((str(path), str(exc)))
-            continue
-        if summary is None:
+            summary = read_json(rundir.summary_path, MAX_JSON_BYTES, inside=path.parent)
+        except FileNotFoundError:
             got.unfinished.append((str(path), "unfinished (checkpoints, no summary)"
                                    if rundir.checkpoints() else "no summary.json"))
             continue
+        except InputError as exc:
+            got.skipped.append((str(path), str(exc)))
+            continue
         notes: list[str] = []
         try:
+            values = record.check(summary)
             run_id = check_run_id(summary["run_id"])
-            row = run_row(summary, source, notes)
-            digest = record.digest(summary)
+            row = run_row(summary, source, notes, values)
         except InputError as exc:
             got.skipped.append((str(path), f"summary.json: {exc}"))
             continue
@@ -144,8 +155,9 @@ def _read(paths: list[Path]) -> _Read:
             got.skipped.append((str(path), "summary.json is nested too deeply to be a record"))
             continue
         if run_id in where:  # a copy of a run elsewhere, or another run under its name
-            if got.digests[run_id] == digest:
-                broken = _broken_history(got.dirs[run_id])
+            first = got.dirs[run_id]
+            if _digest(first) == record.digest(summary):
+                broken = _broken_history(first)
                 if broken and not _broken_history(rundir):  # the copy's history counts
                     got.skipped.append((where[run_id], broken))
                     got.warnings.append(f"{path}: the same run as {where[run_id]}, whose "
@@ -163,10 +175,19 @@ def _read(paths: list[Path]) -> _Read:
         if run_id != path.name:
             notes.append(f"{path}: its summary names run {run_id!r}, its folder "
                          f"{path.name!r}; read as {run_id}")
-        where[run_id], got.digests[run_id], got.dirs[run_id] = str(path), digest, rundir
+        where[run_id], got.dirs[run_id] = str(path), rundir
         got.rows.append(row)
         got.warnings += notes
     return got
+
+
+def _digest(rundir: RunDir) -> str | None:
+    """A run's summary digest, read again (only when a second folder claims its run_id)."""
+    try:
+        return record.digest(read_json(rundir.summary_path, MAX_JSON_BYTES,
+                                       inside=rundir.path.parent))
+    except (InputError, OSError):
+        return None
 
 
 def _broken_history(rundir: RunDir) -> str | None:
