@@ -469,15 +469,24 @@ def test_a_digits_runs_model_pt_loads_through_timm_as_the_readme_says(tmp_path, 
                           pretrained_cfg_overlay=dict(file=str(weights)))
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_recomputes_blocks_and_gives_the_same_gradients():
+    """With checkpointing on, each block's forward runs again in the backward pass (its
+    activations were not kept), and the gradients are the ones without."""
     torch.manual_seed(0)
     model = timm.create_model("ra_resnet20_a").train()
+    blocks = list(model.blocks())
+    calls = []
+    for b in blocks:  # (a forward hook would not see the recomputation)
+        b.forward = (lambda f: lambda *a, **k: calls.append(1) or f(*a, **k))(b.forward)
     x = torch.randn(2, 3, 32, 32)
     model(x).sum().backward()
     plain = [p.grad.clone() for p in model.parameters()]
+    assert len(calls) == len(blocks) == 9
     model.zero_grad()
+    calls.clear()
     model.set_grad_checkpointing(True)
     model(x).sum().backward()
+    assert len(calls) == 2 * len(blocks)  # forward, then recomputed in the backward
     for a, p in zip(plain, model.parameters()):
         torch.testing.assert_close(a, p.grad)
 
