@@ -262,10 +262,11 @@ def _numerics_not_the_papers(row: Mapping[str, Any], protocol: Any) -> str:
     got = _known(_value(row, "run.bn_batch"))
     if got is None:  # not recorded: from the factors, as Protocol.bn_images does
         bn = _known(_value(row, "protocol_fields.bn_batch"))
+        if not isinstance(bn, int):  # a row without it: as for every protocol field above,
+            return ""  # only what a row has is judged (a null there already differs)
         batch = _known(_value(row, "protocol_fields.batch_size"))
+        batch = batch if isinstance(batch, int) else protocol.batch_size
         world = _known(_value(row, "run.world_size")) or 1
-        if not isinstance(bn, int) or not isinstance(batch, int):
-            return "its BN batch is not recorded"
         per_process = batch // world
         got = bn if 0 < bn < per_process else per_process
     if got != want:

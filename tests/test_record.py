@@ -263,9 +263,8 @@ def test_the_paper_number_needs_the_papers_condition():
     assert paper_match(row("he2015-cifar", **{"run.world_size": 2}))  # 64 each: the paper's
     assert paper_match(row("he2015-cifar", **{"run.bn_batch": 128})).why_not == \
         "paper: n/a — BN over 128 images a process, the paper's 64"
-    unrecorded = row("he2015-cifar")
-    del unrecorded["protocol_fields.bn_batch"]
-    assert paper_match(unrecorded).why_not == "paper: n/a — its BN batch is not recorded"
+    assert paper_match(row("he2015-cifar", **{"protocol_fields.bn_batch": None})).why_not == \
+        "paper: n/a — bn_batch=None differs from he2015-cifar"  # a record that lacks it
 
 
 def test_the_bn_batch_is_a_factor_and_older_records_had_whole_batch_bn(run):

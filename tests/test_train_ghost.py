@@ -157,3 +157,36 @@ def test_a_process_batch_that_does_not_split_into_bn_batches_is_refused(tmp_path
                       "wandb=disabled", f"runs_dir={tmp_path}", "run_id=x")
     assert_usage_error(proc, "batch_size 48 does not split into BN batches of bn_batch=32")
     assert not (tmp_path / "x").exists()
+
+
+def test_ghost_bn_under_torch_compile_is_the_eager_ghost_bn():
+    """compile=true traces the groups and the restore of the first group's buffers: the
+    same outputs and running statistics as eager (aot_eager: no C++ toolchain needed)."""
+    import warnings
+
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g))
+               for _ in range(3)]
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = ra.create_model("resnet20-A", layers=[1, 1, 1], in_chans=1, num_classes=10)
+        net = GhostBatch(model, 16)
+        if compiled:
+            net = torch.compile(net, backend="aot_eager")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        outputs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for x, y in batches:
+                logits = net(x)
+                opt.zero_grad()
+                F.cross_entropy(logits, y).backward()
+                opt.step()
+                outputs.append(logits.detach())
+        results.append((outputs, [b.clone() for b in model.buffers()]))
+    (eager, eager_buffers), (comp, comp_buffers) = results
+    for a, b in zip(eager + eager_buffers, comp + comp_buffers):
+        torch.testing.assert_close(a, b)
+    tracked = [b for n, b in model.named_buffers() if n.endswith("num_batches_tracked")]
+    assert all(int(b) == 3 for b in tracked)  # one update a step: the first group's
