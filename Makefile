@@ -9,15 +9,22 @@ PYTEST_ARGS ?=
 # waits on subprocesses and W&B overlap.
 WORKERS ?= 2
 # Plain pip takes torch from PyPI, whose Linux x86_64 wheel is the CUDA build and pulls the
-# nvidia-* libraries (about 6 GB per venv). A CPU-only machine can take PyTorch's CPU wheel
-# (a few hundred MB) first: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# nvidia-* libraries (a 6.3 GB venv). A CPU-only machine can take PyTorch's CPU wheel (a few
+# hundred MB) first: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu. Without
+# TORCH_INDEX on a machine with no NVIDIA driver (no nvidia-smi), make says so first.
 TORCH_INDEX ?=
+CPU_INDEX := https://download.pytorch.org/whl/cpu
 
 .PHONY: install test test-fast durations demo bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@if [ -z "$(TORCH_INDEX)" ] && ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  echo "make: no NVIDIA GPU here (no nvidia-smi), and PyPI's torch is the CUDA build (a" \
+	       "6.3 GB venv); for PyTorch's CPU wheels (a few hundred MB) instead, stop this" \
+	       "(Ctrl-C; make clean if it has finished) and run:" \
+	       "make $(or $(MAKECMDGOALS),install) TORCH_INDEX=$(CPU_INDEX)"; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) torch torchvision)

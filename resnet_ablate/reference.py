@@ -242,6 +242,38 @@ def _number_for(model: str, protocol: str) -> PaperNumber | None:
     return None
 
 
+def _known(value: Any) -> Any:
+    """None for a value a table does not know (None, NaN); whole floats as int."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def _numerics_not_the_papers(row: Mapping[str, Any], protocol: Any) -> str:
+    """Why a run's arithmetic is not the paper's, or "": fp32 (no bf16 autocast), and BN
+    over the paper's per-GPU batch (protocol.bn_images(): 64 on CIFAR, 32 on ImageNet) in
+    each process, as recorded (run.bn_batch) or as its factors give it."""
+    amp = _known(_value(row, "run.amp"))
+    if amp not in (None, "off"):
+        return f"{amp} autocast, the paper's fp32"
+    want = protocol.bn_images()
+    got = _known(_value(row, "run.bn_batch"))
+    if got is None:  # not recorded: from the factors, as Protocol.bn_images does
+        bn = _known(_value(row, "protocol_fields.bn_batch"))
+        if not isinstance(bn, int):  # a row without it: as for every protocol field above,
+            return ""  # only what a row has is judged (a null there already differs)
+        batch = _known(_value(row, "protocol_fields.batch_size"))
+        batch = batch if isinstance(batch, int) else protocol.batch_size
+        world = _known(_value(row, "run.world_size")) or 1
+        per_process = batch // world
+        got = bn if 0 < bn < per_process else per_process
+    if got != want:
+        return f"BN over {got} images a process, the paper's {want}"
+    return ""
+
+
 def paper_match(row: Mapping[str, Any]) -> Match:
     """Whether the paper has a number for this run's condition (a collected run row: the
     record's columns), and which; else why not, in one line. The network must be the
@@ -275,6 +307,9 @@ def paper_match(row: Mapping[str, Any]) -> Match:
         what = ", ".join(differ[:4]) + (" ..." if len(differ) > 4 else "")
         return Match(None, f"paper: n/a — {what} differ{'s' if len(differ) == 1 else ''} "
                            f"from {want.protocol}")
+    numerics = _numerics_not_the_papers(row, get_protocol(name))
+    if numerics:
+        return Match(None, f"paper: n/a — {numerics}")
     if row.get("dataset") != want.dataset:
         return Match(None, f"paper: n/a — data set {row.get('dataset')}, not "
                            f"{want.dataset}")

@@ -190,3 +190,61 @@ def test_complexity_cli_formats(cli_inproc):
     assert md.stdout.startswith("| model") and "1.80G" in md.stdout
     small = cli("complexity", "resnet20-A", "--input-size", "16", "--format", "json")
     assert json.loads(small.stdout)[0]["input"] == "3x16x16"
+
+
+def test_complexity_takes_several_names_and_patterns(cli_inproc):
+    """The README's `complexity preresnet164 resnet164-B`: each name's row, in the order
+    given; a pattern beside them; a name matched twice counted once."""
+    proc = cli_inproc("complexity", "preresnet164", "resnet164-B", "resnet20-?", "resnet164-B",
+                      "--no-fvcore", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["model"] for r in rows] == ["preresnet164", "resnet164-B", "resnet20-A",
+                                          "resnet20-B", "resnet20-C"]
+    assert (rows[0]["params"], rows[1]["params"]) == (1_703_258, 1_704_154)
+    stages = cli_inproc("complexity", "resnet20-A", "plain20", "--per-stage", "--no-fvcore",
+                        "--format", "json")
+    assert {r["model"] for r in json.loads(stages.stdout)} == {"resnet20-A", "plain20"}
+    bad = cli_inproc("complexity", "resnet20-A", "resnet57-A")
+    assert bad.returncode == 2 and "no variant matches 'resnet57-A'" in bad.stderr
+
+
+def test_per_stage_shapes_are_the_stage_outputs_of_a_squeeze_excite_block():
+    """A plugin block with a squeeze-excite branch (its last conv is the gate's 1x1 on a
+    pooled 1x1 map): each stage's output shape is what the stage returns, 16x32x32 ..., not
+    the gate's 16x1x1; the stem's is after its pooling (ImageNet: 64x56x56)."""
+    from torch import nn
+
+    from resnet_ablate.variants.registry import VARIANTS
+
+    if "se20-counting-test" not in VARIANTS:
+        @ra.register_block("se_basic_counting_test")
+        class SEBasic(nn.Module):
+            expansion = 1
+
+            def __init__(self, in_chans, planes, stride, shortcut, norm_layer=nn.BatchNorm2d):
+                super().__init__()
+                self.conv1 = nn.Conv2d(in_chans, planes, 3, stride, 1, bias=False)
+                self.bn1 = norm_layer(planes)
+                self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+                self.bn2 = norm_layer(planes)
+                self.squeeze = nn.Conv2d(planes, planes // 4, 1)
+                self.excite = nn.Conv2d(planes // 4, planes, 1)
+                self.shortcut = shortcut
+
+            def forward(self, x):
+                out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+                gate = self.excite(torch.relu(self.squeeze(out.mean((2, 3), keepdim=True))))
+                out = out * gate.sigmoid()
+                return torch.relu(out + (self.shortcut(x) if self.shortcut is not None else 0))
+
+        ra.register_variant("se20-counting-test", base="resnet20-B",
+                            block="se_basic_counting_test")
+    stages = {s["stage"]: s for s in ra.complexity("se20-counting-test",
+                                                   with_fvcore=False)["stages"]}
+    assert [stages[f"stage{i}"]["output_shape"] for i in (1, 2, 3)] == [
+        (16, 32, 32), (32, 16, 16), (64, 8, 8)]
+    assert stages["stem"]["output_shape"] == (16, 32, 32)
+    assert stages["head"]["output_shape"] == (10,)
+    imagenet = {s["stage"]: s for s in ra.complexity("resnet18-B", with_fvcore=False)["stages"]}
+    assert imagenet["stem"]["output_shape"] == (64, 56, 56)

@@ -153,3 +153,37 @@ def test_registry_names_close_matches_for_parts():
         ra.register_block("no-expansion")(type("NoExp", (), {}))
     with pytest.raises(ValueError, match="already registered"):
         ra.register_shortcut("A")(lambda *a: None)
+
+
+def test_an_unknown_model_a_plugin_registers_says_to_pass_plugins(plugin_dir, tmp_path):
+    """`train model=mish20` beside my_blocks.py, without plugins=: the one line says which
+    file names it and how to load it (the file is read as text, never run); an installed
+    entry point that failed to load is named too."""
+    proc = run_cli("train", "model=mish20", "--dry-run", cwd=plugin_dir,
+                   env={"RESNET_ABLATE_PLUGINS": ""})
+    assert_usage_error(proc, "unknown model 'mish20' (my_blocks.py in this directory names "
+                             "it: pass plugins=my_blocks (or RESNET_ABLATE_PLUGINS=my_blocks) "
+                             "to load it)")
+    # an entry point naming a module only the working directory has: it fails to load
+    site = tmp_path / "site"
+    dist = site / "mine-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mine\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[resnet_ablate.plugins]\nmine = my_blocks\n")
+    import os
+
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = subprocess.run(  # -P: the working directory is not on sys.path, as for a script
+        [sys.executable, "-P", "-m", "resnet_ablate", "complexity", "mish20", "--no-fvcore"],
+        cwd=plugin_dir, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": path, "RESNET_ABLATE_PLUGINS": ""})
+    assert proc.returncode == 2, proc.stderr
+    warning, error = proc.stderr.splitlines()
+    assert "plugin mine (my_blocks) failed to load" in warning
+    assert "pass plugins=my_blocks" in error
+    assert "installed plugin(s) mine (my_blocks) failed to load" in error
+    # a name no file here holds: the closest names, as before
+    proc = run_cli("train", "model=resnet57-A", "--dry-run", cwd=plugin_dir,
+                   env={"RESNET_ABLATE_PLUGINS": ""})
+    assert_usage_error(proc, "unknown model 'resnet57-A'; closest: resnet56-A")
+    assert "plugins=" not in proc.stderr

@@ -215,3 +215,54 @@ def test_every_setting_has_help_with_type_and_default():
 def test_apply_overrides_refuses_name():
     with pytest.raises(ValueError, match="unknown protocol field 'name'"):  # InputError
         apply_overrides(HE2015_CIFAR, {"name": "x"})
+
+
+@pytest.mark.parametrize("words, message", [
+    (["learning_rate=0.05"], "unknown train key 'learning_rate'; did you mean lr? (lr=0.05)"),
+    (["--learning-rate", "0.05"], "did you mean lr? (lr=0.05)"),
+    (["wd=5e-4"], "did you mean weight_decay? (weight_decay=5e-4)"),
+    # epochs: the iterations they are under the protocol, of the training images it trains on
+    (["epochs=10"], "unknown train key 'epochs'; did you mean iterations=99? (the paper "
+                    "counts iterations: 10 epochs of 1,258 digits training images at "
+                    "batch_size 128 under demo)"),
+    (["--epochs", "10", "dataset=cifar10"], "did you mean iterations=3907? (the paper counts "
+                                            "iterations: 10 epochs of 50,000 cifar10 training "
+                                            "images at batch_size 128 under he2015-cifar)"),
+    (["dataset=cifar10", "val_size=5000", "batch_size=64", "--epochs=182"],
+     "did you mean iterations=127969? (the paper counts iterations: 182 epochs of 45,000"),
+    (["warmup_epochs=5"], "did you mean warmup_iterations? (in iterations, not epochs"),
+])
+def test_habits_of_other_trainers_get_did_you_mean(words, message):
+    from resnet_ablate.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        parse_train_words(words)
+    assert message in str(info.value)
+
+
+def test_epochs_is_one_line_exit_2_with_the_iterations(cli_inproc):
+    from conftest import assert_usage_error
+
+    assert_usage_error(cli_inproc("train", "--epochs", "10", "--dry-run"),
+                       "did you mean iterations=99?")
+
+
+def test_milestones_past_the_last_iteration_warn_in_one_line(tmp_path, cli_inproc):
+    """`milestones=300,450 iterations=200`: one warning line from --dry-run and from a run
+    that shows no progress; milestones inside the run say nothing."""
+    warning = ("resnet-ablate: warning: milestones 300, 450 are at or beyond the last "
+               "iteration (200): the step schedule never divides the lr there")
+    dry = cli_inproc("train", "model=resnet20-A", "milestones=300,450", "iterations=200",
+                     "--dry-run")
+    assert dry.returncode == 0 and dry.stderr.splitlines() == [warning], dry.stderr
+    one = cli_inproc("train", "model=resnet20-A", "milestones=150,450", "iterations=200",
+                     "--dry-run")
+    assert "milestone 450 is at or beyond the last iteration (200)" in one.stderr
+    assert cli_inproc("train", "milestones=100,150", "iterations=200", "--dry-run").stderr == ""
+    run = cli_inproc("train", "model=plain20", "model.layers=[1,1,1]", "milestones=5",
+                     "iterations=2", "eval_every=2", "progress=off", "wandb=disabled",
+                     "responses=false", f"runs_dir={tmp_path}", "run_id=w")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [
+        "resnet-ablate: warning: milestone 5 is at or beyond the last iteration (2): the step "
+        "schedule never divides the lr there"]

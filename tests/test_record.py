@@ -252,6 +252,36 @@ def test_the_paper_number_needs_the_papers_condition():
         "paper: n/a — 100 classes, the paper's 10"
     assert paper_match(row("he2015-cifar", depth=56, layers="[9,9,9]")).why_not.startswith(
         "paper: n/a — depth, layers changed from resnet110-A")
+    # the paper's numerics: fp32, and BN over its per-GPU batch (64) in each process
+    assert paper_match(row("he2015-cifar", **{"run.amp": "bf16"})).why_not == \
+        "paper: n/a — bf16 autocast, the paper's fp32"
+    assert paper_match(row("he2015-cifar", **{"run.amp": "off", "run.bn_batch": 64}))
+    assert paper_match(row("he2015-cifar", **{"protocol_fields.bn_batch": 0})).why_not == \
+        "paper: n/a — bn_batch=0 differs from he2015-cifar"
+    assert paper_match(row("he2015-cifar", **{"run.world_size": 4})).why_not == \
+        "paper: n/a — BN over 32 images a process, the paper's 64"  # 128 over 4 processes
+    assert paper_match(row("he2015-cifar", **{"run.world_size": 2}))  # 64 each: the paper's
+    assert paper_match(row("he2015-cifar", **{"run.bn_batch": 128})).why_not == \
+        "paper: n/a — BN over 128 images a process, the paper's 64"
+    assert paper_match(row("he2015-cifar", **{"protocol_fields.bn_batch": None})).why_not == \
+        "paper: n/a — bn_batch=None differs from he2015-cifar"  # a record that lacks it
+
+
+def test_the_bn_batch_is_a_factor_and_older_records_had_whole_batch_bn(run):
+    kinds = {k.column: k.kind for k in record.keys()}
+    assert kinds["protocol_fields.bn_batch"] == FACTOR  # a protocol field: the condition
+    assert kinds["run.bn_batch"] == BOOKKEEPING  # a function of bn_batch, batch, world size
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["schema"] == record.SCHEMA_VERSION == 4
+    assert (summary["protocol_fields"]["bn_batch"], summary["run"]["bn_batch"]) == (0, 128)
+    # a record of schema 3 (before ghost BN) normalised over a process's whole batch: it
+    # upgrades to bn_batch=0, the condition of a demo run of today
+    old = json.loads(json.dumps(summary))
+    old["schema"] = 3
+    del old["protocol_fields"]["bn_batch"], old["run"]["bn_batch"]
+    upgraded = record.upgrade(old)
+    assert upgraded["protocol_fields"]["bn_batch"] == 0 and upgraded["run"]["bn_batch"] == 128
+    assert upgraded["condition"] == summary["condition"]
 
 
 def test_prepare_validates_the_spec_once_and_builds_the_network_once(tmp_path, monkeypatch):

@@ -262,6 +262,41 @@ def test_resume_with_other_settings_is_refused(interrupted, cli_inproc, change, 
     assert after == before  # nothing written
 
 
+def test_resume_under_another_network_version_is_refused(interrupted, tmp_path, cli_inproc):
+    """A run begun by a harness whose networks compute another function (its config.json's
+    versions.network; variants/paper.py NETWORK_CHANGES) is refused like a model change,
+    whatever resume_numerics says; under its own network version it resumes."""
+    import shutil
+
+    from resnet_ablate import __version__
+    from resnet_ablate.variants.paper import network_version
+
+    runs = tmp_path / "runs"
+    shutil.copytree(interrupted / "r", runs / "r")
+    config_path = runs / "r" / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config["versions"]["network"] == network_version(__version__)
+    config["versions"]["network"] = "0.1.0"  # as a run begun under resnet-ablate 0.1.x
+    config_path.write_text(json.dumps(config))
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (runs / "r").rglob("*"))
+    refused = cli_inproc("train", *SMALL, f"runs_dir={runs}", "run_id=r", "resume=true",
+                         "resume_numerics=any")
+    assert_usage_error(refused, "resume refused", "versions.network: run '0.1.0', now "
+                       f"'{network_version(__version__)}'", "start a new run")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (runs / "r").rglob("*")) == before
+    # a record from before 0.3 names only the harness version: its network version is read
+    # from it (0.1.x built 0.1.0's networks)
+    del config["versions"]["network"]
+    config["versions"]["resnet_ablate"] = "0.1.4"
+    config_path.write_text(json.dumps(config))
+    refused = cli_inproc("train", *SMALL, f"runs_dir={runs}", "run_id=r", "resume=true")
+    assert_usage_error(refused, "versions.network: run '0.1.0'")
+    config["versions"]["resnet_ablate"] = __version__
+    config_path.write_text(json.dumps(config))
+    resumed = cli_inproc("train", *SMALL, f"runs_dir={runs}", "run_id=r", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def test_existing_run_is_not_overwritten(interrupted, cli_inproc):
     proc = cli_inproc("train", *SMALL, f"runs_dir={interrupted}", "run_id=r")
     assert_usage_error(proc, "already exists with checkpoints", "resume=true")

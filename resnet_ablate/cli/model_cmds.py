@@ -8,18 +8,26 @@ from ..errors import InputError
 from ..formatting import FORMATS, human, render
 
 
-def _names(pattern: str) -> list[str]:
+def _names(patterns: list[str]) -> list[str]:
+    """The variants the names and patterns match, in the order given, each once; a pattern
+    that matches nothing is a one-line error naming the closest."""
     from ..errors import closest
+    from ..variants.plugins import hint as plugin_hint
     from ..variants.registry import list_models, normalise
 
-    names = list_models(pattern)
-    if not names:
-        close = closest(normalise(pattern.replace("*", "")),
-                        [normalise(n) for n in list_models()])
-        lookup = {normalise(n): n for n in list_models()}
-        hint = f"; closest: {', '.join(lookup[c] for c in close)}" if close else ""
-        raise InputError(f"no variant matches {pattern!r}{hint} (patterns use * and ?)")
-    return names
+    out: dict[str, None] = {}
+    for pattern in patterns or ["*"]:
+        names = list_models(pattern)
+        if not names:
+            close = closest(normalise(pattern.replace("*", "")),
+                            [normalise(n) for n in list_models()])
+            lookup = {normalise(n): n for n in list_models()}
+            hint = f"; closest: {', '.join(lookup[c] for c in close)}" if close else ""
+            where = plugin_hint(pattern) if "*" not in pattern and "?" not in pattern else ""
+            raise InputError(f"no variant matches {pattern!r}{hint} (patterns use * and ?"
+                             + (f"; {where}" if where else "") + ")")
+        out.update(dict.fromkeys(names))
+    return list(out)
 
 
 def _add_format(p: argparse.ArgumentParser, default: str = "table") -> None:
@@ -34,7 +42,8 @@ def _add_plugins(p: argparse.ArgumentParser) -> None:
 
 
 def add_models_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet56*'")
+    p.add_argument("patterns", nargs="*", default=["*"], metavar="NAME",
+                   help="names or fnmatch patterns, e.g. resnet56-A 'plain*' (default: all)")
     _add_format(p)
     _add_plugins(p)
 
@@ -49,7 +58,7 @@ def run_models(args: argparse.Namespace) -> int:
 
     load(split(args.plugins))
     rows = []
-    for name in _names(args.pattern):
+    for name in _names(args.patterns):
         f = get_spec(name).factors()
         rows.append({"model": f["name"], "family": f["family"], "depth": f["depth"],
                      "block": f["block"], "shortcut": f["shortcut"] or "-",
@@ -63,7 +72,8 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def add_complexity_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet56*'")
+    p.add_argument("patterns", nargs="*", default=["*"], metavar="NAME",
+                   help="names or fnmatch patterns, e.g. resnet56-A 'plain*' (default: all)")
     _add_format(p)
     p.add_argument("--input-size", type=int, default=None, metavar="N",
                    help="square input side (default: 32 for CIFAR variants, 224 for ImageNet)")
@@ -81,7 +91,7 @@ def run_complexity(args: argparse.Namespace) -> int:
     load(split(args.plugins))
     if args.input_size is not None and not 1 <= args.input_size <= 4096:
         raise InputError(f"--input-size must be an integer in [1, 4096]; got {args.input_size}")
-    names = _names(args.pattern)
+    names = _names(args.patterns)
     if args.per_stage:
         rows = stage_table(names, input_size=args.input_size, with_fvcore=not args.no_fvcore)
         if args.format in ("table", "markdown", "latex"):

@@ -58,6 +58,8 @@ def dry_run_train(words: list[str]) -> int:
 
     request = parse_train_words(words)
     spec = get_spec(request.config.model).with_overrides(**request.model_overrides)
+    for warning in request.protocol.schedule_warnings():  # as `train` says it
+        print(f"resnet-ablate: warning: {warning}", file=sys.stderr)
     values = record.resolved(request, spec)  # what is known before any data is read
     planned = {"record": record.nest(values), "planned_condition": values["condition"],
                "run_id_in_a_sweep": record.planned_run_id(request)}

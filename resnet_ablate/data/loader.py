@@ -220,11 +220,15 @@ class LoaderData:
         device = self.settings.device
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-    def eval_batches(self, split: str, sharded: bool = True, view: str = "center"):
+    def eval_batches(self, split: str, sharded: bool = True, view: str = "center",
+                     indices: Tensor | None = None):
         s = self.settings
         tencrop = view == "10crop"
         rank, world = (s.rank, s.world_size) if sharded else (0, 1)
-        items = self.items[split][rank::world]
+        items = self.items[split]
+        if indices is not None:  # those images only, in this order
+            items = [items[i] for i in indices.tolist()]
+        items = items[rank::world]
         batch = max(1, s.eval_batch_size // (10 if tencrop else 1))
         data = Files(items, self.tencrop_transform if tencrop else self.centre_transform)
         for x, y in self._loader(data, batch_size=batch):

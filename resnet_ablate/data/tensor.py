@@ -183,12 +183,15 @@ class TensorData:
     def has(self, split: str) -> bool:
         return split in self.splits
 
-    def eval_batches(self, split: str, sharded: bool = True, view: str = "single"
-                     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """The single original view (centre crop if the protocol crops smaller), in order;
-        sharded over ranks (interleaved batches) unless told otherwise."""
+    def eval_batches(self, split: str, sharded: bool = True, view: str = "single",
+                     indices: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """The single original view (centre crop if the protocol crops smaller), in order
+        (of `indices`, if given: those images only); sharded over ranks (interleaved
+        batches) unless told otherwise."""
         rank, world = (self.settings.rank, self.settings.world_size) if sharded else (0, 1)
         data, size = self.splits[split], self.settings.eval_batch_size
+        if indices is not None:
+            data = data.subset(indices.to(data.labels.device))
         for i, start in enumerate(range(0, len(data), size)):
             if i % world == rank:
                 images = normalise(data.images[start:start + size], self.mean)

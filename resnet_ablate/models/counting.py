@@ -142,6 +142,20 @@ def complexity(name_or_model: str | nn.Module, input_size: int | tuple | None = 
 
     handles = [m.register_forward_hook(lambda mod, i, o, q=q: count(mod, i, o, q))
                for q, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    def shape(stage: str, output: Any) -> None:  # after its inner layers' hooks: it wins
+        if isinstance(output, torch.Tensor):
+            stage_shape[stage] = tuple(output.shape[1:])
+
+    # A stage's output shape is what the stem and each stage return (the last conv of a
+    # block may be a branch's: a squeeze-excite gate's 1x1), the head's its logits.
+    stages = getattr(model, "stages", None)
+    outputs = ({"stem": model.stem, **{f"stage{i + 1}": stage for i, stage in
+                                       enumerate(stages)}}
+               if isinstance(stages, nn.Sequential) and isinstance(
+                   getattr(model, "stem", None), nn.Module) else {})
+    handles += [m.register_forward_hook(lambda mod, i, o, s=stage: shape(s, o))
+                for stage, m in outputs.items()]
     try:
         with torch.no_grad():
             model(x)

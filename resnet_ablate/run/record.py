@@ -34,7 +34,9 @@ from typing import Any, Iterable
 from ..errors import InputError
 from .config import BOOKKEEPING, FACTOR, NUMERICS, RESULT, SEED, RunConfig, TrainRequest
 
-SCHEMA_VERSION = 3
+# 4: protocol_fields.bn_batch and run.bn_batch (ghost BN); records of 3 and before had BN
+# over a process's whole batch (upgrade() says so).
+SCHEMA_VERSION = 4
 STATUSES = ("finished", "diverged", "failed")
 
 
@@ -80,8 +82,11 @@ _RESULTS: tuple[tuple[str, Any, str], ...] = (
     ("final_train_err", (float, None), "the paper's training error: train mode, augmented "
                                        "mini-batches, mean of the last evaluation interval"),
     ("final_train_err_running", (float, None), "the same, by its explicit name"),
-    ("final_train_err_eval", (float, None), "eval mode, the whole training split"),
-    ("final_train_loss_eval", (float, None), "eval mode, the whole training split"),
+    ("final_train_err_eval", (float, None), "eval mode, the training split (or the subset "
+                                            "of final_train_eval_images)"),
+    ("final_train_loss_eval", (float, None), "the same, its loss"),
+    ("final_train_eval_images", (int, None), "the training images the eval-mode numbers are "
+                                             "over (train_eval; None: off)"),
     ("final_val_err", (float, None), "the held-out split at the last evaluation"),
     ("final_val_loss", (float, None), ""),
     ("final_test_err", (float, None), "the test split, the protocol's test view"),
@@ -125,6 +130,9 @@ _OTHERS: tuple[tuple[tuple[str, ...], Any, str, str, str, bool], ...] = (
      "run", True),
     (("run", "device"), str, NUMERICS, "cpu | cuda (the device type)", "run", True),
     (("run", "threads"), int, NUMERICS, "torch's intra-op threads", "run", True),
+    (("run", "bn_batch"), int, BOOKKEEPING, "the images each BN normalised over: bn_batch, or "
+                                            "a process's whole batch where that is smaller "
+                                            "(a function of the factors)", "run", True),
     (("overrides", "words"), list, BOOKKEEPING, "the train words as given", "plan", False),
     (("overrides", "model"), dict, BOOKKEEPING, "model.* overrides", "plan", False),
     (("overrides", "protocol"), dict, BOOKKEEPING, "protocol fields unlike the preset's",
@@ -440,8 +448,9 @@ _RENAMED = {"data_mode": "data.mode", "split_sizes": "data.split_sizes",
 
 
 def upgrade(record: dict[str, Any]) -> dict[str, Any]:
-    """A record of an older version (summary.json before 0.3, or a W&B config of one) in
-    this version's layout, its condition recomputed: the one place old records are read.
+    """A record of an older schema (summary.json before 0.3 or before ghost BN, or a W&B
+    config of one) in this version's layout, its condition recomputed: the one place old
+    records are read.
     A record of this version is returned as it is (its stored condition is trusted)."""
     if not isinstance(record, dict) or record.get("schema") == SCHEMA_VERSION:
         return record
@@ -468,6 +477,11 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
 
         versions = {**versions, "network": network_version(str(versions["resnet_ablate"]))}
     values["versions"] = versions
+    if values.get("protocol_fields.bn_batch") is None:  # before ghost BN: a process's batch
+        values["protocol_fields.bn_batch"] = 0
+        batch, world = values.get("protocol_fields.batch_size"), values.get("run.world_size")
+        if isinstance(batch, int) and isinstance(world, int) and world > 0:
+            values["run.bn_batch"] = batch // world
     if "final_train_err_running" not in old and "final_train_err" in old:
         # before 0.2, final_train_err was the eval-mode error on the whole training split
         values["final_train_err_eval"], values["final_train_err"] = old["final_train_err"], None

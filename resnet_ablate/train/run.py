@@ -33,7 +33,7 @@ from ..run.config import NUMERICS, RunConfig, TrainRequest, parse_train_words
 from ..run.rundir import History, RunDir, RunLocked, strip_module_prefix
 from ..tracking import NullTracker, Tracker, tags
 from ..variants import plugins
-from ..variants.paper import network_version
+from ..variants.paper import NETWORK_CHANGES, network_version
 from ..variants.registry import get_spec
 from ..variants.spec import VariantSpec
 from .distributed import Dist, from_env
@@ -44,7 +44,7 @@ from .trainer import Sinks, TrainOptions, Trainer
 TRAIN_ERR_DEFINITION = ("the paper's training error: train-mode error on the augmented "
                         "mini-batches, mean over the last evaluation interval "
                         "(final_train_err_running); final_train_err_eval is the eval-mode "
-                        "error on the whole training split")
+                        "error on the training split (final_train_eval_images of it)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -134,16 +134,30 @@ def _check_backend(name: str) -> None:
         raise unknown("compile_backend", name, known)
 
 
-def _check_plugins(cfg: RunConfig) -> None:
-    """A run resumes only with the plugins it was trained with, loaded by the user now
-    (plugins=, RESNET_ABLATE_PLUGINS or an installed entry point): its record names them
-    but never makes them run."""
-    config = RunDir(cfg.runs_dir, cfg.run_id).read_config() or {}
+def _check_resumable(cfg: RunConfig) -> None:
+    """What a run's record (config.json, written at its start) says a resume needs: the
+    plugins it was trained with, loaded by the user now (plugins=, RESNET_ABLATE_PLUGINS or
+    an installed entry point; a record names them but never makes them run), and the
+    network version it was built by (variants/paper.py NETWORK_CHANGES): a harness whose
+    blocks compute another function would make half the run another model's."""
+    rundir = RunDir(cfg.runs_dir, cfg.run_id)
+    config = rundir.read_config() or {}
     named = config.get("plugins") or []
     if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
         raise InputError(f"{cfg.runs_dir}/{cfg.run_id}/config.json: plugins must be a list of "
                          "names")
     plugins.require(named, cfg.run_id, "plugins=", "resume it", prefix="resume refused: ")
+    versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
+    built = versions.get("network")
+    if built is None and isinstance(versions.get("resnet_ablate"), str):  # before 0.3
+        built = network_version(versions["resnet_ablate"])
+    now = network_version(__version__)
+    if built is not None and built != now:
+        raise InputError(
+            f"resume refused: {rundir.path} was trained with other settings (versions.network: "
+            f"run {built!r}, now {now!r}: {NETWORK_CHANGES.get(now, 'another network')}); its "
+            f"network computes another function under resnet-ablate {__version__}: start a new "
+            f"run, or resume it with a resnet-ablate of network version {built}")
 
 
 def checkpoint_like(trainer: Trainer) -> dict[str, Any]:
@@ -208,7 +222,7 @@ def _missing(path: Path) -> bool:
 def prepare(request: TrainRequest) -> Prepared:
     cfg, protocol = request.config, request.protocol
     if cfg.run_id and cfg.resume != "false":
-        _check_plugins(cfg)
+        _check_resumable(cfg)
     if cfg.compile:
         _check_backend(cfg.compile_backend)
     if cfg.probes:  # an unknown probe is refused before anything is written
@@ -219,12 +233,7 @@ def prepare(request: TrainRequest) -> Prepared:
     spec, _ = _resolve_spec(request, mode)
     # Refused at once when absurd: counted on the meta device, before any data loads.
     size = check_size(spec, protocol.crop, cfg.max_params, cfg.max_activations)
-    beyond = protocol.milestones_beyond_end()
-    notes = {"schedule_warnings": [
-        f"milestone{'s' if len(beyond) > 1 else ''} {', '.join(map(str, beyond))} "
-        f"{'are' if len(beyond) > 1 else 'is'} at or beyond the last iteration "
-        f"({protocol.iterations}): the step schedule never divides the lr there"] if beyond
-        else []}
+    notes = {"schedule_warnings": protocol.schedule_warnings()}
     device = resolve_device(cfg.device)
     set_deterministic(cfg.deterministic)
     dist = from_env(device.type)
@@ -232,6 +241,7 @@ def prepare(request: TrainRequest) -> Prepared:
     if dist.enabled and protocol.batch_size % dist.world_size:
         raise InputError(f"batch_size {protocol.batch_size} must divide evenly over "
                          f"{dist.world_size} processes")
+    protocol.bn_images(dist.world_size)  # each process's batch splits into BN batches
     made = [d for d in rundir.path.parents if _missing(d)]  # runs_dir, if the claim makes it
     resuming, created = _claim(rundir, cfg.resume, dist)
     try:
@@ -251,7 +261,8 @@ def prepare(request: TrainRequest) -> Prepared:
                   "data.split_sizes": data.sizes, "data.val_source": data.val_source,
                   "data.input_size": data.input_size},
             run={"run.world_size": dist.world_size, "run.device": device.type,
-                 "run.threads": torch.get_num_threads()},
+                 "run.threads": torch.get_num_threads(),
+                 "run.bn_batch": protocol.bn_images(dist.world_size)},
             plugins=plugins.loaded(),
             versions={"resnet_ablate": __version__, "network": network_version(__version__),
                       "torch": torch.__version__, "python": platform.python_version()},
@@ -271,7 +282,8 @@ def prepare(request: TrainRequest) -> Prepared:
                                compile=cfg.compile, compile_backend=cfg.compile_backend,
                                compile_mode=cfg.compile_mode,
                                checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
-                               responses=cfg.responses)
+                               responses=cfg.responses, train_eval=cfg.train_eval,
+                               train_eval_size=cfg.train_eval_size)
         files = RunFiles(rundir, identity, cfg.keep_checkpoints) if dist.is_main else None
         # W&B starts once the run is known good; until then the trainer logs nowhere
         trainer = Trainer(model, protocol, data, dist, options,
@@ -315,8 +327,11 @@ def prepare(request: TrainRequest) -> Prepared:
         Tracker(cfg.wandb, cfg.wandb_project, cfg.wandb_group, cfg.wandb_entity, rundir.run_id,
                 rundir.path, record.wandb_config(values), tags(values), resume=resuming)
         if dist.is_main else NullTracker("rank > 0"))
-    for warning in notes["schedule_warnings"]:
-        progress.message(f"warning: {warning}")
+    for warning in notes["schedule_warnings"]:  # said even with progress=off
+        if progress.mode != "off":
+            progress.message(f"warning: {warning}")
+        elif dist.is_main:
+            print(f"resnet-ablate: warning: {warning}", file=sys.stderr, flush=True)
     return Prepared(trainer, rundir, values, dist, trainer.sinks.tracker, notes)
 
 

@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..run.protocol import Protocol
 from ..run.rundir import History, paper_train_err, strip_module_prefix
 from .distributed import Dist
+from .ghost import GhostBatch
 from .progress import Progress
 from .responses import layer_response_std
 from .schedule import Schedule
@@ -43,6 +44,9 @@ class TrainOptions:
     checkpoint_every: int = 1000  # iterations; 0: only at the end and on a signal
     log_every: int = 100
     responses: bool = True  # Fig. 7's layer responses at the end
+    train_eval: str = "subset"  # the final eval-mode pass over the training split: full,
+    # subset (train_eval_size images drawn with the protocol's split_seed) or off
+    train_eval_size: int = 10_000
 
 
 class Files(Interface):
@@ -84,6 +88,10 @@ class Trainer:
                                          nesterov=protocol.nesterov)
         self.schedule = Schedule(self.optimizer, protocol, model.spec.depth)
         net: nn.Module = model
+        # the paper's BN batch: groups of it within this process's batch (ghost BN)
+        self.bn_images = protocol.bn_images(dist.world_size)
+        if self.bn_images < protocol.batch_size // dist.world_size:
+            net = GhostBatch(model, self.bn_images)
         if dist.enabled:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -96,6 +104,8 @@ class Trainer:
         self.train_time, self.images_seen = 0.0, 0
         self.window_start, self.window_images = time.perf_counter(), 0
         self.diverged_at: int | None = None
+        # the last evaluation of the test split: (iteration, view, result), for the final one
+        self.last_test: tuple[int, str, dict[str, float]] | None = None
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -182,15 +192,18 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, split: str, sharded: bool = True, view: str = "single",
-                 what: str | None = None) -> dict[str, float]:
-        """Loss, top-1 and top-5 error (%) of a split in eval mode. Multi-crop batches
-        (B, crops, C, H, W) score the mean of the crops' softmax, as 10-crop testing does."""
+                 what: str | None = None, indices: torch.Tensor | None = None
+                 ) -> dict[str, float]:
+        """Loss, top-1 and top-5 error (%) of a split (of `indices` of it, if given) in eval
+        mode. Multi-crop batches (B, crops, C, H, W) score the mean of the crops' softmax, as
+        10-crop testing does."""
         self.dist.broadcast_buffers(self.model)
         was_training = self.model.training
         self.model.eval()
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
-        batches = self.data.eval_batches(split, sharded=sharded, view=view)
-        size = self.data.sizes[split] // (self.dist.world_size if sharded else 1)
+        batches = self.data.eval_batches(split, sharded=sharded, view=view, indices=indices)
+        size = (self.data.sizes[split] if indices is None else len(indices)) // (
+            self.dist.world_size if sharded else 1)
         for x, y in self.sinks.progress.iterate(batches, what or split, size):
             crops = x.shape[1] if x.dim() == 5 else 0
             if crops:
@@ -223,8 +236,10 @@ class Trainer:
         row: dict[str, float] = {"iteration": self.iteration}
         for split in ("val", "test"):
             if self.data.has(split):
-                r = self.evaluate(split, what=f"{split} split")
+                r = self.evaluate(split, view=self.point_view, what=f"{split} split")
                 row[f"{split}_loss"], row[f"{split}_err"] = r["loss"], r["err"]
+                if split == "test":
+                    self.last_test = (self.iteration, self.point_view, r)
         self.history.evals.append(row)
         if "val_err" in row and row["val_err"] < self.best["val_err"]:
             self.best = {"val_err": row["val_err"], "iteration": self.iteration,
@@ -238,6 +253,13 @@ class Trainer:
             self.sinks.files.history(self.history)
         self.sinks.progress.note(self.iteration, row)
         self.flush()
+
+    @property
+    def point_view(self) -> str:
+        """The view of every evaluation during training: the single image (small images),
+        the centre crop (large ones: Fig. 4's "center-crop error"), never 10 crops."""
+        final = self.data.final_test_view
+        return "single" if final == "10crop" else final
 
     def checkpoint(self) -> None:
         self.flush()
@@ -302,21 +324,31 @@ class Trainer:
         """The training split in eval mode, the test split in the protocol's final view,
         Fig. 7's layer responses."""
         self.flush()
-        self.sinks.progress.message(
-            "final evaluation: the training split in eval mode, then the test split"
-            + (f" ({self.data.final_test_view})" if self.data.final_test_view != "single"
-               else ""))
-        train = self.evaluate("train", what="final: training split, eval mode")
+        view = self.data.final_test_view
+        # The last evaluation point scored the test split at this iteration in this view
+        # (top-5 included) unless the final view is another (10-crop): not twice.
+        reuse = self.last_test if self.last_test is not None and self.last_test[:2] == (
+            self.iteration, view) else None
+        indices = self.train_eval_indices()
+        steps = (["the training split in eval mode" + (
+            f" ({len(indices):,} images of it)" if indices is not None else "")]
+            if self.options.train_eval != "off" else []) + (
+            [f"the test split ({view})"] if reuse is None else [])
+        if steps:
+            self.sinks.progress.message("final evaluation: " + ", then ".join(steps))
+        train = (self.evaluate("train", indices=indices, what="final: training split, eval "
+                               "mode") if self.options.train_eval != "off" else {})
         last = self.history.evals[-1] if self.history.evals else {}
-        # The test split once more for its top-5 error (10-crop under the ImageNet
-        # protocol); the top-1 error equals the last evaluation's for a single view.
-        test = self.evaluate("test", view=self.data.final_test_view,
-                             what=f"final: test split ({self.data.final_test_view})")
-        metrics = {"final_train_err_eval": train["err"], "final_train_loss_eval": train["loss"],
+        test = reuse[2] if reuse is not None else self.evaluate(
+            "test", view=view, what=f"final: test split ({view})")
+        metrics = {"final_train_err_eval": train.get("err"),
+                   "final_train_loss_eval": train.get("loss"),
+                   "final_train_eval_images": None if not train else (
+                       len(indices) if indices is not None else self.data.sizes["train"]),
                    "final_val_err": last.get("val_err"), "final_val_loss": last.get("val_loss"),
                    "final_test_err": test["err"], "final_test_loss": test["loss"],
                    "final_test_top5_err": test["top5_err"],
-                   "final_test_view": self.data.final_test_view}
+                   "final_test_view": view}
         if self.options.responses and self.dist.is_main:
             split = "val" if self.data.has("val") else "test"
             metrics["layer_responses"] = layer_response_std(
@@ -324,6 +356,16 @@ class Trainer:
                 self.model.response_modules())
             metrics["layer_responses_split"] = split
         return metrics
+
+    def train_eval_indices(self) -> torch.Tensor | None:
+        """The training images of the final eval-mode pass: None for the whole split, else
+        train_eval_size of them drawn with the protocol's split_seed (the same images in
+        every run of a data set and protocol, so runs compare on one subset), in order."""
+        n = self.data.sizes["train"]
+        if self.options.train_eval != "subset" or self.options.train_eval_size >= n:
+            return None
+        generator = torch.Generator().manual_seed(self.protocol.split_seed)
+        return torch.randperm(n, generator=generator)[:self.options.train_eval_size].sort().values
 
     def measured(self, error: str | None = None, **final: Any) -> dict[str, Any]:
         """What the run measured: the record's results (resnet_ablate.run.record)."""

@@ -22,6 +22,7 @@ GROUP = "resnet_ablate.plugins"
 _seen: set[str] = set()  # plugins as given or as recorded
 _recorded: list[str] = []  # module names and absolute .py paths, in load order
 _autoloaded = False
+_failed: list[str] = []  # installed plugins that failed to load, as the warning names them
 
 
 def split(text: str | None) -> list[str]:
@@ -120,6 +121,7 @@ def autoload() -> None:
         except BaseException as exc:  # noqa: BLE001
             print(f"resnet-ablate: warning: plugin {ep.name} ({ep.value}) failed to load: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            _failed.append(f"{ep.name} ({ep.value})")
 
 
 def loaded() -> list[str]:
@@ -143,3 +145,43 @@ def require(named: list[str], run: str, option: str, purpose: str, prefix: str =
         raise InputError(f"{prefix}run {run} was trained with plugin(s) {', '.join(gone)}, not "
                          f"loaded now; name them with {option}{','.join(gone)} (or {ENV}) to "
                          f"{purpose}")
+
+
+# A plugin file beside the user is looked for up to this size and count (read as text,
+# never imported: naming it with plugins= is what runs it).
+_HINT_MAX_BYTES = 1 << 20
+_HINT_MAX_FILES = 200
+
+
+def hint(name: str) -> str:
+    """Where an unknown variant may come from, in words (or ""): a .py file in the working
+    directory that names it, not loaded (pass plugins=), or an installed plugin that failed
+    to load."""
+    import re
+
+    wanted = name.strip().lower().replace("_", "-")
+    found = []
+    try:
+        files = sorted(Path.cwd().glob("*.py"))[:_HINT_MAX_FILES]
+    except OSError:
+        files = []
+    for path in files:
+        try:
+            if path.stat().st_size > _HINT_MAX_BYTES:
+                continue
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        quoted = re.findall(r"""["']([A-Za-z][A-Za-z0-9_.-]*)["']""", text)
+        if any(q.lower().replace("_", "-") == wanted for q in quoted) and \
+                str(path.resolve()) not in _recorded:
+            found.append((path.name, path.stem if path.stem.isidentifier() else path.name))
+    said = []
+    if found:
+        named = ",".join(arg for _, arg in found)
+        said.append(f"{', '.join(file for file, _ in found)} in this directory names it: pass "
+                    f"plugins={named} (or {ENV}={named}) to load it")
+    if _failed:
+        said.append(f"installed plugin(s) {', '.join(_failed)} failed to load (the warning "
+                    "above); one may register it: pass plugins=MODULE once it imports")
+    return "; ".join(said)

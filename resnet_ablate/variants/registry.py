@@ -38,6 +38,12 @@ def get_spec(name: str):
     """The spec of a registered variant; names are case- and '_'/'-'-insensitive."""
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string; got {type(name).__name__}")
+    if name not in VARIANTS:  # a plugin's, not loaded? say how to load it
+        from ..errors import unknown
+        from .plugins import hint
+
+        raise unknown("model", name, VARIANTS.names(), hint(name) or VARIANTS.hint,
+                      listed=False)
     return VARIANTS.get(name)
 
 
