@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("RESNET_ABLATE_DEBUG"))
     stdout = sys.stdout
     sys.stdout = TextOnly(stdout)  # what a record holds is printed as text, never acted on
+    errors = getattr(stdout, "errors", None)
+    if errors and hasattr(stdout, "reconfigure"):  # a path's bytes that are not UTF-8
+        stdout.reconfigure(errors="backslashreplace")  # (\udcff): escaped, as on stderr
     try:
         args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
@@ -81,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if isinstance(sys.stdout, TextOnly):
             sys.stdout = stdout
+        if errors and hasattr(stdout, "reconfigure"):
+            stdout.reconfigure(errors=errors)
 
 
 if __name__ == "__main__":
