@@ -52,6 +52,11 @@ def check_out(path: str | os.PathLike, flag: str = "--out") -> Path:
             above = above.parent
         if os.path.lexists(above) and not above.is_dir():
             raise InputError(f"{flag} {shown} is under {_shown(above)}, which is not a folder")
+        longest = max((len(os.fsencode(p.name)) for p in (path, *path.parents)
+                       if not os.path.lexists(p)), default=0)
+        if longest > os.pathconf(above, "PC_NAME_MAX"):  # else known only once made
+            raise InputError(f"{flag} {shown}: File name too long (a name of {longest} bytes; "
+                             f"the file system takes {os.pathconf(above, 'PC_NAME_MAX')})")
     except OSError as exc:  # a name too long, a loop among its parents
         raise InputError(f"{flag} {shown}: {exc.strerror or exc}") from None
     return path
