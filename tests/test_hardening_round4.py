@@ -128,7 +128,8 @@ def test_paths_users_really_have(tmp_path, cli_inproc):
     (tmp_path / "good").symlink_to(odd)
     for args in (["sql", odd, "select 1"], ["compare", "--runs", odd],
                  ["figures", "--runs", tmp_path / "good", "--out", tmp_path / "r2"],
-                 ["sweep", "demo", "--dry-run", "--runs-dir", odd / "x"]):
+                 ["sweep", "demo", "--dry-run", "--runs-dir", odd / "x"],
+                 ["pull", "team/project", "--to", odd]):
         assert_usage_error(cli_inproc(*args), "not UTF-8", "rename the folder")
     assert not (tmp_path / "r2").exists()
 
