@@ -64,7 +64,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    """UTF-8 text; a path's bytes that are not UTF-8 (Python holds them as lone surrogates:
+    a report folder named so, a skipped run folder) are written as their escape, \\udcff,
+    so the file stays UTF-8 instead of the write failing."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -338,7 +338,7 @@ def test_launcher_flags_need_a_launcher(tmp_path, cli_inproc, command):
                             (["--launcher", "local", "--no-wait"], "--no-wait needs --launcher "
                                                                    "slurm"),
                             (["--launcher", "slurm", "--array-parallelism", "0"],
-                             "--array-parallelism must be a positive integer"),
+                             "--array-parallelism must be an integer in [1, "),
                             (["--gpus", "x"], "--gpus takes device numbers")):
         assert_usage_error(cli_inproc(*args, *flags), fragment)
     assert not (tmp_path / "r").exists()

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..formatting import render
 from ..io import atomic_write_text
+from ..outdir import make_out
 from . import names, style
 from .rundirs import RunSet
 from .figures import FIGURE_BUILDERS, MissingRuns, edf_figure, edf_table
@@ -260,7 +261,7 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
           title: str = "resnet-ablate report", notes: list[str] | None = None,
           metric: str = "train", progress=print, planned: pd.DataFrame | None = None,
           edf: str | None = None) -> Report:
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_out(out)  # a folder files can be written in, or one line before any is
     (out / "figures").mkdir(exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
     report = Report(out, title)

@@ -25,9 +25,15 @@ def _read(args):
     unfinished, and the warnings, printed one line each."""
     from ..analysis.rundirs import read_runs
 
-    c = read_runs(args.runs if args.runs is not None else [Path("runs")])
+    c = read_runs(_utf8(args.runs if args.runs is not None else [Path("runs")], "--runs"))
     _notes(c, skipped=False)
     return c
+
+
+def _utf8(paths: list[Path], flag: str) -> list[Path]:
+    from ..outdir import utf8_folder
+
+    return [utf8_folder(p, flag) for p in paths]
 
 
 def _notes(c, skipped: bool = True) -> None:
@@ -85,7 +91,10 @@ def add_figures_args(p: argparse.ArgumentParser) -> None:
 
 def run_figures(args: argparse.Namespace) -> int:
     from ..analysis.report import build
+    from ..formatting import printable
+    from ..outdir import check_out
 
+    check_out(args.out)  # before the runs are read; made (or refused) before any write
     figures, tables, title = args.figures, args.tables, args.title
     if args.report:
         definition = load_report(args.report)
@@ -102,7 +111,7 @@ def run_figures(args: argparse.Namespace) -> int:
     c.check_histories()  # a history that is not the harness's: known before drawing
     report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
                    title=title or "resnet-ablate report", metric=args.metric,
-                   progress=lambda m: print(m, file=sys.stderr), edf=args.edf)
+                   progress=lambda m: print(printable(m), file=sys.stderr), edf=args.edf)
     _print_report(report)
     return _status(c)
 
@@ -197,11 +206,17 @@ def add_reproduce_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(name: str, args: argparse.Namespace) -> int:
-    from ..pipeline import run_experiment
-    from .run_cmds import gpus_of, launcher_of, parse_settings, print_runs, print_submission
+    from ..outdir import check_out
+    from ..pipeline import load_experiment, run_experiment
+    from ..sweep.runner import MAX_JOBS
+    from ..sweep.sweepfile import check_int
+    from .run_cmds import (check_runs_dir, gpus_of, launcher_of, parse_settings, print_runs,
+                           print_submission)
 
-    if args.jobs < 1:
-        raise InputError(f"--jobs must be a positive integer; got {args.jobs}")
+    check_int("--jobs", args.jobs, 1, MAX_JOBS)
+    exp_name = load_experiment(name).name  # its folders checked before any run
+    check_runs_dir(args.runs_dir or Path("runs") / exp_name)
+    check_out(args.out or Path("reports") / exp_name)
     launcher = launcher_of(args)
     result = run_experiment(name, args.runs_dir, args.out, jobs=args.jobs,
                             dry_run=args.dry_run, launcher=launcher,
@@ -268,15 +283,18 @@ def add_sql_args(p: argparse.ArgumentParser) -> None:
                 "no extension, no writes. " + SKIPPED_NOTE)
 
 
+MAX_ROWS = 1_000_000_000  # sql --max-rows: what a table printed at once may hold
+
+
 def run_sql(args: argparse.Namespace) -> int:
     from ..analysis.rundirs import read_runs
     from ..formatting import render
+    from ..sweep.sweepfile import check_int
 
-    if args.max_rows < 0:
-        raise InputError(f"--max-rows must be 0 (all) or more; got {args.max_rows}")
+    check_int("--max-rows", args.max_rows, 0, MAX_ROWS, " (0: all)")
     if not 0 < args.timeout <= 86_400:
         raise InputError(f"--timeout must be in (0, 86400] seconds; got {args.timeout:g}")
-    c = read_runs(args.dirs)
+    c = read_runs(_utf8(args.dirs, "DIR"))
     _notes(c, skipped=False)
     with c:
         names, rows, more = c.histories().query(args.query, args.max_rows or None,
@@ -305,8 +323,9 @@ def run_pull(args: argparse.Namespace) -> int:
     from ..analysis.pull import pull
     from ..analysis.rundirs import EXIT_SKIPPED
     from ..formatting import printable
+    from ..outdir import utf8_folder
 
-    written, skipped = pull(args.project, args.to, group=args.group,
+    written, skipped = pull(args.project, utf8_folder(args.to, "--to"), group=args.group,
                             progress=lambda m: print(printable(m), file=sys.stderr, flush=True))
     for where, why in skipped:
         print(printable(f"resnet-ablate: skipped {where}: {why}"), file=sys.stderr)

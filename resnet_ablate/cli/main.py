@@ -9,6 +9,7 @@ needs when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("RESNET_ABLATE_DEBUG"))
     stdout = sys.stdout
     sys.stdout = TextOnly(stdout)  # what a record holds is printed as text, never acted on
+    # A path's bytes that are not UTF-8 (\udcff) are printed as escapes, as Python's own
+    # stderr does, on whatever streams the CLI is given
+    streams = {s: s.errors for s in (stdout, sys.stderr) if hasattr(s, "reconfigure")
+               and getattr(s, "errors", None)}
+    for s in streams:
+        s.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
@@ -81,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if isinstance(sys.stdout, TextOnly):
             sys.stdout = stdout
+        for s, errors in streams.items():
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)
+                s.reconfigure(errors=errors)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-
 EXIT_SKIPPED = 3  # as collect's: some input was skipped, the rest done
 EXIT_BUSY = 75  # as train's: another process holds the lock
+MAX_THREADS = 1024  # --threads: torch's intra-op threads (an int32 in torch)
 BUILTIN = "lesion, landscape, linear_path, paths, hessian"
 
 
@@ -46,11 +45,13 @@ def add_probe_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_probe_cmd(args: argparse.Namespace) -> int:
+    from ..formatting import printable
+    from ..outdir import utf8_folder
     from ..probes.runner import expand_runs, parse_request, probe_runs
+    from ..sweep.sweepfile import check_int
     from ..variants import plugins
 
-    if args.threads < 0:
-        raise InputError(f"--threads must be >= 0; got {args.threads}")
+    check_int("--threads", args.threads, 0, MAX_THREADS, " (0: torch's default)")
     if args.threads:
         import torch
 
@@ -59,7 +60,8 @@ def run_probe_cmd(args: argparse.Namespace) -> int:
         plugins.load(plugins.split(args.plugins))
     request = parse_request(args.name, words=args.settings, seed=args.seed)
     log = lambda message: print(message, flush=True)  # noqa: E731
-    runs = expand_runs(args.runs, lambda m: print(f"resnet-ablate: {m}", file=sys.stderr))
+    runs = expand_runs([utf8_folder(p, "--runs") for p in args.runs],
+                       lambda m: print(printable(f"resnet-ablate: {m}"), file=sys.stderr))
     outcomes = probe_runs([request], runs, device=args.device, data_dir=args.data_dir,
                           wandb=args.wandb, log=log)
     written = sum(o.written for o in outcomes)
@@ -73,9 +75,9 @@ def run_probe_cmd(args: argparse.Namespace) -> int:
     for line in found:
         print(line)
     for line in warnings:
-        print(f"resnet-ablate: warning: {line}", file=sys.stderr)
+        print(printable(f"resnet-ablate: warning: {line}"), file=sys.stderr)
     for line in skipped:
-        print(f"resnet-ablate: skipped {line}", file=sys.stderr)
+        print(printable(f"resnet-ablate: skipped {line}"), file=sys.stderr)
     return EXIT_SKIPPED if skipped else EXIT_BUSY if busy else 0
 
 

@@ -184,38 +184,50 @@ def launcher_of(args: argparse.Namespace):
     if args.gpus:
         raise InputError("--gpus assigns GPUs on this machine; with --launcher the cluster "
                          "does (--gpus-per-job)")
-    for flag in ("timeout_min", "array_parallelism", "cpus_per_job", "mem_gb"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise InputError(f"{_flag(flag)} must be a positive integer; got "
-                             f"{getattr(args, flag)}")
-    gpus = GPUS_PER_JOB if args.gpus_per_job is None else args.gpus_per_job
-    if gpus < 0 or (gpus == 0 and args.launcher == "slurm"):
-        raise InputError(f"--gpus-per-job must be a positive integer; got {gpus}")
     from ..sweep.launch import ARRAY_PARALLELISM, SubmititLauncher
 
-    return SubmititLauncher(
-        args.launcher, partition=args.partition, gpus_per_job=gpus,
-        cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
-        timeout_min=TIMEOUT_MIN if args.timeout_min is None else args.timeout_min,
-        array_parallelism=args.array_parallelism or ARRAY_PARALLELISM, account=args.account,
-        wait=not args.no_wait)
+    def given(value, default):
+        return default if value is None else value
+
+    return SubmititLauncher(  # which checks each value's range
+        args.launcher, partition=args.partition,
+        gpus_per_job=given(args.gpus_per_job, GPUS_PER_JOB), cpus_per_job=args.cpus_per_job,
+        mem_gb=args.mem_gb, timeout_min=given(args.timeout_min, TIMEOUT_MIN),
+        array_parallelism=given(args.array_parallelism, ARRAY_PARALLELISM),
+        account=args.account, wait=not args.no_wait)
 
 
 def gpus_of(args: argparse.Namespace) -> list[str] | None:
     if args.gpus is None:
         return None
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
-    if not gpus or not all(g.isdigit() for g in gpus):
-        raise InputError(f"--gpus takes device numbers like 0,1; got {args.gpus!r}")
+    if not gpus or not all(g.isascii() and g.isdigit() and int(g) < MAX_GPU for g in gpus):
+        raise InputError(f"--gpus takes device numbers in [0, {MAX_GPU - 1}] like 0,1; got "
+                         f"{args.gpus!r}")
     return gpus
+
+
+MAX_GPU = 1024  # device numbers of one machine (CUDA_VISIBLE_DEVICES)
+
+
+def check_runs_dir(path: Path) -> Path:
+    """--runs-dir: a UTF-8 name (the runs record it) that is, or can be, a folder; checked
+    before anything is planned or written."""
+    from ..outdir import check_out, utf8_folder
+
+    return check_out(utf8_folder(path, "--runs-dir"), "--runs-dir")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     from ..sweep import SweepRunner, load_sweep, planned_runs
-    from ..sweep.runner import with_settings
+    from ..sweep.planning import with_settings
 
-    if args.count is not None and args.count < 1:
-        raise InputError(f"--count must be a positive integer; got {args.count}")
+    from ..sweep.sweepfile import MAX_GRID, SEED_RANGE, check_int
+
+    if args.count is not None:
+        check_int("--count", args.count, 1, MAX_GRID, " (the most runs planned at once)")
+    check_int("--seed", args.seed, *SEED_RANGE)
+    check_runs_dir(args.runs_dir)
     launcher = launcher_of(args)
     spec = load_sweep(args.file)
     settings = parse_settings(args.settings)

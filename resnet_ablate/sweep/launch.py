@@ -19,6 +19,7 @@ from typing import Any, Callable
 import submitit
 
 from ..errors import InputError
+from .sweepfile import check_int
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -56,6 +57,11 @@ class RunJob(submitit.helpers.Checkpointable):
 # submitit refuses to start without it).
 SLURM_TOOLS = ("sbatch", "srun")
 ARRAY_PARALLELISM = 64  # jobs of one array running at once, unless --array-parallelism
+# What a submission takes, each checked before anything is submitted (beyond these a
+# value is a typo, and sbatch or submitit would fail on it with a traceback): a year of
+# time, one node's GPUs, CPUs and memory at their largest.
+RANGES = {"timeout_min": (1, 366 * 24 * 60), "array_parallelism": (1, 1_000_000),
+          "gpus_per_job": (1, 64), "cpus_per_job": (1, 4096), "mem_gb": (1, 65_536)}
 
 
 @dataclass
@@ -70,6 +76,13 @@ class SubmititLauncher:
     account: str | None = None
     wait: bool = True  # False: submit, print the job ids, return (Slurm only)
     signal_delay_s: int = 120  # the run's warning before its time limit: time to checkpoint
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if value is not None:  # the local launcher may run jobs without a GPU
+                low = 0 if name == "gpus_per_job" and self.name == "local" else low
+                check_int("--" + name.replace("_", "-"), value, low, high)
 
     def check_tools(self) -> None:
         """A Slurm submission without Slurm's tools: one line, before anything is written."""

@@ -1,21 +1,22 @@
 """Run sweeps with W&B's semantics: the same parameters, the same command expansion (wandb's
-own), one W&B group per sweep; here N at a time, one GPU each, or as Slurm jobs.
+own: sweep.planning), one W&B group per sweep; here N at a time, one GPU each, or as Slurm
+jobs.
 
 A run's identity is its planned condition and seed, not the sweep that lists it: two
 sweeps listing the same run plan it once, and a run one sweep finished is reused by the
 next. Idempotent: a rerun skips what has finished (or diverged: that is a result), resumes
 what was interrupted, retries failed runs only when asked, and leaves alone a run another
-process is training (each run directory is locked by the process training it).
+process is training (each run directory is locked by the process training it; each run's
+log by the runner that started it).
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import fcntl
 import json
 import os
 import queue
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -23,100 +24,17 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
+from ..formatting import printable
 from ..io import MAX_JSON_BYTES, atomic_write_json, read_json
 from ..run.rundir import EXIT_LOCKED, RunDir
-from .sweepfile import SweepError, SweepSpec, plan, validate_values
+from .planning import PlannedRun, _planned, merge, planned_runs
+from .sweepfile import SweepError, SweepSpec, check_int
 
-@dataclass
-class PlannedRun:
-    run_id: str
-    params: dict[str, Any]
-    command: list[str]
-    group: str  # the W&B group: the first sweep that lists the run
-    state: str = "pending"  # pending | running | finished | diverged | failed | interrupted
-    detail: str = ""
-    seconds: float = 0.0
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def shell(self) -> str:
-        """The command quoted for a POSIX shell: pasting it runs no value as code."""
-        return shlex.join(self.command)
-
-
-def expand_command(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
-    """The command `wandb agent` would run for these parameters (its own helpers)."""
-    from wandb.sdk.launch.sweeps import utils as sweep_utils
-
-    command = sweep_utils.create_sweep_command(list(spec.command) if spec.command else None)
-    sweep_vars = sweep_utils.create_sweep_command_args(
-        {"args": {k: {"value": v} for k, v in params.items()}})
-    sweep_vars["interpreter"] = ["python"]
-    sweep_vars["program"] = [spec.program] if spec.program else []
-    sweep_vars["env"] = ["/usr/bin/env"]
-    out: list[str] = []
-    for chunk in command:
-        chunk = str(chunk)
-        if chunk.startswith("${") and chunk.endswith("}"):
-            out += sweep_vars.get(chunk[2:-1]) or []
-        else:
-            out.append(chunk)
-    return out
-
-
-def with_settings(spec: SweepSpec, settings: dict[str, Any] | None) -> SweepSpec:
-    """`--set KEY=VALUE`: KEY is VALUE in every run. A parameter the sweep has takes that
-    one value instead of its own; a train key it does not have joins as a constant
-    (`--set data_dir=/data/cifar`, `--set wandb=offline`). A key train does not know, or one
-    the runner owns, is refused."""
-    if not settings:
-        return spec
-    from ..errors import unknown
-    from .sweepfile import RUNNER_KEYS, _train_keys
-
-    allowed = _train_keys()
-    for key in settings:
-        if key in RUNNER_KEYS:
-            raise SweepError(f"--set {key}: the runner names runs and puts them in "
-                             "--runs-dir; not a sweep setting")
-        if key not in allowed:
-            raise SweepError(f"--set {key}: " + str(unknown("train key", key, sorted(allowed))))
-    parameters = {**spec.parameters, **{k: {"value": v} for k, v in settings.items()}}
-    return dataclasses.replace(spec, parameters=parameters,
-                               raw={**spec.raw, "parameters": parameters})
-
-
-def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
-                 only: dict[str, list[Any]] | None = None,
-                 settings: dict[str, Any] | None = None) -> list[PlannedRun]:
-    """The runs of a sweep (with `--set` settings), validated, each named by its
-    condition and seed."""
-    spec = with_settings(spec, settings)
-    configs = plan(spec, count=count, seed=seed)
-    if only:  # a subset of the sweep (an experiment's, or `sweep --only`)
-        unknown = sorted(set(only) - set(spec.parameters))
-        if unknown:
-            raise SweepError(f"{spec.path}: only: {unknown[0]!r} is not a parameter")
-        kept = [c for c in configs if all(_matches(c[k], v) for k, v in only.items())]
-        if configs and not kept:
-            asked = "; ".join(f"{k}={','.join(map(str, v))}" for k, v in only.items())
-            values = "; ".join(f"{k}: {', '.join(sorted({str(c[k]) for c in configs}))}"
-                               for k in only)
-            raise SweepError(f"{spec.path}: only {asked} matches none of its {len(configs)} "
-                             f"runs (its values: {values})")
-        configs = kept
-    validate_values(spec, configs)
-    runs: dict[str, PlannedRun] = {}
-    for params in configs:
-        run = _planned(spec, params)
-        runs.setdefault(run.run_id, run)
-    return list(runs.values())
-
+MAX_JOBS = 1024  # runs at once on one machine (--jobs; --gpus x --jobs-per-gpu)
 
 # The most seeds per condition `sweep --seeds-for` plans (a tiny observed difference can
 # ask for thousands; the log says when the cap binds).
@@ -212,21 +130,6 @@ def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]]
     return merge(out)
 
 
-def _planned(spec: SweepSpec, params: dict[str, Any]) -> PlannedRun:
-    from ..run.config import parse_train_words
-    from ..run.record import planned_run_id
-
-    try:
-        request = parse_train_words([f"{k}={v}" for k, v in params.items()])
-    except (InputError, FileNotFoundError) as exc:
-        raise SweepError(f"{spec.path}: {exc}") from None
-    return PlannedRun(planned_run_id(request), params, expand_command(spec, params), spec.name)
-
-
-def _matches(value: Any, allowed: list[Any]) -> bool:
-    return value in allowed or str(value) in {str(a) for a in allowed}
-
-
 def planned_work(params: dict[str, Any]) -> float | None:
     """What a planned run's training costs, up to a rate: MACs per image (counted on the
     meta device at the protocol's crop) x iterations x batch size. None when it cannot be
@@ -246,15 +149,6 @@ def planned_work(params: dict[str, Any]) -> float | None:
         return None
 
 
-def merge(*groups: list[PlannedRun]) -> list[PlannedRun]:
-    """Runs of several sweeps, each once (the first listing names its W&B group)."""
-    out: dict[str, PlannedRun] = {}
-    for runs in groups:
-        for run in runs:
-            out.setdefault(run.run_id, run)
-    return list(out.values())
-
-
 class SweepRunner:
     """Runs planned runs: `jobs` at a time on this machine (optionally one GPU each), or
     through a submitit launcher (Slurm, or submitit's local executor)."""
@@ -263,12 +157,15 @@ class SweepRunner:
                  retry_failed: bool = False, gpus: list[str] | None = None,
                  jobs_per_gpu: int = 1, launcher=None, log: Callable[[str], None] = print
                  ) -> None:
-        if jobs < 1:
-            raise InputError(f"--jobs must be a positive integer; got {jobs}")
-        if jobs_per_gpu < 1:
-            raise InputError(f"--jobs-per-gpu must be a positive integer; got {jobs_per_gpu}")
+        check_int("--jobs", jobs, 1, MAX_JOBS)
+        check_int("--jobs-per-gpu", jobs_per_gpu, 1, MAX_JOBS)
+        if gpus and len(gpus) * jobs_per_gpu > MAX_JOBS:
+            raise InputError(f"--gpus x --jobs-per-gpu must be at most {MAX_JOBS:,} jobs at "
+                             f"once; got {len(gpus)} x {jobs_per_gpu}")
         self.runs, self.runs_dir, self.name = runs, runs_dir, name
-        self.retry_failed, self.log = retry_failed, log
+        self.retry_failed = retry_failed
+        # What the runner says carries the sweep's values and the runs' output: text only
+        self.log: Callable[[str], None] = lambda message: log(printable(message))
         self.slots: queue.Queue | None = None
         if gpus:
             self.slots = queue.Queue()
@@ -335,12 +232,14 @@ class SweepRunner:
     def todo(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.state in self._wanted()]
 
-    def _skip(self, run: PlannedRun, index: int, total: int) -> None:
+    def _skip(self, run: PlannedRun, index: int, total: int, who: str = "another process"
+              ) -> None:
         """Another process (a second runner on this runs dir) trains or has ended `run`."""
         with self._lock:
             self._ended.add(run.run_id)
-        doing = "is training it" if run.state == "running" else f"ended it ({run.state})"
-        self.log(f"[{index}/{total}] skip {run.run_id}: another process {doing}")
+        doing = ("is training it" if run.state == "running" or who != "another process"
+                 else f"ended it ({run.state})")
+        self.log(f"[{index}/{total}] skip {run.run_id}: {who} {doing}")
 
     # -- running ------------------------------------------------------------------------
     def env(self, run: PlannedRun, gpu: str | None = None) -> dict[str, str]:
@@ -394,30 +293,46 @@ class SweepRunner:
             if run.state not in self._wanted():  # another runner got to it first
                 self._skip(run, index, total)
                 return
-            self._prepare_retry(run)
             log_path = self.runs_dir / ".sweeps" / self.name / f"{run.run_id}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.log(f"[{index}/{total}] start {run.run_id}" + (f" on GPU {gpu}" if gpu else "")
-                     + ": " + " ".join(f"{k}={v}" for k, v in run.params.items()))
-            start = time.perf_counter()
-            with open(log_path, "a") as out:  # appended: another runner may log this run too
-                offset = out.tell()
-                out.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} runner pid {os.getpid()}: "
-                          f"{run.shell}\n")
-                out.flush()
-                code = self._train(run, gpu, out)
-            run.seconds = time.perf_counter() - start
-            with open(log_path, "rb") as f:
-                f.seek(offset)
-                self._outcome(run, code, f.read().decode(errors="replace"))
+            with open(log_path, "a") as out:  # each attempt appended, one runner at a time
+                if not _hold(out):
+                    self._skip(run, index, total, "another sweep runner")
+                    return
+                self._read(run)  # what it is now that this runner alone may start it
+                if run.state not in self._wanted():
+                    self._skip(run, index, total)
+                    return
+                self._prepare_retry(run)
+                self.log(f"[{index}/{total}] start {run.run_id}"
+                         + (f" on GPU {gpu}" if gpu else "") + ": "
+                         + " ".join(f"{k}={v}" for k, v in run.params.items()))
+                code, output = self._attempt(run, gpu, out)
+            self._outcome(run, code, output)
             self._save_state()
-            if code != 0 and run.state in ("finished", "diverged"):  # by another, meanwhile
-                self._skip(run, index, total)  # (this one's train refused an ended run)
+            if code == EXIT_LOCKED or (code != 0 and run.state in ("finished", "diverged")):
+                # its train found the run trained (or ended) by another process: that
+                # process's outcome, not this runner's
+                self._skip(run, index, total)
                 return
             self._report(run, index, total)
         finally:
             if gpu is not None:
                 self.slots.put(gpu)
+
+    def _attempt(self, run: PlannedRun, gpu: str | None, out) -> tuple[int, str]:
+        """One train process of `run`, its output appended to the run's log `out` (held by
+        this runner); its exit code and what it wrote there."""
+        start = time.perf_counter()
+        offset = out.tell()
+        out.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} runner pid {os.getpid()}: "
+                  f"{run.shell}\n")
+        out.flush()
+        code = self._train(run, gpu, out)
+        run.seconds = time.perf_counter() - start
+        with open(out.name, "rb") as f:  # read while held: no other runner's lines after
+            f.seek(offset)
+            return code, f.read().decode(errors="replace")
 
     def _train(self, run: PlannedRun, gpu: str | None, out) -> int:
         """One train process to its end. Where the runner relays signals, the child has a
@@ -529,6 +444,19 @@ class SweepRunner:
                      f"and resume when the same command runs again")
             raise SystemExit(128 + self._stop)
         return self.runs
+
+
+def _hold(log) -> bool:
+    """Whether this runner now holds a run's log (flock, never waiting): a second runner
+    that reaches the same run while the first trains it finds the log held and skips the
+    run, instead of starting a train that would find the run locked and write into the
+    same log. The train process inherits the log as its output, and with it the hold: it
+    lasts while anyone writes there and ends when they have exited, however they end."""
+    try:
+        fcntl.flock(log.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _duration(seconds: float) -> str:

@@ -24,14 +24,25 @@ DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform
                  "q_normal", "log_normal")
 COMMAND_ARG_MACROS = ("${args}", "${args_no_hyphens}", "${args_json}", "${args_no_equals}",
                       "${args_no_boolean_flags}", "${args_json_file}")
-# A grid larger than this is refused without --count N (which takes its first N lazily).
+# A grid larger than this is refused without --count N (which takes its first N lazily);
+# the most runs one sweep plans at once (--count, run_cap).
 MAX_GRID = 10_000
+SEED_RANGE = (0, 2 ** 63 - 1)  # a random sweep's --seed (random.Random folds -1 onto 1)
 # Keys a sweep may not set: where runs go and what they are called belong to the runner.
 RUNNER_KEYS = ("run_id", "runs_dir")
 
 
 class SweepError(InputError):
     """A malformed sweep file: one line naming the field."""
+
+
+def check_int(name: str, value: Any, low: int, high: int, why: str = "") -> int:
+    """An integer flag or field in [low, high] (`why`: what the bound is), else one line
+    with the range: checked where it is read, never a traceback further on."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{name} must be an integer in [{low:,}, {high:,}]{why}; got "
+                         f"{value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,11 @@ def parse_sweep(raw: Any, where: str, default_name: str) -> SweepSpec:
         raise SweepError(f"{where}: give command (e.g. [${{env}}, resnet-ablate, train, "
                          "${args_no_hyphens}]) or program")
     run_cap = raw.get("run_cap")
-    if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
-        raise SweepError(f"{where}: run_cap must be a positive integer; got {run_cap!r}")
+    if run_cap is not None:
+        try:
+            check_int("run_cap", run_cap, 1, MAX_GRID, " (the most runs planned at once)")
+        except InputError as exc:
+            raise SweepError(f"{where}: {exc}") from None
     name = str(raw.get("name") or default_name)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise SweepError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.'")
@@ -230,6 +244,9 @@ def plan(spec: SweepSpec, count: int | None = None, seed: int = 0) -> list[dict[
     if spec.method == "bayes":
         raise SweepError(f"{spec.path}: method bayes needs W&B's server-side controller; run "
                          "it with `wandb sweep` and `wandb agent` (local methods: grid, random)")
+    if count is not None:
+        check_int("--count", count, 1, MAX_GRID, " (the most runs planned at once)")
+    check_int("--seed", seed, *SEED_RANGE)
     if spec.method == "random":
         return random_configs(spec, count, seed)
     limit = count or spec.run_cap

@@ -1,10 +1,14 @@
 """Progress of a run: a tqdm bar on a terminal, plain log lines otherwise. Evaluations, the
-final whole-split passes and 10-crop testing show their own progress too."""
+final whole-split passes and 10-crop testing show their own progress too. What it prints is
+text (formatting.printable): a label or message that carries a recorded name can never act
+on the terminal (stderr is not wrapped as the CLI's stdout is: the bar draws with \r)."""
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any, Iterable, Iterator
+
+from ..formatting import printable
 
 
 MODES = ("auto", "bar", "lines", "off")
@@ -16,7 +20,7 @@ class Progress:
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode if enabled else "off"
         self.total = total
-        self.label = label
+        self.label = printable(label)
         self.bar = None
 
     def start(self, iteration: int) -> None:
@@ -73,6 +77,7 @@ class Progress:
     def message(self, text: str) -> None:
         if self.mode == "off":
             return
+        text = printable(text)
         if self.bar is not None:
             self.bar.write(f"[{self.label}] {text}", file=sys.stderr)
         else:
