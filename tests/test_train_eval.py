@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from conftest import history_rows
 from resnet_ablate.data.tensor import TensorData
 
 TINY = ["model=plain20", "model.layers=[1,1,1]", "iterations=8", "eval_every=4",
@@ -38,9 +39,8 @@ def test_the_test_split_is_scored_once_at_the_last_iteration(tmp_path, cli_inpro
     assert [s for s, _ in passes].count("test") == 2
     assert [s for s, _ in passes].count("val") == 2
     s = _summary(tmp_path, "r")
-    history = (tmp_path / "r" / "history.csv").read_text().splitlines()
-    header, last = history[0].split(","), history[-1].split(",")
-    assert s["final_test_err"] == pytest.approx(float(last[header.index("test_err")]))
+    last = history_rows(tmp_path / "r").iloc[-1]
+    assert s["final_test_err"] == pytest.approx(last["test_err"])
     assert s["final_test_top5_err"] is not None and s["final_test_view"] == "single"
 
 
