@@ -267,21 +267,13 @@ def test_the_paper_number_needs_the_papers_condition():
         "paper: n/a — bn_batch=None differs from he2015-cifar"  # a record that lacks it
 
 
-def test_the_bn_batch_is_a_factor_and_older_records_had_whole_batch_bn(run):
+def test_the_bn_batch_is_a_factor_and_recorded(run):
     kinds = {k.column: k.kind for k in record.keys()}
     assert kinds["protocol_fields.bn_batch"] == FACTOR  # a protocol field: the condition
     assert kinds["run.bn_batch"] == BOOKKEEPING  # a function of bn_batch, batch, world size
     summary = json.loads((run / "summary.json").read_text())
     assert summary["schema"] == record.SCHEMA_VERSION == 4
     assert (summary["protocol_fields"]["bn_batch"], summary["run"]["bn_batch"]) == (0, 128)
-    # a record of schema 3 (before ghost BN) normalised over a process's whole batch: it
-    # upgrades to bn_batch=0, the condition of a demo run of today
-    old = json.loads(json.dumps(summary))
-    old["schema"] = 3
-    del old["protocol_fields"]["bn_batch"], old["run"]["bn_batch"]
-    upgraded = record.upgrade(old)
-    assert upgraded["protocol_fields"]["bn_batch"] == 0 and upgraded["run"]["bn_batch"] == 128
-    assert upgraded["condition"] == summary["condition"]
 
 
 def test_prepare_validates_the_spec_once_and_builds_the_network_once(tmp_path, monkeypatch):
@@ -319,6 +311,7 @@ def test_prepare_validates_the_spec_once_and_builds_the_network_once(tmp_path, m
 
 
 TORCH_FREE = ["resnet_ablate.variants.spec", "resnet_ablate.variants.registry",
+              "resnet_ablate.variants.resolve",
               "resnet_ablate.variants.parts", "resnet_ablate.variants.paper",
               "resnet_ablate.variants.plugins", "resnet_ablate.variants.timm_hook",
               "resnet_ablate.run.protocol", "resnet_ablate.run.config",

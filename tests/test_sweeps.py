@@ -92,9 +92,13 @@ def test_a_run_is_its_condition_and_seed_not_its_sweep():
     a = parse_train_words(["model=resnet56-A", "dataset=cifar10", "lr=0.1"])
     b = parse_train_words(["model=resnet56-A", "dataset=cifar10", "lr=0.05"])
     from resnet_ablate.run.record import planned_run_id
+    from resnet_ablate.variants.resolve import resolve
 
-    assert planned_run_id(a) != planned_run_id(b)
-    assert planned_run_id(a) == planned_run_id(parse_train_words(
+    def named(request):
+        return planned_run_id(request, resolve(request.config.model, request.model_overrides))
+
+    assert named(a) != named(b)
+    assert named(a) == named(parse_train_words(
         ["model=ResNet56_A", "dataset=cifar10", "protocol=he2015-cifar"]))
 
 
@@ -455,7 +459,7 @@ def test_time_estimate_weighs_each_run_by_its_size(tmp_path):
     spec = load_sweep("demo")
     runs = planned_runs(spec, only={"seed": [0]})
     by_model = {r.params["model"]: r for r in runs}
-    work = {m: planned_work(r.params) for m, r in by_model.items()}
+    work = {m: planned_work(r) for m, r in by_model.items()}
     macs = {m: ra.complexity(ra.create_model(m, in_chans=3), input_size=8,
                              with_fvcore=False)["macs"] for m in by_model}
     protocol = parse_train_words(["protocol=demo"]).protocol

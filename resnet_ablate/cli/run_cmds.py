@@ -51,18 +51,22 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def dry_run_train(words: list[str]) -> int:
-    """The resolved configuration, as `train` would run it; nothing is written."""
+    """The resolved configuration, as `train` would run it (the spec it trains, on the
+    data's classes and channels: train.run.planned_spec); nothing is written."""
     from ..run import record
     from ..run.config import parse_train_words
-    from ..variants.registry import get_spec
+    from ..train.run import planned_spec
+    from ..variants.resolve import resolve
 
     request = parse_train_words(words)
-    spec = get_spec(request.config.model).with_overrides(**request.model_overrides)
+    spec = planned_spec(request)[0]
     for warning in request.protocol.schedule_warnings():  # as `train` says it
         print(f"resnet-ablate: warning: {warning}", file=sys.stderr)
-    values = record.resolved(request, spec)  # what is known before any data is read
-    planned = {"record": record.nest(values), "planned_condition": values["condition"],
-               "run_id_in_a_sweep": record.planned_run_id(request)}
+    values = record.resolved(request, spec)  # what is known before any data is loaded
+    planned = resolve(request.config.model, request.model_overrides)  # as a sweep names it
+    planned = {"record": record.nest(values), "spec": spec.factors(),
+               "planned_condition": values["condition"],
+               "run_id_in_a_sweep": record.planned_run_id(request, planned)}
     print(json.dumps(planned, indent=2, default=str))
     return 0
 

@@ -95,7 +95,7 @@ def from_run(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     from ..errors import InputError
     from ..io import read_json
     from ..run import record
-    from ..variants.spec import OVERRIDE_KEYS
+    from ..variants.resolve import from_record, overrides_of
 
     overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
     file = overlay.get("file")
@@ -103,14 +103,12 @@ def from_run(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     if config is None or not config.is_file():
         return kwargs
     raw = read_json(config)
-    values = record.flat(record.upgrade(raw)) if isinstance(raw, dict) else {}
+    values = record.flat(raw) if isinstance(raw, dict) else {}
     if values.get("model") != name:
         raise InputError(f"{file} is the model.pt of a run of {values.get('model')!r}, not of "
                          f"{name!r}; load it with {timm_name(str(values.get('model')))}")
-    base = get_spec(name).factors()
-    overrides = {k: values[k] for k in OVERRIDE_KEYS if values.get(k) is not None
-                 and values[k] != base[k]}
-    spec = get_spec(name).with_overrides(**overrides)
+    spec = from_record(values, str(file))
+    overrides = overrides_of(values, name)
     out = dict(kwargs)
     for key, value in overrides.items():
         if key not in ("num_classes", "in_chans"):  # these timm takes from the overlay

@@ -30,7 +30,6 @@ it, saying so (resnet_ablate.run.probefiles.lock).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import sys
@@ -47,6 +46,7 @@ from ..run.protocol import MAX_BATCH, Protocol
 from ..run.rundir import RunDir
 from ..run.words import field_types, parse_value, split_words
 from ..variants import plugins
+from ..variants.resolve import from_record
 from ..variants.spec import VariantSpec
 from . import sample
 from .common import check_choice, check_int, parse_settings, settings_dict
@@ -156,17 +156,6 @@ def _load_weights(path: Path, what: str, run: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _spec(values: dict[str, Any], run: str) -> VariantSpec:
-    """The variant exactly as the run recorded it (spec fields at the record's top level)."""
-    fields = {f.name: values.get(f.name) for f in dataclasses.fields(VariantSpec)
-              if f.name != "name"}
-    try:
-        return VariantSpec(name=values["model"], **fields)
-    except (InputError, TypeError) as exc:
-        raise InputError(f"run {run}: its variant cannot be rebuilt from its record "
-                         f"({' '.join(str(exc).split())})") from None
-
-
 def _protocol(values: dict[str, Any], run: str) -> Protocol:
     prefix = "protocol_fields."
     fields = {c[len(prefix):]: tuple(v) if isinstance(v, list) else v
@@ -195,7 +184,7 @@ def open_run(path: str | os.PathLike, needs_initial: str = "") -> Target:
                          "probed")
     plugins.require(summary.get("plugins") or [], run, "--plugins ", "probe it")
     values = record.flat(summary)
-    spec = _spec(values, run)
+    spec = from_record(values, f"run {run}")
     protocol = _protocol(values, run)
     weights = _load_weights(rundir.model_path, "its final weights", run)
     initial = _load_weights(rundir.init_model_path, f"its initial weights, which "

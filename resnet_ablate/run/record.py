@@ -34,8 +34,7 @@ from typing import Any, Iterable
 from ..errors import InputError
 from .config import BOOKKEEPING, FACTOR, NUMERICS, RESULT, SEED, RunConfig, TrainRequest
 
-# 4: protocol_fields.bn_batch and run.bn_batch (ghost BN); records of 3 and before had BN
-# over a process's whole batch (upgrade() says so).
+# 4: protocol_fields.bn_batch and run.bn_batch (ghost BN), history.parquet.
 SCHEMA_VERSION = 4
 STATUSES = ("finished", "diverged", "failed")
 
@@ -423,69 +422,11 @@ def resolved(request: TrainRequest, spec: Any, *, data: dict[str, Any] | None = 
     return values
 
 
-def planned_run_id(request: TrainRequest) -> str:
-    """A run's name in sweeps and experiments: its planned condition, where its data is,
-    and its seed, readable in front: <model>-s<seed>-<digest>."""
-    from ..variants.registry import get_spec
-
-    spec = get_spec(request.config.model).with_overrides(**request.model_overrides)
+def planned_run_id(request: TrainRequest, spec: Any) -> str:
+    """A run's name in sweeps and experiments: its planned condition (`spec`: the request's,
+    before any data, variants.resolve), where its data is, and its seed, readable in front:
+    <model>-s<seed>-<digest>. Recorded in the run's summary (planned_run_id), never parsed
+    back out of a name."""
     values = resolved(request, spec)
     where = {**condition(values), "data.data_dir": values["data.data_dir"]}
     return f"{spec.name}-s{request.config.seed}-{digest(where)}"
-
-
-# ---------------------------------------------------------------------------- old records
-# W&B history keys before 0.3 (now the history's own names, as history.parquet spells them).
-LEGACY_METRICS = {"train/loss": "train_loss", "train/err": "train_err", "val/loss": "val_loss",
-                  "val/err": "val_err", "test/loss": "test_loss", "test/err": "test_err"}
-_RENAMED = {"data_mode": "data.mode", "split_sizes": "data.split_sizes",
-            "val_source": "data.val_source", "data_dir": "data.data_dir",
-            "amp": "run.amp", "channels_last": "run.channels_last",
-            "deterministic": "run.deterministic", "world_size": "run.world_size",
-            "compile": "run.compile", "compile_backend": "run.compile_backend",
-            "overrides": "overrides.words", "protocol_overrides": "overrides.protocol",
-            "model_overrides": "overrides.model"}
-
-
-def upgrade(record: dict[str, Any]) -> dict[str, Any]:
-    """A record of an older schema (summary.json before 0.3 or before ghost BN, or a W&B
-    config of one) in this version's layout, its condition recomputed: the one place old
-    records are read.
-    A record of this version is returned as it is (its stored condition is trusted)."""
-    if not isinstance(record, dict) or record.get("schema") == SCHEMA_VERSION:
-        return record
-    from .protocol import protocol_keys
-
-    old = dict(record)
-    values = flat(old)
-    for name, column in _RENAMED.items():
-        if name in old and column not in values:
-            values[column] = old[name]
-    fields = old.get("protocol_fields")
-    if not isinstance(fields, dict):  # a W&B config of 0.2: protocol fields at the top
-        fields = {k: old[k] for k in protocol_keys() if k in old}
-    for name, value in fields.items():
-        if name != "name":
-            values[f"protocol_fields.{name}"] = value
-    values.pop("protocol_fields.name", None)
-    device = values.get("run.device") or old.get("device")
-    if device:
-        values["run.device"] = str(device).split(":")[0]
-    versions = old.get("versions") if isinstance(old.get("versions"), dict) else {}
-    if "resnet_ablate" in versions and "network" not in versions:
-        from ..variants.paper import network_version
-
-        versions = {**versions, "network": network_version(str(versions["resnet_ablate"]))}
-    values["versions"] = versions
-    if values.get("protocol_fields.bn_batch") is None:  # before ghost BN: a process's batch
-        values["protocol_fields.bn_batch"] = 0
-        batch, world = values.get("protocol_fields.batch_size"), values.get("run.world_size")
-        if isinstance(batch, int) and isinstance(world, int) and world > 0:
-            values["run.bn_batch"] = batch // world
-    if "final_train_err_running" not in old and "final_train_err" in old:
-        # before 0.2, final_train_err was the eval-mode error on the whole training split
-        values["final_train_err_eval"], values["final_train_err"] = old["final_train_err"], None
-    values["schema"] = SCHEMA_VERSION
-    values = {c: v for c, v in values.items() if c in by_column()}
-    values["condition"] = condition_id(values)
-    return nest(values)

@@ -140,15 +140,14 @@ class RunDir:
 
     # -- reading -------------------------------------------------------------------
     def read_summary(self) -> dict | None:
-        """The summary (this version's layout, older ones upgraded), or None if the run has
-        not ended; InputError if it is not a regular file inside the runs folder, too big,
-        not JSON, or of the wrong shape or types."""
+        """The summary, or None if the run has not ended; InputError if it is not a regular
+        file inside the runs folder, too big, not JSON, or of the wrong shape or types."""
         try:
             summary = read_json(self.summary_path, MAX_JSON_BYTES, inside=self.path.parent)
         except FileNotFoundError:
             return None
         record.check(summary)
-        return record.upgrade(summary)
+        return summary
 
     def read_config(self) -> dict | None:
         """config.json, or None when it is absent or unusable."""

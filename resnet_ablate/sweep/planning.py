@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from .sweepfile import SweepError, SweepSpec, plan, validate_values
+from .sweepfile import SweepError, SweepSpec, plan
 
 
 @dataclass
@@ -22,6 +22,8 @@ class PlannedRun:
     detail: str = ""
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
+    request: Any = field(default=None, repr=False)  # its words, parsed (run.config)
+    spec: Any = field(default=None, repr=False)  # its VariantSpec before data (resolve)
 
     @property
     def shell(self) -> str:
@@ -90,7 +92,6 @@ def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
             raise SweepError(f"{spec.path}: only {asked} matches none of its {len(configs)} "
                              f"runs (its values: {values})")
         configs = kept
-    validate_values(spec, configs)
     runs: dict[str, PlannedRun] = {}
     for params in configs:
         run = _planned(spec, params)
@@ -99,14 +100,19 @@ def planned_runs(spec: SweepSpec, count: int | None = None, seed: int = 0,
 
 
 def _planned(spec: SweepSpec, params: dict[str, Any]) -> PlannedRun:
+    """A run of the sweep: its words parsed once and its spec resolved once (what its name,
+    its time estimate and its --seeds-for pair read), named by its planned condition."""
     from ..run.config import parse_train_words
     from ..run.record import planned_run_id
+    from ..variants.resolve import resolve
 
     try:
         request = parse_train_words([f"{k}={v}" for k, v in params.items()])
+        resolved = resolve(request.config.model, request.model_overrides)
     except (InputError, FileNotFoundError) as exc:
         raise SweepError(f"{spec.path}: {exc}") from None
-    return PlannedRun(planned_run_id(request), params, expand_command(spec, params), spec.name)
+    return PlannedRun(planned_run_id(request, resolved), params, expand_command(spec, params),
+                      spec.name, request=request, spec=resolved)
 
 
 def _matches(value: Any, allowed: list[Any]) -> bool:

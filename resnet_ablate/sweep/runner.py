@@ -130,20 +130,16 @@ def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]]
     return merge(out)
 
 
-def planned_work(params: dict[str, Any]) -> float | None:
+def planned_work(run: PlannedRun) -> float | None:
     """What a planned run's training costs, up to a rate: MACs per image (counted on the
-    meta device at the protocol's crop) x iterations x batch size. None when it cannot be
-    counted (a plugin's part); the estimate then falls back to the mean run's time."""
-    from ..run.config import parse_train_words
-    from ..variants.registry import get_spec
-
+    meta device at the protocol's crop) x iterations x batch size, from the spec its
+    planning resolved. None when it cannot be counted (a plugin's part); the estimate then
+    falls back to the mean run's time."""
     try:
-        request = parse_train_words([f"{k}={v}" for k, v in params.items()])
         from ..models.counting import check_size
 
-        spec = get_spec(request.config.model).with_overrides(**request.model_overrides)
-        p, cfg = request.protocol, request.config
-        macs = check_size(spec, p.crop, cfg.max_params, cfg.max_activations)["macs"]
+        p, cfg = run.request.protocol, run.request.config
+        macs = check_size(run.spec, p.crop, cfg.max_params, cfg.max_activations)["macs"]
         return float(macs) * p.iterations * p.batch_size if macs else None
     except Exception:  # noqa: BLE001  an estimate only: never in the way of a sweep
         return None
@@ -431,7 +427,7 @@ class SweepRunner:
                 self._outcome(run, code, output)
             self._save_state()
             return self.runs
-        self._work = {r.run_id: planned_work(r.params) for r in todo} if len(todo) > 1 else {}
+        self._work = {r.run_id: planned_work(r) for r in todo} if len(todo) > 1 else {}
         with self._relaying_signals(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
             futures = [pool.submit(self._execute, r, i + 1, len(todo))
                        for i, r in enumerate(todo)]

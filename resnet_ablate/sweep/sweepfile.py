@@ -258,31 +258,6 @@ def plan(spec: SweepSpec, count: int | None = None, seed: int = 0) -> list[dict[
     return list(itertools.islice(grid_configs(spec), limit))
 
 
-def validate_values(spec: SweepSpec, configs: list[dict[str, Any]]) -> None:
-    """Every distinct value of every parameter, checked once by the parser `train` uses
-    (with the sweep's constants beside it), before anything is launched."""
-    from ..run.config import parse_train_words
-
-    constants = {k: p["value"] for k, p in spec.parameters.items() if "value" in p}
-    context = {k: v for k, v in constants.items() if k in ("plugins", "dataset", "data_dir",
-                                                           "protocol", "model")}
-    checked: set[tuple[str, str]] = set()
-    for config in configs:
-        for key, value in config.items():
-            mark = (key, _canonical(value))
-            if mark in checked:
-                continue
-            checked.add(mark)
-            words = [f"{k}={v}" for k, v in {**context, key: value}.items()]
-            try:
-                request = parse_train_words(words)
-                from ..variants.registry import get_spec
-
-                get_spec(request.config.model)
-            except (InputError, TypeError, FileNotFoundError) as exc:
-                raise SweepError(f"{spec.path}: parameters.{key}={value!r}: {exc}") from None
-
-
 def wandb_schema() -> dict | None:
     """W&B's sweep-config JSON schema, from its `sweeps` package when installed (it is
     not a dependency: it pins numpy<2). Found without importing the package."""

@@ -34,7 +34,7 @@ from ..run.rundir import History, RunDir, RunLocked, strip_module_prefix
 from ..tracking import NullTracker, Tracker, tags
 from ..variants import plugins
 from ..variants.paper import NETWORK_CHANGES, network_version
-from ..variants.registry import get_spec
+from ..variants.resolve import resolve
 from ..variants.spec import VariantSpec
 from .distributed import Dist, from_env
 from .progress import Progress
@@ -149,8 +149,6 @@ def _check_resumable(cfg: RunConfig) -> None:
     plugins.require(named, cfg.run_id, "plugins=", "resume it", prefix="resume refused: ")
     versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
     built = versions.get("network")
-    if built is None and isinstance(versions.get("resnet_ablate"), str):  # before 0.3
-        built = network_version(versions["resnet_ablate"])
     now = network_version(__version__)
     if built is not None and built != now:
         raise InputError(
@@ -169,21 +167,16 @@ def checkpoint_like(trainer: Trainer) -> dict[str, Any]:
     return like
 
 
-def _resolve_spec(request: TrainRequest, mode: str) -> tuple[VariantSpec, Any]:
-    """The run's spec, once: the variant with the data's classes and channels (from the
-    data set's description: nothing is loaded yet) and the user's overrides, validated."""
+def planned_spec(request: TrainRequest) -> tuple[VariantSpec, Any, str]:
+    """The run's spec, once (variants.resolve): the variant on the data's classes and
+    channels (from the data set's description: nothing is loaded yet) with the user's
+    overrides; the data's description and image mode. The dry run prints this spec."""
     cfg = request.config
+    mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
     described = get_dataset(cfg.dataset).describe(cfg.data_dir, mode)
-    spec = get_spec(cfg.model).with_overrides(**{
-        "num_classes": described.num_classes, "in_chans": described.in_chans,
-        **request.model_overrides})
-    if spec.num_classes < described.num_classes:
-        raise InputError(f"model.num_classes={spec.num_classes} is below the data's "
-                         f"{described.num_classes} classes")
-    if spec.in_chans != described.in_chans:
-        raise InputError(f"model.in_chans={spec.in_chans} but the data's images have "
-                         f"{described.in_chans} channel(s)")
-    return spec, described
+    spec = resolve(cfg.model, request.model_overrides,
+                   (described.num_classes, described.in_chans))
+    return spec, described, mode
 
 
 class RunFiles:
@@ -229,8 +222,7 @@ def prepare(request: TrainRequest) -> Prepared:
         from ..probes.runner import parse_names
 
         parse_names(cfg.probes)
-    mode = image_mode(cfg.dataset, cfg.data_dir, cfg.data_mode)
-    spec, _ = _resolve_spec(request, mode)
+    spec, _, mode = planned_spec(request)
     # Refused at once when absurd: counted on the meta device, before any data loads.
     size = check_size(spec, protocol.crop, cfg.max_params, cfg.max_activations)
     notes = {"schedule_warnings": protocol.schedule_warnings()}
