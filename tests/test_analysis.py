@@ -441,7 +441,7 @@ def test_figures_edf_of_a_factor(mini, tmp_path, cli_inproc):
 def test_sweep_plans_only_the_missing_seeds_for_a_pair(mini, cli_inproc):
     """sweep --seeds-for plain56,plain20: seeds per model = seeds_needed from the two
     finished runs of each (capped at 20); the two done are skipped, the rest planned."""
-    from resnet_ablate.analysis.inference import seeds_needed
+    from resnet_ablate.analysis.power import seeds_needed
     from resnet_ablate.sweep.runner import MAX_PLANNED_SEEDS
 
     root, _ = mini

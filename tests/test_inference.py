@@ -22,7 +22,8 @@ from resnet_ablate.analysis import inference as inf
 from resnet_ablate.analysis.edf import edf, ks
 from resnet_ablate.analysis.inference import (
     ALPHA, BOOTSTRAP_NOMINAL_N, ERROR_BOUNDS, Comparison, Interval, adjusted, caption, holm,
-    margin_test, mean_ci, prob_improvement, seeds_needed, welch, welch_power)
+    margin_test, mean_ci, prob_improvement, welch)
+from resnet_ablate.analysis.power import seeds_needed, welch_power
 from resnet_ablate.errors import InputError
 
 # Final test error (%) of two conditions over seeds.
@@ -448,7 +449,8 @@ def test_normalized_edf_weights_each_complexity_bin_alike():
 
 
 def test_importing_the_module_is_cheap():
-    code = ("import sys, resnet_ablate.analysis.inference, resnet_ablate.analysis.edf; "
+    code = ("import sys, resnet_ablate.analysis.inference, resnet_ablate.analysis.edf, "
+            "resnet_ablate.analysis.power; "
             "print(sorted(m for m in ('torch', 'pandas', 'scipy', 'statsmodels') "
             "if m in sys.modules))")
     proc = run_python(code)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..reference import BEST_MEAN_STD, FAIL_ABOVE, MEAN_STD, MEDIAN, PaperNumber, paper_match
-from . import inference
+from . import inference, power
 from .inference import (ALPHA, ERROR_BOUNDS, MANN_WHITNEY, NEEDS_RUNS, NO_VARIANCE,
                         SIGNIFICANT, Comparison, MarginTest, RankTest)
 from .vocab import condition_columns, labels, num, scope_key, series, series_labels
@@ -139,7 +139,7 @@ def pair_tests(pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
         margins = [MarginTest(margin, w, e) for w, e in zip(no_worse, equivalent)]
     out = []
     for (a, b), c, r, m in zip(pairs, comparisons, ranks, margins):
-        seeds = None if rank or not (len(a) and len(b)) else inference.seeds_needed(
+        seeds = None if rank or not (len(a) and len(b)) else power.seeds_needed(
             a, b, detect=detect, power=SEEDS_POWER)
         out.append(PairTest(c, r, seeds, detect, m))
     return out
@@ -236,8 +236,8 @@ def pair_note(seeds: bool = True, rank: bool = False, margin: float | None = Non
                  "variances), each Holm-adjusted over the table")
     if seeds and not rank:
         text += (f"; seeds needed: per condition, for Welch's two-sided test at alpha = "
-                 f"{ALPHA} and power {SEEDS_POWER} (noncentral t with Welch's df), each "
-                 "side's own spread")
+                 f"{ALPHA} and power {SEEDS_POWER} (its exact power over the sample variances), "
+                 "each side's own spread")
     return text + "."
 
 

@@ -159,13 +159,14 @@ def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]]
                    detect: float | None = None, max_seeds: int = MAX_PLANNED_SEEDS,
                    log: Callable[[str], None] = print) -> list[PlannedRun]:
     """The runs of named pairs of models with the seeds Welch's test needs to tell each
-    pair apart (analysis.inference.seeds_needed: two-sided, alpha 0.05, power 0.8, each
+    pair apart (analysis.power.seeds_needed: two-sided, alpha 0.05, power 0.8, each
     side's spread from the finished runs' test errors in `runs_dir`; the difference
     `detect`, in percentage points, or else the observed one, post hoc, as the log says),
     each pair's other parameters as the sweep has them. The sweep's own seeds are kept and
     the next integers added; what has finished is then skipped by the runner, so only the
     missing seeds run."""
-    from ..analysis.inference import check_detect, seeds_needed
+    from ..analysis.inference import check_detect
+    from ..analysis.power import seeds_needed
 
     check_detect(detect)  # its range, checked where it is read
     models = spec.parameters.get("model", {})
@@ -205,7 +206,7 @@ def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]]
             else:
                 log(f"--seeds-for {a},{b}: {len(errs[a])} and {len(errs[b])} finished runs; "
                     f"{what} needs {n} seeds per condition (two-sided Welch, alpha 0.05, "
-                    f"power 0.8, noncentral t with Welch's df)")
+                    f"power 0.8, each side's own spread)")
             planned = seeds + [max(seeds) + 1 + k for k in range(max(0, n - len(seeds)))]
             for m in (a, b):
                 params = {**by_model[m].params}
