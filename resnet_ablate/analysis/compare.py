@@ -191,25 +191,33 @@ def columns(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return df[[have[k] for k in keys]]
 
 
+def _shorten(text: str, most: int) -> str:
+    """`text` in at most `most` characters, its middle elided: labels that share a prefix
+    (ResNet-20 (...)) keep the end that tells them apart."""
+    if len(text) <= most:
+        return text
+    head = (most - 1) // 2
+    return text[:head] + "…" + text[len(text) - (most - 1 - head):]
+
+
 def narrow(df: pd.DataFrame, ref: str | None, width: int = WIDTH) -> pd.DataFrame:
-    """The terminal's table: condition, n, mean [interval], Δ vs the reference [interval],
-    adjusted p and verdict (and the reference, where it differs by row), short headers,
-    condition labels shortened ("…") until it fits `width` columns."""
+    """The terminal's table: condition, n, mean [interval], Δ vs the reference [its Welch
+    interval], adjusted p and verdict (and the reference, where it differs by row), short
+    headers (the caption says what the intervals are), labels shortened in the middle
+    ("…") until it fits `width` columns."""
     keys = list(NARROW) if ref is not None else ["condition", "vs", *NARROW[1:]]
     out = columns(df, keys).copy()
-    out.columns = [{"mean": "mean [95% CI]", "diff": f"Δ vs {ref or 'vs'} [95% CI]",
+    out.columns = [{"mean": "mean [95% CI]", "diff": f"Δ vs {ref}" if ref else "Δ",
                     "p_holm": "p (Holm)"}.get(k, k) for k in keys]
     from ..formatting import render
 
-    for text in ("condition", "vs"):
-        if text not in out.columns:
-            continue
-        while len(render(out, "table").splitlines()[0]) > width:
-            longest = out[text].str.len().max()
-            if longest <= 12:
-                break
-            out[text] = out[text].map(lambda s, m=longest - 1: s if len(s) <= m else
-                                      s[:m - 1] + "…")
+    labels = [k for k in ("condition", "vs") if k in out.columns]
+    while max(map(len, render(out, "table").splitlines())) > width:
+        longest = max(labels, key=lambda k: out[k].str.len().max())
+        most = int(out[longest].str.len().max()) - 1
+        if most < 12:
+            break
+        out[longest] = out[longest].map(lambda text: _shorten(text, most))
     return out
 
 
