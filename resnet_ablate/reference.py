@@ -143,6 +143,7 @@ class PaperNumber:
     fail: bool = False  # the paper's "fail": test error above FAIL_ABOVE
     case: str = ""  # the row's name in the paper's table
     fail_rule: bool = False  # its table writes "fail" above FAIL_ABOVE (He et al. 2016's)
+    quotes: str = ""  # the paper the number comes from, when the table quotes another's
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -155,8 +156,8 @@ class PaperNumber:
         return self.mean if self.mean is not None else self.reported
 
     def format(self, digits: int = 2) -> str:
-        """"8.70 (median of 5)", "6.43 best of 5 (6.61 ± 0.16)", "6.61 (mean of 5, ± 0.16)",
-        "8.75 (single number)", "fail (> 20%, median of 5)"."""
+        """"8.70 (median of 5)", "6.43 best of 5 (6.61 ± 0.16)", "6.61 (mean of 5, ± 0.16;
+        He et al. 2015, Table 6)", "8.75 (single number)", "fail (> 20%, median of 5)"."""
         of = f" of {self.n}" if self.n else ""
         if self.fail:
             return f"fail (> {FAIL_ABOVE:g}%{', ' + self.kind + of if self.kind != SINGLE else ''})"
@@ -164,7 +165,8 @@ class PaperNumber:
             return (f"{self.best:.{digits}f} best{of} ({self.mean:.{digits}f} ± "
                     f"{self.std:.{digits}f})")
         if self.kind == MEAN_STD:
-            return f"{self.mean:.{digits}f} (mean{of}, ± {self.std:.{digits}f})"
+            source = f"; {self.quotes}" if self.quotes else ""
+            return f"{self.mean:.{digits}f} (mean{of}, ± {self.std:.{digits}f}{source})"
         if self.kind == MEDIAN:
             return f"{self.reported:.{digits}f} (median{of})"
         return f"{self.reported:.{digits}f} (single number)"
@@ -226,10 +228,9 @@ def he2016_number(model: str, table: dict) -> PaperNumber:
     which = 1 if table is HE2016_TABLE1 else 2
     if model in HE2016_FROM_2015:
         t = CIFAR_TABLE6[110]
-        return PaperNumber(f"He et al. (2016), Table {which}, quoting He et al. (2015), "
-                           "Table 6", kind=MEAN_STD, n=t["runs"], reported=err,
-                           mean=t["test_err_mean"], std=t["test_err_std"], case=case,
-                           fail_rule=True)
+        return PaperNumber(f"He et al. (2016), Table {which}", kind=MEAN_STD, n=t["runs"],
+                           reported=err, mean=t["test_err_mean"], std=t["test_err_std"],
+                           case=case, fail_rule=True, quotes="He et al. 2015, Table 6")
     return PaperNumber(f"He et al. (2016), Table {which}", kind=MEDIAN, n=HE2016_RUNS,
                        reported=err, fail=err is None, case=case, fail_rule=True)
 

@@ -181,7 +181,8 @@ def test_he2016_table1_medians_fail_rows_and_rank_tests_against_the_original():
                                       "resnet110-gate-excl-b3", "resnet110-gate-excl")]
     orig = df.loc["ResNet-110"]
     orig_errs = [6.5, 6.9, 6.7, 7.3, 6.6]
-    assert orig["paper (how it was computed)"] == "6.61 (mean of 5, ± 0.16)"
+    assert orig["paper (how it was computed)"] == \
+        "6.61 (mean of 5, ± 0.16; He et al. 2015, Table 6)"
     assert orig["ours, as the paper reports"] == \
         f"mean of 5: {np.mean(orig_errs):.2f} (± {np.std(orig_errs, ddof=1):.2f})"
     assert orig["Δ (like with like)"] == f"{np.mean(orig_errs) - 6.61:+.2f} (means)"
@@ -366,3 +367,44 @@ def test_planned_runs_without_a_record_count_as_not_run():
     t = by_condition(c.runs, planned=planned)
     assert str(t.iloc[0]["counts"]) == "2 finished of 3 (0 diverged, 0 failed, 1 not run)"
     assert len(t) == 1  # plain56 left no record of any seed: no condition to count it in
+
+
+def test_each_quote_is_credited_and_figures_use_the_tables_intervals():
+    """#31.12: the papers' words credited to the paper they come from (He et al. 2015's
+    'best (mean±std)' and 45k/5k split, He et al. 2016's 'fail'), the default val_size=0
+    said beside the 45k/5k; no title claims a paper number it may not draw; and a figure's
+    error bars are the tables' intervals (one convention, within [0, 100])."""
+    from resnet_ablate.analysis import names
+    from resnet_ablate.analysis.figures import ablation
+    from resnet_ablate.analysis.stats import paper_note
+    from resnet_ablate.analysis.tables import he2016_table1, table6
+
+    c = _runs(_test_err_rows("resnet", 20, [8.5, 8.9, 8.7], "A")
+              + _test_err_rows("resnet", 56, [0.0, 0.0, 0.7], "A"))
+    _, caption = table6(c)
+    assert "He et al. (2015)'s Table 6" in caption and "'best (mean±std)'" in caption
+    assert "He et al. (2015) determined the schedule 'on a 45k/5k train/val split' " \
+           "(Section 4.2)" in caption
+    assert "val_size=0, the default: all 50k" in caption
+    _, caption = he2016_table1(_he2016([("resnet110-A", [6.5, 6.9], "finished"),
+                                        ("plain110", [80.0, 85.0], "finished")]))
+    assert "He et al. (2016)'s word (Table 1: \"We report 'fail' when the test error is " \
+           "higher than 20%\")" in caption
+    assert "He et al. (2016)'s word" in paper_note()
+    titles = {**names.FIGURE_TITLES, **names.TABLE_TITLES}
+    # only Table 1's, whose paper FLOPs are drawn whatever the runs
+    assert [k for k, t in titles.items() if "beside the paper" in t] == ["table1"]
+    # the ablation figure's bar for ResNet-56 = the compare table's interval, clipped at 0
+    c = _runs(_test_err_rows("resnet", 56, [0.0, 0.0, 0.7], "A")
+              + _test_err_rows("plain", 56, [5.0, 6.0, 7.0]))
+    _, df = _compare(c)
+    assert df.loc["ResNet-56", "test err % mean [95% t CI]"] == "0.23 [0.00, 1.24]"
+    from matplotlib.collections import LineCollection
+
+    fig, _ = ablation(c)
+    segments = [seg for coll in fig.axes[0].collections if isinstance(coll, LineCollection)
+                for seg in coll.get_segments()]
+    x = np.array([0.0, 0.0, 0.7])
+    half = T_975_DF2 * x.std(ddof=1) / math.sqrt(3)
+    assert any(seg[0][0] == pytest.approx(0.0) and seg[1][0] == pytest.approx(x.mean() + half)
+               for seg in segments)
