@@ -119,7 +119,7 @@ def test_a_condition_whose_runs_all_diverged_has_a_row():
     assert df.loc["plain-20", "runs"] == "1 finished of 2 (0 diverged, 1 failed)"
     assert df.loc["plain-56", "verdict (Holm, alpha = 0.05)"] == \
         "no verdict (needs >= 2 runs each)"
-    assert df.loc["plain-20", "verdict (Holm, alpha = 0.05)"] == ""  # nothing below it
+    assert df.loc["plain-20", "verdict (Holm, alpha = 0.05)"] == "reference"  # of plain-56
 
 
 def _he2016(rows):

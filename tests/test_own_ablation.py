@@ -71,6 +71,7 @@ def test_the_se_variant_against_resnet20_from_the_cli_and_from_python(runs, cli_
                                                   "not shown different")
     assert se["P(row < ResNet-20) (exact rank p)"] == "1.00 (exact p = 0.1)"
     assert rows["ResNet-20"]["p (Holm)"] == ""  # the baseline itself: no test
+    assert rows["ResNet-20"]["verdict (Holm, alpha = 0.05)"] == "reference"
     # Python: the same table and its caption
     df_py, caption = ra.compare(str(runs), baseline="resnet20-A")
     py = df_py.set_index("condition").loc["ResNet-20 (se_basic)"]

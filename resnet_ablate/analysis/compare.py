@@ -161,6 +161,9 @@ def format_compare(table: pd.DataFrame, metric_label: str, interval: str = "t",
     keys = dict(zip(("condition", "dataset", "protocol", "trained_on", "depth", "runs", "n",
                      "mean", "std", "as_paper", "paper", "like_with_like", "best_same_n",
                      "vs", "diff", "p", "p_holm", "verdict", "prob"), names))
+    refs = set(table["vs"].dropna())  # a row others are tested against, itself untested
+    out.loc[[t is None and lab in refs for t, lab in zip(table["test"], table["label"])],
+            keys["verdict"]] = "reference"
     for name in names[len(keys):]:
         keys["seeds" if name.startswith("seeds needed") else
              "no_worse" if name.startswith("p no worse") else "equivalent"] = name
