@@ -408,3 +408,34 @@ def test_each_quote_is_credited_and_figures_use_the_tables_intervals():
     half = T_975_DF2 * x.std(ddof=1) / math.sqrt(3)
     assert any(seg[0][0] == pytest.approx(0.0) and seg[1][0] == pytest.approx(x.mean() + half)
                for seg in segments)
+
+
+def test_the_complexity_normalized_edf_is_an_option_of_the_figure_and_table():
+    """edf_figure(c, factor, normalize="macs"): Radosavovic et al. (2019), Sec. 3.2's EDF,
+    each of the 4 equal bins of the common MACs range weighing 1/4 in each space; the
+    table's quartiles are the weighted EDF's, and a space missing from a bin is a skip
+    with its reason, not a wrong curve."""
+    from resnet_ablate.analysis.edf import complexity_bins, normalized_edf
+    from resnet_ablate.analysis.figures import MissingRuns, edf_data, edf_figure, edf_table
+
+    plain = [30.0, 31.0, 20.0, 22.0, 40.0, 41.0, 50.0, 12.0]
+    res = [8.0, 9.0, 7.0, 6.5, 5.0, 5.5, 4.0, 4.5]
+    macs = [1.0, 1.5, 2.5, 3.0, 4.5, 5.0, 6.5, 7.0]
+    c = _runs([{**r, "macs": m} for r, m in zip(
+        _test_err_rows("plain", 20, plain) + _test_err_rows("resnet", 20, res, "A"),
+        macs + macs)])
+    spaces, pairs = edf_data(c, "family", normalize="macs")
+    _, idx = complexity_bins({"plain": np.array(macs), "resnet": np.array(macs)})
+    want = normalized_edf(plain, idx["plain"])
+    assert list(spaces["plain"].F) == pytest.approx(list(want.F)) and spaces["plain"].weighted
+    (_, _, k), = pairs
+    assert k.method == "permutation within bins"
+    fig, caption = edf_figure(c, "family", normalize="macs")
+    assert "normalised for MACs (Sec. 3.2)" in caption and "within complexity" in caption
+    table = edf_table(c, "family", normalize="macs").set_index("design space")
+    assert table.loc["family=plain", "median"] == f"{want.quantile(0.5):.2f}"
+    lopsided = _runs([{**r, "macs": m} for r, m in zip(
+        _test_err_rows("plain", 20, plain) + _test_err_rows("resnet", 20, res, "A"),
+        macs + [1.0] * 7 + [7.0])])
+    with pytest.raises(MissingRuns, match="design space resnet has no model with complexity"):
+        edf_data(lopsided, "family", normalize="macs")
