@@ -34,6 +34,7 @@ _EXPORTS = {
     "tables": ("resnet_ablate.analysis.tables", None),
     "runs": "resnet_ablate.analysis.rundirs",  # ra.runs(dirs, where=...): a DataFrame
     "history": "resnet_ablate.analysis.rundirs",  # ra.history(dirs, where=..., max_points=...)
+    "compare": "resnet_ablate.analysis.compare",  # ra.compare(c, baseline=...) -> (df, caption)
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

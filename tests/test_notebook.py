@@ -68,8 +68,10 @@ def test_notebook_api_returns_a_figure_and_its_caption(collected, name):
         fig.savefig(buf, format=fmt)
         assert buf.getvalue()[:4] == magic
     assert ra.figures.FIGURE_BUILDERS[name] is getattr(ra.figures, name)
-    table, text = ra.tables.table6(collected)
-    assert len(table) == 4 and "paper" in text
+    # digits runs: Table 6 (CIFAR-10's numbers) is skipped, as the CLI's report skips it
+    with pytest.raises(ra.figures.MissingRuns, match="cifar10 numbers; these runs are on "
+                                                     "digits"):
+        ra.tables.table6(collected)
 
 
 def _hue(color) -> float:

@@ -1,7 +1,8 @@
 """The paper's figures from a user's runs, styled as the paper: x in iterations, dashed =
 training error, solid = test (or validation) error; one line per condition, the mean over
 its seeds, band = its 95% t-interval (none where fewer than 2 runs reach an iteration); bars
-and error bars are 95% t-intervals of the mean too. Colours, line styles and their words come
+and error bars are 95% t-intervals of the mean too: one convention, the tables' own
+(inference.mean_ci, within an error rate's [0, 100]). Colours, line styles and their words come
 from analysis.style, the same in every figure. `edf_figure`: error EDFs of design spaces
 (Radosavovic et al. 2019) with their Kolmogorov-Smirnov statistic.
 
@@ -27,13 +28,17 @@ from ..errors import InputError
 from ..run import record
 from ..reference import FAIL_ABOVE, MEDIAN, paper_number  # (None unless the condition is
 # the paper's)
+from . import edf as edfs
 from . import inference, names, style
+from .inference import ERROR_BOUNDS
 from .rundirs import RunSet
 from .vocab import (TRAIN_ERR_NOTE, condition_columns, describe, finished, is_paper_net,
                     labels, series_labels)
 
-BAND = "band = 95% t-interval of the mean over seeds (none where n < 2)"
-BARS = "error bars = 95% t-intervals of the mean over seeds (none where n < 2)"
+BAND = ("band = 95% t-interval of the mean over seeds, within [0, 100], as the tables' (none "
+        "where n < 2)")
+BARS = ("error bars = 95% t-intervals of the mean over seeds, within [0, 100], as the "
+        "tables' (none where n < 2)")
 
 Figure = tuple[matplotlib.figure.Figure, str]
 
@@ -97,7 +102,7 @@ def _draw(ax, df: pd.DataFrame, labels_: list[str], kinds: tuple[str, ...],
 def _t_band(groups) -> tuple[np.ndarray, np.ndarray]:
     """Per group (iteration): the 95% t-interval of the mean over seeds; NaN (no band)
     where fewer than 2 values."""
-    cis = [inference.mean_ci(v.tolist()) for _, v in groups]
+    cis = [inference.mean_ci(v.tolist(), bounds=ERROR_BOUNDS) for _, v in groups]
     return (np.array([np.nan if c.low is None else c.low for c in cis]),
             np.array([np.nan if c.high is None else c.high for c in cis]))
 
@@ -105,7 +110,7 @@ def _t_band(groups) -> tuple[np.ndarray, np.ndarray]:
 def _t_yerr(values: list[list[float]], means) -> np.ndarray:
     """Asymmetric error bars (2 x n) of 95% t-intervals; 0 with NaN ends where n < 2
     (matplotlib draws no bar for a NaN)."""
-    cis = [inference.mean_ci(v) for v in values]
+    cis = [inference.mean_ci(v, bounds=ERROR_BOUNDS) for v in values]
     lo = [np.nan if c.low is None else m - c.low for c, m in zip(cis, means)]
     hi = [np.nan if c.high is None else c.high - m for c, m in zip(cis, means)]
     return np.array([lo, hi], dtype=float)
@@ -237,7 +242,7 @@ def _points(runs: pd.DataFrame, x: str) -> pd.DataFrame:
 def _t_interval(values) -> tuple[float, float]:
     """seaborn's errorbar as a function: the 95% t-interval of the mean (NaN, no bar,
     for fewer than 2 values)."""
-    ci = inference.mean_ci(list(values))
+    ci = inference.mean_ci(list(values), bounds=ERROR_BOUNDS)
     return (np.nan, np.nan) if not ci.defined else (ci.low, ci.high)
 
 
@@ -341,11 +346,21 @@ def ablation(c: RunSet) -> Figure:
         _ablation_panel(ax, df, depth)
     drawn = [c.runs[(c.runs["depth"] == d) & (c.runs["status"] == "finished")] for d, _ in
              panels]
+    every_row = pd.concat([df for _, df in panels])
+    parts = [f"bars = mean over seeds, {BARS}"]  # the caption names what was drawn
+    if (every_row["median_kind"] & (every_row["n"] > 0)).any():
+        parts.append("dots = our median, where the paper reports medians (He et al. 2016: "
+                     "of 5 runs)")
+    if every_row["paper"].notna().any():
+        parts.append("diamonds = the paper's number, beside runs under its condition")
+    if every_row["fail"].any():
+        parts.append(f"'paper: fail' = the paper's test error above {FAIL_ABOVE:g}% (He et "
+                     "al. 2016's word)")
+    if (every_row["diverged"] + every_row["failed"]).any():
+        parts.append("runs that diverged or failed counted beside")
     return fig, (f"Test error of each variant at {', '.join(str(d) for d, _ in panels)} "
-                 f"layers: bars = mean over seeds, {BARS}; dots = our median where the paper "
-                 f"reports medians (He et al. 2016: of 5 runs); diamonds = the paper's "
-                 f"number ('fail' = above {FAIL_ABOVE:g}%); n = finished runs, diverged and "
-                 f"failed ones counted beside. {describe(pd.concat(drawn))}")
+                 f"layers: {'; '.join(parts)}; n = finished runs. "
+                 f"{describe(pd.concat(drawn))}")
 
 
 def _ablation_panel(ax, df: pd.DataFrame, depth: int) -> None:
@@ -388,53 +403,85 @@ def check_edf_factor(runs: pd.DataFrame | None, factor: str) -> None:
                          f"{', '.join(allowed)}")
 
 
-def edf_data(c: RunSet, factor: str, column: str = "final_test_err"
-             ) -> tuple[dict[str, list[float]], list[tuple[str, str, inference.KS]]]:
+NORMALIZE = {"params": "parameters", "macs": "MACs"}
+
+
+def edf_data(c: RunSet, factor: str, column: str = "final_test_err",
+             normalize: str | None = None, bins: int = edfs.BINS
+             ) -> tuple[dict[str, edfs.EDF], list[tuple[str, str, edfs.KS]]]:
     """The error EDFs of the design spaces a factor splits the finished runs into (each
     run a sampled model, Radosavovic et al. 2019), and the KS test of every pair:
-    ({value: errors}, [(value a, value b, KS)]). `factor`: a column of the runs, e.g.
-    family (plain vs resnet), shortcut (A vs B), block."""
+    ({value: EDF}, [(value a, value b, KS)]). `factor`: a column of the runs, e.g. family
+    (plain vs resnet), shortcut (A vs B), block. `normalize`: "params" or "macs", the
+    complexity-normalised EDFs of Sec. 3.2 over `bins` complexity bins of the spaces'
+    common range (edf.normalized_edf), the KS p by permutation within bins."""
     check_edf_factor(c.runs, factor)
+    if normalize is not None and normalize not in NORMALIZE:
+        raise InputError(f"EDF normalisation {normalize!r}: allowed: {', '.join(NORMALIZE)}")
     runs = finished(c.runs).dropna(subset=[column])
-    spaces = {str(k): g[column].astype(float).tolist() for k, g in runs.groupby(factor)}
-    if len(spaces) < 2:
+    groups = {str(k): g for k, g in runs.groupby(factor)}
+    if len(groups) < 2:
         raise MissingRuns(f"needs finished runs with two or more values of {factor} "
-                          f"(found: {', '.join(spaces) or 'none'})")
-    names_ = list(spaces)
-    pairs = [(a, b, inference.ks(spaces[a], spaces[b])) for i, a in enumerate(names_)
-             for b in names_[i + 1:]]
+                          f"(found: {', '.join(groups) or 'none'})")
+    values = {k: g[column].astype(float).to_numpy() for k, g in groups.items()}
+    names_ = list(groups)
+    if normalize is None:
+        spaces = {k: edfs.edf(v) for k, v in values.items()}
+        pairs = [(a, b, edfs.ks(values[a], values[b])) for i, a in enumerate(names_)
+                 for b in names_[i + 1:]]
+        return spaces, pairs
+    try:
+        _, idx = edfs.complexity_bins({k: g[normalize].astype(float).to_numpy()
+                                       for k, g in groups.items()}, bins)
+    except ValueError as why:
+        raise MissingRuns(f"a normalised EDF by {normalize}: {why}") from None
+    spaces = {k: edfs.normalized_edf(values[k], idx[k], bins) for k in names_}
+    pairs = [(a, b, edfs.normalized_ks(values[a], idx[a], values[b], idx[b], bins))
+             for i, a in enumerate(names_) for b in names_[i + 1:]]
     return spaces, pairs
 
 
-def edf_figure(c: RunSet, factor: str) -> Figure:
-    """Error EDFs (Radosavovic et al. 2019, Eq. 1) per design space, one step curve each,
-    with the KS statistic and p between them in the legend and caption."""
-    spaces, pairs = edf_data(c, factor)
+def edf_figure(c: RunSet, factor: str, normalize: str | None = None) -> Figure:
+    """Error EDFs (Radosavovic et al. 2019, Eq. 1; normalised for complexity, Sec. 3.2,
+    with `normalize`) per design space, one step curve each, with the KS statistic and p
+    between them in the legend and caption."""
+    spaces, pairs = edf_data(c, factor, normalize=normalize)
     colors = style.palette([{"label": name, factor: name} for name in spaces])
     fig, ax = style.figure(figsize=(6, 4))
-    for name, values in spaces.items():
-        e = inference.edf(values)
+    for name, e in spaces.items():
         ax.step(np.concatenate([[e.x[0]], e.x]), np.concatenate([[0.0], e.F]), where="post",
                 color=colors[name], lw=1.8, label=f"{factor}={name} (n={e.n})")
-    ax.set_xlabel("test error (%)")
+    ax.set_xlabel("test error (%)" + (f" | {NORMALIZE[normalize]}" if normalize else ""))
     ax.set_ylabel("cumulative prob. (fraction of models with lower error)")
     ax.set_ylim(0, 1.02)
-    ks_text = "; ".join(f"{a} vs {b}: {k}" for a, b, k in pairs)
+    ks_text = "; ".join(f"{a} vs {b}: {k} ({k.method})" for a, b, k in pairs)
     ax.set_title(f"Error EDFs by {factor}\n{ks_text}", fontsize=9)
     ax.legend(frameon=False, fontsize=8)
+    what = ("the fraction of its sampled models (finished runs) with test error below e" +
+            ("" if normalize is None else f", normalised for {NORMALIZE[normalize]} (Sec. "
+             f"3.2): each of {edfs.BINS} equal bins of the spaces' common range weighs the "
+             "same; models outside it left out"))
     return fig, (f"Error EDFs by {factor} (Radosavovic et al. 2019, Eq. 1): for each design "
-                 f"space, the fraction of its sampled models (finished runs) with test error "
-                 f"below e. Kolmogorov-Smirnov two-sample test (scipy ks_2samp, two-sided): "
-                 f"{ks_text}. {describe(finished(c.runs), 'test error')}")
+                 f"space, {what}. Kolmogorov-Smirnov two-sample test (two-sided; scipy "
+                 "ks_2samp without ties, else a permutation test of D, within complexity "
+                 f"bins when normalised): {ks_text}. "
+                 f"{describe(finished(c.runs), 'test error')}")
 
 
-def edf_table(c: RunSet, factor: str) -> pd.DataFrame:
-    """One row per design space (its EDF's quartiles), then one per pair (KS D and p)."""
-    spaces, pairs = edf_data(c, factor)
-    rows = [{"design space": f"{factor}={name}", "models": len(v),
-             "min": f"{min(v):.2f}", "25%": f"{np.percentile(v, 25):.2f}",
-             "median": f"{np.median(v):.2f}", "75%": f"{np.percentile(v, 75):.2f}",
-             "max": f"{max(v):.2f}", "KS D": "", "KS p": ""} for name, v in spaces.items()]
+def edf_table(c: RunSet, factor: str, normalize: str | None = None) -> pd.DataFrame:
+    """One row per design space (its quartiles: numpy's, or the weighted EDF's when
+    normalised), then one per pair (KS D and p)."""
+    spaces, pairs = edf_data(c, factor, normalize=normalize)
+    done = finished(c.runs).dropna(subset=["final_test_err"])
+    raw = {str(k): g["final_test_err"].astype(float) for k, g in done.groupby(factor)}
+
+    def q(name: str, f: float) -> str:
+        e = spaces[name]
+        return f"{e.quantile(f) if e.weighted else np.percentile(raw[name], 100 * f):.2f}"
+
+    rows = [{"design space": f"{factor}={name}", "models": e.n, "min": f"{e.x[0]:.2f}",
+             "25%": q(name, 0.25), "median": q(name, 0.5), "75%": q(name, 0.75),
+             "max": f"{e.x[-1]:.2f}", "KS D": "", "KS p": ""} for name, e in spaces.items()]
     rows += [{"design space": f"{a} vs {b}", "models": k.n_a + k.n_b, "min": "", "25%": "",
               "median": "", "75%": "", "max": "", "KS D": f"{k.statistic:.3f}",
               "KS p": f"{k.p:.3g}"} for a, b, k in pairs]

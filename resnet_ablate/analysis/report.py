@@ -27,10 +27,11 @@ from ..io import atomic_write_text
 from ..outdir import make_out
 from . import names, style
 from .rundirs import RunSet
+from .compare import compare_caption, format_compare
 from .figures import FIGURE_BUILDERS, MissingRuns, edf_figure, edf_table
-from .inference import NEEDS_RUNS, NOT_SIGNIFICANT, SIGNIFICANT, mean_ci
-from .stats import (PairTest, by_condition, compare_caption, count_runs, diff_text,
-                    format_compare, holm_caption, pair_tests)
+from .inference import ERROR_BOUNDS, NEEDS_RUNS, mean_ci
+from .stats import (SEEDS_POWER, PairTest, by_condition, count_runs, diff_text, holm_caption,
+                    pair_tests, verdict)
 from .tables import TABLE_BUILDERS
 from .vocab import ERROR_METRICS, describe, finished, plain_residual_pairs, scope_key
 from .why import why_it_works
@@ -132,41 +133,83 @@ def _scopes(c: RunSet) -> list[tuple[str, RunSet]]:
     return scopes
 
 
-def _direction(t: PairTest, a: str, b: str) -> tuple[str, str]:
-    """Whether a's mean is "higher", "lower" or "same" as b's (same: the difference is not
-    shown significant after Holm's correction), and how that was decided."""
+def _how(t: PairTest, a: str, b: str) -> str:
+    """How a test of the findings was decided, in words."""
     c = t.comparison
     if c.verdict == NEEDS_RUNS:
-        how = "single runs: not tested for significance"
-    elif c.p is None:
-        how = "no variance on either side: Welch's test undefined"
-    else:
-        how = (f"Δ {diff_text(c)}, Welch p = {c.p:.3g}, Holm-adjusted p = "
-               f"{c.p_adjusted:.3g}; P({a} < {b}) = {t.improvement.format()}")
-        if c.verdict == NOT_SIGNIFICANT and t.seeds is not None:
-            how += f"; {t.seeds} seeds per condition would detect a difference this size"
-    if c.diff and (c.verdict == NEEDS_RUNS or c.verdict == SIGNIFICANT):
-        return ("higher" if c.diff > 0 else "lower"), how
-    return "same", how
+        return "single runs: no test, no verdict"
+    if c.p is None:
+        return "no variance on either side: Welch's test undefined"
+    how = (f"Δ {diff_text(c)}, Welch p = {c.p:.3g}, Holm-adjusted p = {c.p_adjusted:.3g}; "
+           f"P({a} < {b}) = {t.rank}")
+    if t.margin is not None and t.margin.p_no_worse is not None:
+        how += (f"; non-inferiority at margin {t.margin.margin:g}: Holm-adjusted p = "
+                f"{t.margin.p_no_worse:.3g}")
+    if verdict(t) == "not shown different" and t.seeds is not None:
+        how += (f"; post hoc, from the observed Δ: {t.seeds} seeds per condition would give "
+                f"Welch's test power {SEEDS_POWER} for a true difference this size")
+    return how
+
+
+def _not_shown(t: PairTest) -> str:
+    c = t.comparison
+    return f"not shown different with {c.n_a} and {c.n_b} seeds (Δ {diff_text(c)})"
+
+
+def _fix(v_plain: str, v_short: str, t_short: PairTest, n: dict[str, str],
+         margin: float | None) -> str:
+    """Does residual learning fix it? Only what the tests show: "no worse" only from the
+    non-inferiority test at a stated margin, one run a side no verdict at all."""
+    rhi, phi, rlo = n["rhi"], n["phi"], n["rlo"]
+    if v_plain.startswith("no verdict") or v_plain.startswith("undefined"):
+        return f"no verdict on residual learning: {rhi} vs {phi} could not be tested"
+    if v_plain == "worse":
+        return f"residual learning does not fix it here: {rhi} trains worse than {phi}"
+    if v_plain != "better":
+        return (f"residual learning is not shown to help here: {rhi} is "
+                f"{_not_shown_words(v_plain)} {phi}")
+    if v_short == "better":
+        return (f"residual learning fixes it: {rhi} trains better than {phi} and better "
+                f"than {rlo}")
+    if v_short.startswith(("no worse", "equivalent")):
+        return (f"residual learning fixes it: {rhi} trains better than {phi} and no worse "
+                f"than {rlo} (non-inferiority at the stated margin of {margin:g})")
+    if v_short == "worse":
+        return (f"residual learning helps but does not fully fix it here: {rhi} trains "
+                f"better than {phi} but worse than {rlo}")
+    if v_short.startswith(("no verdict", "undefined")):
+        return f"residual learning helps: {rhi} trains better than {phi}; vs {rlo}: {v_short}"
+    missing = ("no margin stated, so no claim of 'no worse'" if margin is None else
+               f"not shown no worse than it by the stated margin of {margin:g}")
+    return (f"residual learning helps: {rhi} trains better than {phi}; vs {rlo} "
+            f"{_not_shown(t_short)}, {missing}")
+
+
+def _not_shown_words(v: str) -> str:
+    return {"not shown different": "not shown different from"}.get(v, f"{v} vs")
 
 
 def _mean_ci(values: list[float]) -> str:
-    """8.13% [7.33, 8.93] (the 95% t-interval of the mean; "[n/a]" for one run)."""
-    ci = mean_ci(values)
+    """8.13% [7.33, 8.93] (the 95% t-interval of the mean, within [0, 100]; "[n/a]" for
+    one run)."""
+    ci = mean_ci(values, bounds=ERROR_BOUNDS)
     if ci.mean is None:
         return "n/a"
     return f"{ci.mean:.2f}% " + (f"[{ci.low:.2f}, {ci.high:.2f}]" if ci.defined else "[n/a]")
 
 
-def degradation_findings(c: RunSet, metric: str = "train") -> list[str]:
+def degradation_findings(c: RunSet, metric: str = "train", margin: float | None = None
+                         ) -> list[str]:
     """What the runs show about the degradation problem, in sentences: does the deeper
     plain net train worse than the shallower one, and does the residual net at that depth
-    (one shortcut option at a time) train better than the plain one and no worse than its
+    (one shortcut option at a time) train better than the plain one, and no worse than its
     shallower twin? The paper's training error unless `metric` says otherwise.
 
     Means carry their 95% t-interval; the three tests of each scope, over every scope,
-    are one table: Holm-adjusted together, the verdicts by the adjusted p. Runs that did
-    not finish are counted."""
+    are one table: Holm-adjusted together, the verdicts by the adjusted p. A difference not
+    shown is said so, with its n and interval: "no worse" only from a non-inferiority test
+    against a stated `margin` (percentage points), and single runs get no verdict. Runs
+    that did not finish are counted."""
     column, text = ERROR_METRICS[metric]
     scopes = []
     for plain, res, shortcut in plain_residual_pairs(c.runs):
@@ -181,7 +224,7 @@ def degradation_findings(c: RunSet, metric: str = "train") -> list[str]:
             scopes.append((plain, res, shortcut, lo, hi, e, errs))
     pairs = [pair for *_, e, _ in scopes
              for pair in ((e["phi"], e["plo"]), (e["rhi"], e["phi"]), (e["rhi"], e["rlo"]))]
-    tests = pair_tests(pairs)
+    tests = pair_tests(pairs, margin=margin)
     how_many = holm_caption(tests)
     findings = []
     for k, (plain, res, shortcut, lo, hi, e, errs) in enumerate(scopes):
@@ -189,31 +232,25 @@ def degradation_findings(c: RunSet, metric: str = "train") -> list[str]:
         suffix = "" if shortcut == "A" else f" ({shortcut})"
         names = {"plo": f"plain-{lo}", "phi": f"plain-{hi}", "rlo": f"ResNet-{lo}{suffix}",
                  "rhi": f"ResNet-{hi}{suffix}"}
-        deeper, how = _direction(deep_plain, names["phi"], names["plo"])
+        deeper = verdict(deep_plain)
         plain_word = {
-            "higher": "the deeper plain net trains worse: degradation observed",
-            "lower": "the deeper plain net trains better: no degradation",
-            "same": "no significant difference: no degradation shown by these runs"}[deeper]
-        than_plain, how_plain = _direction(vs_plain, names["rhi"], names["phi"])
-        than_short, how_short = _direction(vs_short, names["rhi"], names["rlo"])
-        if than_plain == "lower" and than_short != "higher":
-            fix = (f"residual learning fixes it: {names['rhi']} trains better than "
-                   f"{names['phi']} and no worse than {names['rlo']}")
-        elif than_plain == "lower":
-            fix = (f"residual learning helps but does not fully fix it here: {names['rhi']} "
-                   f"trains better than {names['phi']} but worse than {names['rlo']}")
-        else:
-            fix = (f"residual learning does not fix it here: {names['rhi']} does not train "
-                   f"better than {names['phi']}")
+            "worse": "the deeper plain net trains worse: degradation observed",
+            "better": "the deeper plain net trains better: no degradation"}.get(
+            deeper, f"{_not_shown(deep_plain)}: no degradation shown by these runs"
+            if deeper in ("not shown different",) or deeper.startswith(("no worse",
+                                                                         "equivalent"))
+            else f"{deeper}: no verdict on degradation")
+        fix = _fix(verdict(vs_plain), verdict(vs_short), vs_short, names, margin)
         scope = plain.iloc[0]
         n = min(len(v) for v in e.values())
         findings.append(Lead(
             f"{scope['dataset']} / {scope['protocol']}, option {shortcut}", f"({n}+ seed(s) "
-            f"per condition; {text}; means with their 95% t-interval over seeds; "
-            f"{how_many}): {names['phi']} {_mean_ci(e['phi'])} vs {names['plo']} "
-            f"{_mean_ci(e['plo'])} ({how}): {plain_word}. {names['rhi']} "
-            f"{_mean_ci(e['rhi'])} vs {names['phi']} ({how_plain}) and vs {names['rlo']} "
-            f"{_mean_ci(e['rlo'])} ({how_short}): {fix}."))
+            f"per condition; {text}; means with their 95% t-interval over seeds, within "
+            f"[0, 100]; {how_many}): {names['phi']} {_mean_ci(e['phi'])} vs {names['plo']} "
+            f"{_mean_ci(e['plo'])} ({_how(deep_plain, names['phi'], names['plo'])}): "
+            f"{plain_word}. {names['rhi']} {_mean_ci(e['rhi'])} vs {names['phi']} "
+            f"({_how(vs_plain, names['rhi'], names['phi'])}) and vs {names['rlo']} "
+            f"{_mean_ci(e['rlo'])} ({_how(vs_short, names['rhi'], names['rlo'])}): {fix}."))
         test_err = [f"{names[key]} {_mean_ci(errs(frame, depth, 'final_test_err'))}"
                     for key, frame, depth in (("plo", plain, lo), ("phi", plain, hi),
                                               ("rlo", res, lo), ("rhi", res, hi))]
@@ -223,23 +260,6 @@ def degradation_findings(c: RunSet, metric: str = "train") -> list[str]:
             findings.append(f"Runs not finished, counted here (the means above are over "
                             f"finished runs): {unfinished}.")
     return findings
-
-
-# Tables of the paper's numbers on one data set: shown only for runs on it. (Tables 2/3 and
-# He et al. 2016's find their own runs: their protocol, their variants.)
-PAPER_DATA = {"table6": "cifar10"}
-
-
-def not_applicable(name: str, c: RunSet) -> str | None:
-    """Why a table of the paper's numbers does not apply to these runs' data (None: it
-    applies). Table 6 is CIFAR-10's: on digits its rows would all say 'paper: n/a', and the
-    same errors are in 'Test error by condition'."""
-    wanted = PAPER_DATA.get(name)
-    data = sorted(set(finished(c.runs)["dataset"])) if len(c.runs) else []
-    if wanted is None or wanted in data:
-        return None
-    return (f"the paper's {wanted} numbers; these runs are on {', '.join(data) or 'nothing'} "
-            "(their test errors: 'Test error by condition')")
 
 
 def _unfinished(runs: pd.DataFrame, frames: list[pd.DataFrame], names: dict[str, str],
@@ -260,7 +280,13 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
           tables: list[str] | None = None, commands: list[str] | None = None,
           title: str = "resnet-ablate report", notes: list[str] | None = None,
           metric: str = "train", progress=print, planned: pd.DataFrame | None = None,
-          edf: str | None = None) -> Report:
+          edf: str | None = None, margin: float | None = None,
+          edf_normalize: str | None = None) -> Report:
+    """The report folder of the runs `c`: the findings (`metric`'s error; "no worse" only
+    against a stated `margin`, percentage points), the figures and tables that have their
+    data (the rest listed as skipped, with why), the compare table, the probes' section,
+    the commands and versions. `edf`: a factor to draw design-space EDFs by
+    (`edf_normalize`: "params" or "macs" for the complexity-normalised EDF)."""
     out = make_out(out)  # a folder files can be written in, or one line before any is
     (out / "figures").mkdir(exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
@@ -271,7 +297,7 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
     report.sections.append(Section("text", body=f"{len(c.runs)} runs read ({done} "
                                    f"finished) on {time.strftime('%Y-%m-%d %H:%M %Z')}."))
     report.sections += [Section("markdown", body=n) for n in notes or []]
-    report.findings = degradation_findings(c, metric)
+    report.findings = degradation_findings(c, metric, margin)
     if report.findings:
         report.sections.append(Section("list", "What was measured", report.findings))
     for suffix, scope in _scopes(c):
@@ -288,12 +314,8 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
                                            fname, caption))
             progress(f"figure {fname}")
     if edf:
-        _edf_section(report, c, edf, progress)
+        _edf_section(report, c, edf, progress, edf_normalize)
     for name in tables if tables is not None else list(TABLE_BUILDERS):
-        why = not_applicable(name, c)
-        if why:
-            report.skipped.append((name, why))
-            continue
         try:
             df, caption = TABLE_BUILDERS[name](c)
         except MissingRuns as why:
@@ -304,7 +326,7 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
         report.sections.append(Section("table", names.TABLE_TITLES[name], df, name, caption))
         progress(f"table {name}")
     column, text = ERROR_METRICS["test"]
-    compare = by_condition(c.runs, column, planned=planned)
+    compare = by_condition(c.runs, column, planned=planned, margin=margin)
     if not compare.empty:
         df = format_compare(compare, "test err %")
         _write_table(out, "compare", df)
@@ -312,7 +334,7 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
         report.sections.append(Section(
             "table", "Test error by condition", df, "compare",
             f"Test error by condition over seeds; 'runs': the runs found of each condition "
-            f"in any status{planned_words}. {compare_caption(compare)} "
+            f"in any status{planned_words}. {compare_caption(compare, margin=margin)} "
             f"{describe(finished(c.runs))}"))
     local = [Path(s) for s in c.runs.get("source", []) if not str(s).startswith("wandb:")]
     notes: list[str] = []  # probe records that could not be read: skipped like runs
@@ -338,11 +360,12 @@ def build(c: RunSet, out: Path, figures: list[str] | None = None,
     return report
 
 
-def _edf_section(report: Report, c: RunSet, factor: str, progress) -> None:
+def _edf_section(report: Report, c: RunSet, factor: str, progress,
+                 normalize: str | None = None) -> None:
     """`figures --edf FACTOR`: the design spaces' error EDFs, a figure and a table."""
-    name = f"edf-{factor}"
+    name = f"edf-{factor}" + (f"-per-{normalize}" if normalize else "")
     try:
-        fig, caption = edf_figure(c, factor)
+        fig, caption = edf_figure(c, factor, normalize)
     except MissingRuns as why:
         report.skipped.append((name, str(why)))
         return
@@ -350,7 +373,7 @@ def _edf_section(report: Report, c: RunSet, factor: str, progress) -> None:
     report.figures.append(name)
     report.sections.append(Section("figure", f"{names.EDF_TITLE}: {factor}", name, name,
                                    caption))
-    df = edf_table(c, factor)
+    df = edf_table(c, factor, normalize)
     _write_table(report.out, name, df)
     report.tables.append(name)
     report.sections.append(Section("table", f"{names.EDF_TITLE}: {factor}, KS tests", df, name,

@@ -19,17 +19,26 @@ from ..variants.registry import get_spec
 from . import inference, names
 from .rundirs import RunSet
 from .figures import MissingRuns
-from .stats import (beside_paper, by_condition, count_runs, holm_caption, interval_note,
-                    pair_columns, pair_note, pair_tests, paper_note)
+from .inference import ERROR_BOUNDS
+from .stats import (beside_paper, by_condition, conditions, count_runs, holm_caption,
+                    interval_note, pair_columns, pair_note, pair_tests, paper_note)
 from .vocab import base_label, describe, finished, is_paper_net, labels, num
 
 Table = tuple[pd.DataFrame, str]
 
 
-def table1(_: RunSet | None = None) -> Table:
-    """Table 1: ImageNet architectures, our params and conv+fc MACs vs the paper's FLOPs."""
+def table1(c: RunSet | None = None) -> Table:
+    """Table 1: ImageNet architectures, our params and conv+fc MACs vs the paper's FLOPs.
+    Counted from the registry, no run needed (`table1()`); given runs, only when they hold
+    ImageNet-stem nets (a CIFAR or digits report has no Table 1)."""
     from ..models.counting import complexity
 
+    if c is not None:
+        done = finished(c.runs)
+        if done.empty or not (done["stem"] == "imagenet").any():
+            data = ", ".join(sorted(set(done["dataset"]))) if len(done) else "nothing"
+            raise MissingRuns(f"the paper's ImageNet architectures; these runs have no "
+                              f"ImageNet-stem net (they are on {data})")
     rows = []
     for depth in IMAGENET_TABLE1_FLOPS:
         name = f"resnet{depth}-A" if depth < 50 else f"resnet{depth}-B"
@@ -51,12 +60,18 @@ def table6(c: RunSet) -> Table:
     parts), per data set and protocol, beside the paper's CIFAR-10 numbers; each depth step
     of a series tested against the next shallower (Holm over the table)."""
     runs = c.runs
+    data = sorted(set(finished(runs)["dataset"])) if len(runs) else []
+    if "cifar10" not in data:  # the CLI's report and ra.tables make the same choice
+        raise MissingRuns(f"the paper's cifar10 numbers; these runs are on "
+                          f"{', '.join(data) or 'nothing'} (their test errors: 'Test error "
+                          "by condition')")
+    runs = runs[runs["dataset"] == "cifar10"]
     runs = runs[runs.apply(is_paper_net, axis=1)] if not runs.empty else runs
     runs = runs[(runs["family"] == "plain") | ((runs["family"] == "resnet")
                                                & (runs["shortcut"] == "A"))]
     t = by_condition(runs)
     if t.empty:
-        raise MissingRuns("needs finished plain or option-A residual runs")
+        raise MissingRuns("needs finished plain or option-A residual runs on cifar10")
     head = pd.DataFrame({
         "dataset": t["dataset"], "protocol": t["protocol"],
         "trained on": t["trained_on"].fillna(""), "model": t["label"], "layers": t["depth"],
@@ -64,16 +79,22 @@ def table6(c: RunSet) -> Table:
         "params (paper)": [CIFAR_TABLE6[d]["params_text"] if p is not None
                            and d in CIFAR_TABLE6 else "" for d, p in zip(t["depth"], t["paper"])],
     })
-    steps = pair_columns(list(t["step"]), [("" if f is None else str(f)) for f in
-                                           t["from_depth"]], "deeper", "shallower")
+    steps = pair_columns(list(t["test"]), ["" if v is None else v for v in t["vs"]],
+                         "deeper", "shallower")
     out = pd.concat([head, beside_paper(t), steps], axis=1)
-    return out, (names.TABLE_TITLES["table6"] + ". The paper's numbers are single runs but "
-                 "ResNet-110's 'best (mean ± std)' of 5 = 6.43 (6.61 ± 0.16): our mean is set "
-                 "beside its mean, our best beside its best when we have 5 runs too. The "
-                 "paper chose its schedule on a 45k/5k split and trained its reported models "
-                 "on all 50k; 'trained on' says which images ours saw. "
-                 f"{interval_note()}. Depth steps: {holm_caption(list(t['step']))}. "
-                 f"{pair_note()} {paper_note()} {describe(finished(runs), 'test error')}")
+    drawn = any(p is not None for p in t["paper"])
+    return out, (names.TABLE_TITLES["table6"] + (
+                 ", beside He et al. (2015)'s numbers where the run's condition is the "
+                 "paper's" if drawn else "; no run here has the paper's condition, so no "
+                 "paper number is drawn") + ". He et al. (2015)'s Table 6 gives one number "
+                 "per depth (over how many runs not stated), but for ResNet-110 the "
+                 "'best (mean±std)' of 5 runs, 6.43 (6.61±0.16), in its caption's words: our "
+                 "mean is set beside its mean, our best beside its best when we have 5 runs "
+                 "too. He et al. (2015) determined the schedule 'on a 45k/5k train/val "
+                 "split' (Section 4.2) and report models 'trained on the training set'; "
+                 "'trained on' says which images ours saw (val_size=0, the default: all "
+                 f"50k). {interval_note()}. Depth steps: {holm_caption(list(t['test']))}. "
+                 f"{pair_note()} {paper_note(t)} {describe(finished(runs), 'test error')}")
 
 
 def _imagenet(c: RunSet, models: list[str], what: str) -> pd.DataFrame:
@@ -102,7 +123,8 @@ def _imagenet(c: RunSet, models: list[str], what: str) -> pd.DataFrame:
                          "runs": str(count_runs(group)) if has else "none",
                          "trained on": (group.iloc[0].get("trained_on") or "") if has else "",
                          "top-1 err % mean [95% t CI]":
-                             inference.mean_ci(top1).format() if top1 else "",
+                             inference.mean_ci(top1, bounds=ERROR_BOUNDS).format()
+                             if top1 else "",
                          "top-1 (paper)": why or num(paper["top1"]),
                          "top-5 err %": num(top5.mean()) if len(top5) else "",
                          "top-5 (paper)": "" if why else num(paper["top5"])})
@@ -139,7 +161,7 @@ def _he2016(c: RunSet, rows: dict, which: str) -> Table:
     ablation row tested against its depth's original (Holm over the table)."""
     runs = c.runs
     runs = runs[runs["model"].isin(list(rows))] if not runs.empty else runs
-    t = by_condition(runs)
+    t = conditions(runs)
     if t.empty:
         raise MissingRuns(f"needs finished runs of {', '.join(list(rows)[:3])} ...")
     is_2016 = t["paper"].map(lambda p: p is not None and p.source.startswith(
@@ -156,8 +178,12 @@ def _he2016(c: RunSet, rows: dict, which: str) -> Table:
                  if (t["model"] == m).any()}
     pairs = [(i, originals.get(d)) for i, d in zip(t.index, t["depth"])]
     tested = [(i, o) for i, o in pairs if o is not None and o != i]
+
+    def ranked(i):  # the statistic the table shows: a diverged run is the worst of all
+        return t.at[i, "values"] + [float("inf")] * t.at[i, "counts"].diverged
+
     tests = dict(zip([i for i, _ in tested],
-                     pair_tests([(t.at[i, "values"], t.at[o, "values"]) for i, o in tested])))
+                     pair_tests([(ranked(i), ranked(o)) for i, o in tested], rank=True)))
     row_tests = [tests.get(i) for i in t.index]
     head = pd.DataFrame({"case (the paper's row)": [rows[m][0] for m in t["model"]],
                          "model": t["label"], "layers": t["depth"],
@@ -166,8 +192,8 @@ def _he2016(c: RunSet, rows: dict, which: str) -> Table:
     against = [f"original ({HE2016_ORIGINALS[d]})" if d in HE2016_ORIGINALS else ""
                for d in t["depth"]]
     out = pd.concat([head, beside_paper(t),
-                     pair_columns(row_tests, against, "ablation", "original", index=t.index)],
-                    axis=1).reset_index(drop=True)
+                     pair_columns(row_tests, against, "ablation", "original", index=t.index,
+                                  rank=True)], axis=1).reset_index(drop=True)
     missing = [m for m in rows if m not in set(t["model"])]
     notes = ""
     if len(dropped):
@@ -178,10 +204,14 @@ def _he2016(c: RunSet, rows: dict, which: str) -> Table:
         notes += f" No runs yet of: {', '.join(missing)}."
     return out, (
         f"{names.TABLE_TITLES[which]}. The paper's numbers are medians of 5 runs "
-        f"({HE2016_KIND_SOURCE}); ours are medians of ours beside them. 'fail' = test "
-        f"error above {FAIL_ABOVE:g}%, the paper's word. Each ablation row is tested against "
-        f"its depth's original: {holm_caption(row_tests)}. {interval_note()}. "
-        f"{pair_note()} {paper_note()} {describe(finished(runs), 'test error')}{notes}")
+        f"({HE2016_KIND_SOURCE}), ours medians of our n beside them; but its 'original' "
+        "ResNet-110 row, 6.61, is He et al. (2015)'s mean of 5 runs (6.61±0.16, its Table "
+        "6), set beside our mean. 'fail' = test error above "
+        f"{FAIL_ABOVE:g}%, He et al. (2016)'s word (Table 1: \"We report 'fail' when the "
+        "test error is higher than 20%\"). Each ablation row is tested against its "
+        f"depth's original by the statistic the table shows: {holm_caption(row_tests)}. "
+        f"{interval_note()}. {pair_note(rank=True)} {paper_note(t)} "
+        f"{describe(finished(runs), 'test error')}{notes}")
 
 
 def he2016_table1(c: RunSet) -> Table:

@@ -148,40 +148,76 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", choices=METRIC_CHOICES, default="test",
                    help="which error to compare (default test; train is the paper's "
                         "training error, train_eval the eval-mode one)")
+    p.add_argument("--baseline", default=None, metavar="MODEL|CONDITION",
+                   help="test every other condition against this one (a model, a label as "
+                        "printed, or a condition id), within the same data and protocol; "
+                        "with --by: the reference level (e.g. A)")
+    p.add_argument("--pairs", default=None, metavar="A:B,C:D",
+                   help="test only these pairs (A against B), each named as --baseline")
+    p.add_argument("--by", default=None, metavar="FACTOR",
+                   help="within conditions equal in every other factor, test each level of "
+                        "FACTOR (shortcut, block, lr, ...) against the first (or --baseline)")
     p.add_argument("--interval", choices=["t", "bootstrap"], default="t",
                    help="the 95%% interval of each mean: t (default; the one for a few seeds) "
-                        "or a seeded percentile bootstrap")
+                        "or a seeded percentile bootstrap (marked * below 40 runs, where it "
+                        "covers less than 95%%)")
+    p.add_argument("--margin", type=float, default=None, metavar="PP",
+                   help="say 'no worse' or 'equivalent' only from a non-inferiority test and "
+                        "TOST against this margin, in percentage points of error (e.g. 0.5); "
+                        "without it a difference not shown is 'not shown different'")
     p.add_argument("--power", action="store_true",
-                   help="add the seeds per condition a two-sided Welch test needs to detect "
-                        "each step's observed difference (alpha 0.05, power 0.8)")
+                   help="add the seeds per condition Welch's two-sided test needs (alpha "
+                        "0.05, power 0.8) to detect each pair's observed difference: post "
+                        "hoc, as noisy as that difference")
     p.add_argument("--detect", type=float, default=None, metavar="PP",
                    help="with --power (implied): the seeds needed to detect this difference "
                         "instead, in percentage points of error (e.g. 0.3)")
+    p.add_argument("--columns", default=None, metavar="KEY,KEY",
+                   help="the columns to show, any of: condition, dataset, protocol, "
+                        "trained_on, depth, runs, n, mean, std, as_paper, paper, "
+                        "like_with_like, best_same_n, vs, diff, p, p_holm, verdict, prob, "
+                        "seeds, no_worse, equivalent (default for --format table: condition, "
+                        "n, mean, diff, p_holm, verdict; other formats: all)")
+    p.add_argument("--wide", action="store_true", help="every column in the terminal table")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.epilog = SKIPPED_NOTE
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from ..analysis.compare import (check_columns, check_margin, columns, compare_caption,
+                                    format_compare, narrow, parse_pairs)
     from ..analysis.inference import check_detect
-    from ..analysis.stats import by_condition, compare_caption, format_compare
+    from ..analysis.stats import by_condition
     from ..analysis.vocab import ERROR_METRICS, describe, finished
     from ..formatting import render
 
     check_detect(args.detect)
+    check_margin(args.margin)
+    pairs = parse_pairs(args.pairs)
+    keys = [k.strip() for k in args.columns.split(",")] if args.columns else None
+    check_columns(keys)
     seeds = args.power or args.detect is not None
     c = _read(args)
     column, text = ERROR_METRICS[args.metric]
-    table = by_condition(c.runs, column, interval=args.interval, detect=args.detect)
+    table = by_condition(c.runs, column, interval=args.interval, detect=args.detect,
+                         margin=args.margin, baseline=args.baseline, pairs=pairs, by=args.by)
     if table.empty:
         where = args.runs or ["runs"]
         raise InputError(f"no finished runs with {column} in {', '.join(map(str, where))}")
-    sys.stdout.write(render(format_compare(table, f"{args.metric} err %", args.interval,
-                                           seeds=seeds, test_error=args.metric == "test"),
-                            args.format))
+    df = format_compare(table, f"{args.metric} err %", args.interval, seeds=seeds,
+                        test_error=args.metric == "test")
+    if keys:
+        df = columns(df, keys)
+    elif args.format == "table" and not args.wide:
+        df = narrow(df, table.attrs["pairs"]["ref"])
+    sys.stdout.write(render(df, args.format))
     if args.format == "table":
+        more = "" if args.wide or keys else (" Columns: Δ is the row's mean less its "
+                                             "reference's; --wide or --columns for the rest "
+                                             "(the runs counted, the paper, raw p, P(X < Y)).")
         print(f"\n{text}, one row per condition; 'runs': the runs found of each condition in "
-              f"any status. {compare_caption(table, args.interval, seeds)} "
-              f"{describe(finished(c.runs))}")
+              f"any status. {compare_caption(table, args.interval, seeds, args.margin)}"
+              f"{more} {describe(finished(c.runs))}")
     return _status(c)
 
 

@@ -76,14 +76,17 @@ def _finished_errors(runs_dir: Path, run_id: str) -> list[float]:
 def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]],
                    detect: float | None = None, max_seeds: int = MAX_PLANNED_SEEDS,
                    log: Callable[[str], None] = print) -> list[PlannedRun]:
-    """The runs of named pairs of models with the seeds a Welch test needs to tell each
-    pair apart (analysis.inference.seeds_needed: two-sided, alpha 0.05, power 0.8, from
-    the finished runs' test errors in `runs_dir`, or to detect `detect`), each pair's
-    other parameters as the sweep has them. The sweep's own seeds are kept and the next
-    integers added; what has finished is then skipped by the runner, so only the missing
-    seeds run."""
-    from ..analysis.inference import seeds_needed
+    """The runs of named pairs of models with the seeds Welch's test needs to tell each
+    pair apart (analysis.power.seeds_needed: two-sided, alpha 0.05, power 0.8, each
+    side's spread from the finished runs' test errors in `runs_dir`; the difference
+    `detect`, in percentage points, or else the observed one, post hoc, as the log says),
+    each pair's other parameters as the sweep has them. The sweep's own seeds are kept and
+    the next integers added; what has finished is then skipped by the runner, so only the
+    missing seeds run."""
+    from ..analysis.inference import check_detect
+    from ..analysis.power import seeds_needed
 
+    check_detect(detect)  # its range, checked where it is read
     models = spec.parameters.get("model", {})
     allowed = models.get("values", [models["value"]] if "value" in models else [])
     for a, b in pairs:
@@ -107,11 +110,12 @@ def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]]
                 continue
             errs = {m: _finished_errors(runs_dir, by_model[m].run_id) for m in (a, b)}
             n = seeds_needed(errs[a], errs[b], detect=detect)
-            what = f"Δ = {detect:g}" if detect is not None else "the observed difference"
+            what = (f"Δ = {detect:g}" if detect is not None else
+                    "the observed difference (post hoc: as noisy as that difference)")
             if n is None:
-                log(f"--seeds-for {a},{b}: {len(errs[a])} and {len(errs[b])} finished runs "
-                    f"with spread needed (2 or more each) to plan for {what}; planning the "
-                    f"sweep's seeds")
+                log(f"--seeds-for {a},{b}: {len(errs[a])} and {len(errs[b])} finished runs: "
+                    f"a spread (2 or more runs on a side) is needed to plan for {what}; "
+                    f"planning the sweep's seeds")
                 n = len(seeds)
             elif n > max_seeds:
                 log(f"--seeds-for {a},{b}: {what} needs {n} seeds per condition; capped at "
@@ -120,7 +124,7 @@ def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]]
             else:
                 log(f"--seeds-for {a},{b}: {len(errs[a])} and {len(errs[b])} finished runs; "
                     f"{what} needs {n} seeds per condition (two-sided Welch, alpha 0.05, "
-                    f"power 0.8)")
+                    f"power 0.8, each side's own spread)")
             planned = seeds + [max(seeds) + 1 + k for k in range(max(0, n - len(seeds)))]
             for m in (a, b):
                 params = {**by_model[m].params}
