@@ -73,11 +73,14 @@ out = {"runs": len(c.runs)}
 def child(step: str, runs: Path, timeout: int = 1800) -> dict:
     code = _CHILD.format(repo=str(REPO), imports=IMPORTS[step], body=STEPS[step])
     load = os.getloadavg()[0]
+    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, str(runs)], capture_output=True,
                           text=True, timeout=timeout)
+    whole = time.perf_counter() - start  # the fresh process, start to exit
     if proc.returncode != 0:
         raise SystemExit(f"{step} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load": load}
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load": load,
+            "process": whole}
 
 
 def generate(runs: Path, n: int, iterations: int) -> tuple[int, int]:
@@ -150,15 +153,16 @@ def main() -> None:
 
 
 def report(rows: list[dict]) -> None:
-    print("\n| runs x iterations | step | wall s | CPU s | imports s | peak RSS MB | load |")
+    print("\n| runs x iterations | step | whole process s | of it: work s, imports s | CPU s "
+          "| peak RSS MB | load |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for row in rows:
         for step in ("compare", "fig6"):
             if step in row:
                 m = row[step]
-                print(f"| {row['runs']:,} x {row['iterations']:,} | {step} | {m['wall']:.1f} | "
-                      f"{m['cpu']:.1f} | {m['imports']:.1f} | {m['rss_mb']:.0f} | "
-                      f"{m['load']:.1f} |")
+                print(f"| {row['runs']:,} x {row['iterations']:,} | {step} | "
+                      f"{m['process']:.1f} | {m['wall']:.1f}, {m['imports']:.1f} | "
+                      f"{m['cpu']:.1f} | {m['rss_mb']:.0f} | {m['load']:.1f} |")
     print("\n| runs x iterations | histories as Parquet MB | as CSV MB | ratio |")
     print("|---:|---:|---:|---:|")
     for row in rows:

@@ -20,6 +20,7 @@ iterations] is not the harness's and is skipped in one line.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -117,6 +118,18 @@ def _iteration_range(meta) -> tuple[int | None, int | None]:
 INTERVAL_METRICS = (*EVAL_COLUMNS, "train_err", "train_loss")  # what intervals() averages
 
 
+_UNSAFE = re.compile(r"[*?\[\]{}'\\]")  # what DuckDB globs, and quotes
+
+
+def _surrogates(text: str) -> bool:
+    """Whether a path holds bytes that are not UTF-8 (os.fsdecode's surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -130,30 +143,35 @@ class Histories:
     """The checked history files of a set of runs, read in place on a locked connection.
     Close it (or let it go) to remove its folder of links."""
 
-    def __init__(self, files: Iterable[HistoryFile], runs=None, responses=None) -> None:
+    def __init__(self, files: Iterable[HistoryFile], tables=None) -> None:
+        """`tables`: a callable giving {name: DataFrame} of the tables a user's SQL may read
+        beside the histories (runs, responses), made on the first query."""
         import duckdb
 
         self.files = {f.run_id: f for f in files}
         self.rejected: dict[str, str] = {}  # run_id -> why: rows its footer did not declare
+        self._tables = tables
         self._folder = Path(tempfile.mkdtemp(prefix="resnet-ablate-histories-"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._folder, True)
-        self.links: dict[str, str] = {}
+        self.links: dict[str, str] = {}  # run_id -> the path DuckDB is handed
         for i, f in enumerate(self.files.values()):
-            link = self._folder / f"{i:06d}.parquet"
-            os.symlink(f.path, link)
-            self.links[f.run_id] = str(link)
+            link = f.path
+            if _UNSAFE.search(f.path) or not f.path.isprintable() or _surrogates(f.path):
+                link = str(self._folder / f"{i:06d}.parquet")  # a name DuckDB reads as it is
+                os.symlink(f.path, link)
+            self.links[f.run_id] = link
         self.conn = duckdb.connect(":memory:", config={
             "memory_limit": MEMORY_LIMIT, "autoinstall_known_extensions": False,
             "autoload_known_extensions": False, "python_enable_replacements": False,
             "threads": max(1, os.cpu_count() or 1)})
         self.conn.execute("SET enable_progress_bar = false")  # its bar would garble ours
-        self._views(runs, responses)
+        self._views()
         allowed = "[" + ", ".join(_quote(p) for p in self.links.values()) + "]"
         self.conn.execute(f"SET allowed_paths = {allowed}")
         self.conn.execute("SET enable_external_access = false")
         self.conn.execute("SET lock_configuration = true")
 
-    def _views(self, runs, responses) -> None:
+    def _views(self) -> None:
         import pyarrow as pa
 
         files = pa.table({
@@ -178,11 +196,14 @@ class Histories:
             self.conn.execute("CREATE TEMP VIEW history AS SELECT NULL::VARCHAR AS run_id, "
                               f"NULL::BIGINT AS iteration, {cols}, NULL::VARCHAR AS "
                               "granularity WHERE false")
-        for name, frame in (("runs", runs), ("responses", responses)):
-            if frame is not None:
-                self.conn.register(f"_{name}", frame)
-                self.conn.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _{name}")
-                self.conn.unregister(f"_{name}")
+
+    def _user_tables(self) -> None:
+        """The tables beside the histories a user's SQL reads (made once, on first use)."""
+        tables, self._tables = (self._tables() if self._tables else {}), None
+        for name, frame in tables.items():
+            self.conn.register(f"_{name}", frame)
+            self.conn.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _{name}")
+            self.conn.unregister(f"_{name}")
 
     def close(self) -> None:
         if self.conn is not None:
@@ -368,6 +389,7 @@ class Histories:
             kinds = ", ".join(s.type.name for s in statements) or "nothing"
             raise InputError(f"sql: one SELECT statement is allowed (the runs are read, never "
                              f"written); got {kinds}")
+        self._user_tables()
         timer = threading.Timer(seconds, self.conn.interrupt)
         timer.start()
         try:

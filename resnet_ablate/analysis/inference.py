@@ -29,6 +29,7 @@ degenerate (fully separated 3 v 3 samples give [1.00, 1.00] where the exact rank
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import warnings
@@ -144,6 +145,14 @@ def bootstrap_note(level: float = LEVEL) -> str:
             f"less than its {level:.0%} (about 76% at 3 runs, in simulation)")
 
 
+@functools.lru_cache(maxsize=256)
+def _t_quantile(q: float, df: int) -> float:
+    """scipy.stats.t.ppf, once per (q, df): a figure's bands ask it at every iteration."""
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
 def mean_ci(values: Iterable[float], level: float = LEVEL, method: str = "t", seed: int = 0,
             resamples: int = RESAMPLES, bounds: tuple[float, float] | None = None
             ) -> Interval:
@@ -163,8 +172,6 @@ def mean_ci(values: Iterable[float], level: float = LEVEL, method: str = "t", se
     width. With n >= 2 values that are all equal the t-interval is [mean, mean]: s = 0 is
     what the data say, and the caller shows the spread beside it.
     """
-    from scipy import stats
-
     _check_level(level)
     if method not in ("t", "bootstrap"):
         raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
@@ -179,10 +186,9 @@ def mean_ci(values: Iterable[float], level: float = LEVEL, method: str = "t", se
         low, high = _bootstrap((x,), lambda s, axis: np.mean(s, axis=axis), level, seed,
                                resamples)
     else:
-        sem = float(stats.sem(x))  # s / sqrt(n), s with ddof = 1
-        # scipy's t.interval is NaN for scale 0: the interval is the point
-        low, high = (mean, mean) if sem == 0 else map(float, stats.t.interval(
-            level, df=n - 1, loc=mean, scale=sem))
+        sem = float(np.std(x, ddof=1)) / math.sqrt(n)  # s / sqrt(n)
+        half = sem * _t_quantile((1 + level) / 2, n - 1)  # s = 0: the interval is the point
+        low, high = mean - half, mean + half
     if bounds is not None:
         low, high = min(max(low, bounds[0]), bounds[1]), min(max(high, bounds[0]), bounds[1])
     return Interval(mean, low, high, n, method, level,

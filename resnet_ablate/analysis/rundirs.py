@@ -231,14 +231,17 @@ class RunSet:
             from .histories import Histories, check
 
             files = []
-            rows = self.every.set_index("run_id", drop=False) if len(self.every) else None
+            cols = ("protocol_fields.eval_every", "iterations", "iterations_planned",
+                    "history_granularity")
+            rows = {r[0]: r[1:] for r in zip(self.every["run_id"], *(
+                self.every[c] for c in cols))} if len(self.every) else {}
             for run_id, rundir in self.dirs.items():
-                r = rows.loc[run_id] if rows is not None and run_id in rows.index else {}
-                every, its = r.get("protocol_fields.eval_every"), r.get("iterations")
-                most = max(_int(its) or 0, _int(r.get("iterations_planned")) or 0) or None
+                every, its, planned, granularity = rows.get(run_id, (None,) * 4)
+                most = max(_int(its) or 0, _int(planned) or 0) or None
                 try:
                     f = check(rundir.history_path, rundir.path.parent, run_id, most,
-                              _int(every), r.get("history_granularity"))
+                              _int(every), granularity if isinstance(granularity, str)
+                              else None)
                 except InputError as exc:
                     self.skipped.append((str(rundir.path), str(exc)))
                     continue
@@ -249,8 +252,9 @@ class RunSet:
                     self.warnings.append(
                         f"{rundir.path}: history.parquet ends at iteration {f.last}, the "
                         f"summary says {_int(its)} (curves are cut short)")
-            self._histories = Histories(files, runs=_sql_frame(self.every),
-                                        responses=responses_frame(self.every))
+            every = self.every
+            self._histories = Histories(files, lambda: {
+                "runs": _sql_frame(every), "responses": responses_frame(every)})
         return self._histories
 
     def check_histories(self) -> None:
