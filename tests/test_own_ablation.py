@@ -168,6 +168,9 @@ def test_detect_and_margin_ranges_are_checked_where_read(runs, cli_inproc, tmp_p
                        f"--detect must be a difference {allowed}")
     assert_usage_error(cli_inproc("compare", "--runs", runs, "--margin", value),
                        f"--margin must be a difference {allowed}")
+    assert_usage_error(cli_inproc("figures", "--runs", runs, "--margin", value, "--out",
+                                  tmp_path / "rep"), f"--margin must be a difference {allowed}")
+    assert not (tmp_path / "rep").exists()
     sweep = tmp_path / "s.yaml"
     sweep.write_text("name: s\nmethod: grid\ncommand: [\"${env}\", resnet-ablate, train, "
                      "\"${args_no_hyphens}\"]\nparameters:\n  model: {values: [plain20, "

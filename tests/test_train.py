@@ -284,14 +284,7 @@ def test_resume_under_another_network_version_is_refused(interrupted, tmp_path, 
     assert_usage_error(refused, "resume refused", "versions.network: run '0.1.0', now "
                        f"'{network_version(__version__)}'", "start a new run")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (runs / "r").rglob("*")) == before
-    # a record from before 0.3 names only the harness version: its network version is read
-    # from it (0.1.x built 0.1.0's networks)
-    del config["versions"]["network"]
-    config["versions"]["resnet_ablate"] = "0.1.4"
-    config_path.write_text(json.dumps(config))
-    refused = cli_inproc("train", *SMALL, f"runs_dir={runs}", "run_id=r", "resume=true")
-    assert_usage_error(refused, "versions.network: run '0.1.0'")
-    config["versions"]["resnet_ablate"] = __version__
+    config["versions"]["network"] = network_version(__version__)
     config_path.write_text(json.dumps(config))
     resumed = cli_inproc("train", *SMALL, f"runs_dir={runs}", "run_id=r", "resume=true")
     assert resumed.returncode == 0, resumed.stderr

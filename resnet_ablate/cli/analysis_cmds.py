@@ -85,6 +85,12 @@ def add_figures_args(p: argparse.ArgumentParser) -> None:
                    help="also the error EDFs of the design spaces this factor splits the runs "
                         "into (family: plain vs resnet; shortcut: A vs B), with their "
                         "Kolmogorov-Smirnov test: a figure and a table")
+    p.add_argument("--edf-normalize", choices=["params", "macs"], default=None,
+                   help="with --edf: the complexity-normalised EDF (Radosavovic et al. 2019, "
+                        "Sec. 3.2), weighted by parameters or MACs")
+    p.add_argument("--margin", type=float, default=None, metavar="PP",
+                   help="the findings say 'no worse' only from a non-inferiority test "
+                        "against this margin, in percentage points of error")
     p.add_argument("--title", default=None)
     p.epilog = SKIPPED_NOTE
 
@@ -94,6 +100,11 @@ def run_figures(args: argparse.Namespace) -> int:
     from ..formatting import printable
     from ..outdir import check_out
 
+    from ..analysis.compare import check_margin
+
+    check_margin(args.margin)
+    if args.edf_normalize and not args.edf:
+        raise InputError("--edf-normalize needs --edf FACTOR")
     check_out(args.out)  # before the runs are read; made (or refused) before any write
     figures, tables, title = args.figures, args.tables, args.title
     if args.report:
@@ -111,7 +122,8 @@ def run_figures(args: argparse.Namespace) -> int:
     c.check_histories()  # a history that is not the harness's: known before drawing
     report = build(c, args.out, figures=figures, tables=tables, commands=[_command_line()],
                    title=title or "resnet-ablate report", metric=args.metric,
-                   progress=lambda m: print(printable(m), file=sys.stderr), edf=args.edf)
+                   progress=lambda m: print(printable(m), file=sys.stderr), edf=args.edf,
+                   margin=args.margin, edf_normalize=args.edf_normalize)
     _print_report(report)
     return _status(c)
 
