@@ -370,7 +370,7 @@ def correctness(ck: Check) -> dict:
 
 def probe(ck: Check, name: str) -> dict:
     """One probe (in this process, as `train probes=` runs them) of the finished run."""
-    from resnet_ablate.probes.runner import parse_request, probe_runs
+    from resnet_ablate.probes.probing import parse_request, probe_runs
 
     (o,) = probe_runs([parse_request(name, ck.plan.probes.get(name))],
                       [ck.work / "runs" / "det-ref"], device=ck.device.type, wandb="disabled",

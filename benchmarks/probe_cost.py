@@ -108,7 +108,7 @@ def grid(args) -> None:
 def demo() -> None:
     """The demo experiment's probes as it runs them, against a demo training run."""
     from resnet_ablate.pipeline import load_experiment
-    from resnet_ablate.probes.runner import parse_request
+    from resnet_ablate.probes.probing import parse_request
 
     exp = load_experiment("demo")
     print(f"\nthe demo's probes ({len(exp.probes)}), digits-sized inputs, its split sizes")

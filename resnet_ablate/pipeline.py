@@ -202,7 +202,7 @@ def plan_probes(exp: Experiment, runs: list) -> list[tuple[ProbeRef, Any]]:
     plugins its runs name loaded (a plugin probe, a plugin's variant)."""
     if not exp.probes:
         return []
-    from .probes.runner import parse_request
+    from .probes.probing import parse_request
     from .variants import plugins
 
     params = {k for run in runs for k in run.params}
@@ -221,7 +221,7 @@ def run_probes(probing: list[tuple[ProbeRef, Any]], runs: list, runs_dir: Path,
     """The probes of each finished run, a run at a time (one W&B probe run per run)."""
     if not probing:
         return
-    from .probes.runner import probe_runs
+    from .probes.probing import probe_runs
 
     for run in runs:
         wanted = [request for ref, request in probing if run.state == "finished" and all(

@@ -356,7 +356,7 @@ def test_analysis_bad_input(tmp_path, cli_inproc):
     assert_usage_error(cli_inproc("figures", "--runs", tmp_path, "--figures", "fig9"),
                        "invalid choice")
     assert_usage_error(cli_inproc("figures", "--runs", tmp_path, "--report", "nope"),
-                       "unknown analysi", "paper")
+                       "unknown report 'nope'", "paper")
     assert_usage_error(cli_inproc("reproduce", "fig99"), "unknown experiment 'fig99'",
                        "fig6-table6")
 
@@ -482,7 +482,7 @@ def test_sweep_plans_only_the_missing_seeds_for_a_pair(mini, cli_inproc):
     """sweep --seeds-for plain56,plain20: seeds per model = seeds_needed from the two
     finished runs of each (capped at 20); the two done are skipped, the rest planned."""
     from resnet_ablate.analysis.power import seeds_needed
-    from resnet_ablate.sweep.runner import MAX_PLANNED_SEEDS
+    from resnet_ablate.sweep.scheduler import MAX_PLANNED_SEEDS
 
     root, _ = mini
     c = read_runs([root / "runs"]).runs

@@ -21,7 +21,7 @@ def test_two_trains_of_one_run_never_run_at_once(tmp_path, cli_inproc):
              "run_id=r"]
     from resnet_ablate.run.rundir import RunDir
 
-    importlib.import_module("resnet_ablate.train.run")  # imported before the race, not in it
+    importlib.import_module("resnet_ablate.train.session")  # imported before the race, not in it
 
     first = _train(*words)
     deadline = time.time() + 300

@@ -146,7 +146,7 @@ def test_compile_mode_reaches_torch_compile(tmp_path):
     """compile_mode=reduce-overhead: torch.compile's CUDA graphs (inductor's option, seen
     without compiling anything), recorded as a numerics setting; none without compile."""
     from resnet_ablate.run.config import parse_train_words
-    from resnet_ablate.train.run import prepare
+    from resnet_ablate.train.session import prepare
 
     def prepared(run_id, *words):
         prep = prepare(parse_train_words(["model=resnet20-A", "model.layers=[1,1,1]",

@@ -416,7 +416,7 @@ def _mutations():
 def like(small_run, tmp_path_factory):
     """What this run's trainer saves: the template a checkpoint is checked against."""
     from resnet_ablate.run.config import parse_train_words
-    from resnet_ablate.train.run import checkpoint_like, prepare
+    from resnet_ablate.train.session import checkpoint_like, prepare
 
     runs = tmp_path_factory.mktemp("like")
     prep = prepare(parse_train_words([*RUN, f"runs_dir={runs}", "run_id=t"]))

@@ -180,7 +180,7 @@ def test_detect_and_margin_ranges_are_checked_where_read(runs, cli_inproc, tmp_p
                                   "--dry-run"), f"--detect must be a difference {allowed}")
     from resnet_ablate.errors import InputError
     from resnet_ablate.sweep import load_sweep
-    from resnet_ablate.sweep.runner import plan_seeds_for
+    from resnet_ablate.sweep.scheduler import plan_seeds_for
 
     with pytest.raises(InputError, match=r"\[0\.001, 100\]"):
         plan_seeds_for(load_sweep(str(sweep)), tmp_path / "r", [("plain20", "resnet20-A")],

@@ -310,7 +310,7 @@ def test_a_stratified_probe_sample_on_a_class_sorted_folder(tmp_path, monkeypatc
     # the intact error is the net's own on exactly those images
     from resnet_ablate.data.tensor import centre_crop, normalise
     from resnet_ablate.models import ResNet
-    from resnet_ablate.probes.runner import DataCache, open_run
+    from resnet_ablate.probes.probing import DataCache, open_run
 
     target = open_run(run)
     data = DataCache(torch.device("cpu")).get(target, 4)

@@ -537,7 +537,7 @@ def test_register_probe_through_the_one_registry():
     from dataclasses import dataclass
 
     from resnet_ablate.probes.registry import REGISTRY
-    from resnet_ablate.variants.parts import Registry
+    from resnet_ablate.registry import Registry
 
     assert isinstance(REGISTRY, Registry)
 

@@ -282,7 +282,7 @@ def test_prepare_validates_the_spec_once_and_builds_the_network_once(tmp_path, m
     lives on the meta device)."""
     from resnet_ablate.models.resnet import ResNet
     from resnet_ablate.run.config import parse_train_words
-    from resnet_ablate.train.run import prepare
+    from resnet_ablate.train.session import prepare
     from resnet_ablate.variants.spec import VariantSpec
 
     request = parse_train_words(["model=resnet20-A", "model.shortcut=B", "dataset=digits",
@@ -337,21 +337,3 @@ def test_the_torch_free_packages_stay_torch_free():
     listed = {p.stem for p in (REPO / "resnet_ablate" / "variants").glob("*.py")} | {
         p.stem for p in (REPO / "resnet_ablate" / "run").glob("*.py")}
     assert listed - {"__init__"} <= {m.rsplit(".", 1)[1] for m in TORCH_FREE}
-
-
-@pytest.mark.parametrize("old, new", [("spec", "variants.spec"),
-                                      ("registry", "variants.registry"),
-                                      ("protocol", "run.protocol")])
-def test_old_import_paths_work_for_one_release_with_a_warning(old, new):
-    code = (f"import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
-            f"try:\n    import resnet_ablate.{old}\nexcept DeprecationWarning as w:\n"
-            f"    print('warned', w)\n"
-            f"warnings.simplefilter('ignore')\nimport importlib, sys\n"
-            f"sys.modules.pop('resnet_ablate.{old}', None)\n"
-            f"m = importlib.import_module('resnet_ablate.{old}')\n"
-            f"print(sorted(n for n in ('VariantSpec', 'get_spec', 'HE2015_CIFAR', 'create_model')"
-            f" if hasattr(m, n)))")
-    proc = run_python(code, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert f"warned resnet_ablate.{old} is deprecated" in proc.stdout
-    assert f"resnet_ablate.{new}" in proc.stdout or old == "registry"

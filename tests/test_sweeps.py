@@ -454,7 +454,7 @@ def test_time_estimate_weighs_each_run_by_its_size(tmp_path):
     MACs' ratio to a 20-layer one; the estimate is the ended runs' seconds per unit of work
     times the work still to do, over the jobs at once."""
     import resnet_ablate as ra
-    from resnet_ablate.sweep.runner import planned_work
+    from resnet_ablate.sweep.scheduler import planned_work
 
     spec = load_sweep("demo")
     runs = planned_runs(spec, only={"seed": [0]})

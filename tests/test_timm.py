@@ -71,7 +71,7 @@ def _input_size(model, target):
 
 def test_representatives_cover_every_part():
     specs = [ra.get_spec(n[3:]) for n in MODELS]
-    from resnet_ablate.variants.registry import BLOCKS, SHORTCUTS
+    from resnet_ablate.variants.parts import BLOCKS, SHORTCUTS
 
     assert {s.block for s in specs} == set(BLOCKS.names()) - {"test_block"}
     assert {s.shortcut for s in specs} - {None} >= set(SHORTCUTS.names()) - {"test_sc"}

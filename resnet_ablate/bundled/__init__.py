@@ -2,7 +2,7 @@
 paper report's definition, found with importlib.resources (so a wheel install runs
 `resnet-ablate demo`, `reproduce EXP` and `sweep NAME` from any directory), and the one
 YAML loader for them and for a user's own files. The top-level experiments/, sweeps/ and
-analysis/ of a checkout are links to these folders."""
+analysis/ (the report definitions, reports/ here) of a checkout are links to these folders."""
 from __future__ import annotations
 
 from importlib import resources

@@ -129,10 +129,10 @@ def run_figures(args: argparse.Namespace) -> int:
 
 
 def load_report(name: str) -> dict:
-    """A report definition (the paper's is bundled: analysis/paper.yaml)."""
+    """A report definition (the paper's is bundled: reports/paper.yaml)."""
     from ..bundled import load_yaml
 
-    where, raw = load_yaml("analysis", name)
+    where, raw = load_yaml("reports", name)
     if not isinstance(raw, dict):
         raise InputError(f"{where}: a report is a mapping of title, figures and tables")
     out = {"title": str(raw.get("title", "resnet-ablate report"))}
@@ -256,7 +256,7 @@ def add_reproduce_args(p: argparse.ArgumentParser) -> None:
 def _run(name: str, args: argparse.Namespace) -> int:
     from ..outdir import check_out
     from ..pipeline import load_experiment, run_experiment
-    from ..sweep.runner import MAX_JOBS
+    from ..sweep.scheduler import MAX_JOBS
     from ..sweep.sweepfile import check_int
     from .run_cmds import (check_runs_dir, gpus_of, launcher_of, parse_settings, print_runs,
                            print_submission)

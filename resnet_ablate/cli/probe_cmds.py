@@ -1,5 +1,5 @@
 """`probe`: a probe of why residual nets train, on finished runs; each result is written
-under runs/<run_id>/probes/ (resnet_ablate.probes.runner), once per settings and seed. Then
+under runs/<run_id>/probes/ (resnet_ablate.probes.probing), once per settings and seed. Then
 the probe's findings over those runs, as the report states them (resnet_ablate.analysis.
 why: one sample per condition and seed, sentences only over nets probed alike).
 
@@ -47,7 +47,7 @@ def add_probe_args(p: argparse.ArgumentParser) -> None:
 def run_probe_cmd(args: argparse.Namespace) -> int:
     from ..formatting import printable
     from ..outdir import utf8_folder
-    from ..probes.runner import expand_runs, parse_request, probe_runs
+    from ..probes.probing import expand_runs, parse_request, probe_runs
     from ..sweep.sweepfile import check_int
     from ..variants import plugins
 

@@ -45,17 +45,17 @@ def run_train(args: argparse.Namespace) -> int:
     if "--dry-run" in words:
         words.remove("--dry-run")
         return dry_run_train(words)
-    from ..train.run import train
+    from ..train.session import train
 
     return train(words)
 
 
 def dry_run_train(words: list[str]) -> int:
     """The resolved configuration, as `train` would run it (the spec it trains, on the
-    data's classes and channels: train.run.planned_spec); nothing is written."""
+    data's classes and channels: train.session.planned_spec); nothing is written."""
     from ..run import record
     from ..run.config import parse_train_words
-    from ..train.run import planned_spec
+    from ..train.session import planned_spec
     from ..variants.resolve import resolve
 
     request = parse_train_words(words)
@@ -266,7 +266,7 @@ def print_submission(runner) -> None:
 
 def _seeds_for(spec, args: argparse.Namespace) -> list:
     from ..analysis.inference import check_detect
-    from ..sweep.runner import plan_seeds_for
+    from ..sweep.scheduler import plan_seeds_for
 
     pairs = []
     for item in args.seeds_for:

@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from ..variants.registry import STEMS, VARIANTS, get_spec, list_models
+from ..variants.parts import STEMS
+from ..variants.registry import VARIANTS, get_spec, list_models
 from ..variants.spec import VariantSpec
 from .resnet import create_model
 

@@ -13,7 +13,7 @@ The built-ins are registered here through `ra.register_probe` (resnet_ablate.pro
 the way a user's plugin registers its own: lesion, landscape, linear_path, paths, hessian.
 PROBES is a read-only view of the registry as plain data: name -> run, settings class,
 defaults, split, paper, claim (the claims are our one-sentence summaries of each paper's
-finding, not quotations). `resnet_ablate.probes.runner` probes a finished run.
+finding, not quotations). `resnet_ablate.probes.probing` probes a finished run.
 """
 from __future__ import annotations
 

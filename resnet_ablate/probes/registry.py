@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..variants.parts import Registry
+from ..registry import Registry
 
 SPLITS = ("train", "test")
 

@@ -1,5 +1,5 @@
 """Probe records in a run directory, the one definition of their files (written by
-resnet_ablate.probes.runner; read by the figures and the report):
+resnet_ablate.probes.probing; read by the figures and the report):
 
     runs/<run_id>/probes/<probe>-<digest>.json   the record
     runs/<run_id>/probes/<probe>-<digest>.npz    its arrays (numpy .npz), when it has any

@@ -6,7 +6,7 @@
 
 Per-iteration losses stay on the device and are read back every `log_every` iterations (or
 every iteration during an error-conditioned warm-up, which needs them), so a step never
-waits for the device. The trainer measures; the run (resnet_ablate.train.run) assembles the
+waits for the device. The trainer measures; the run (resnet_ablate.train.session) assembles the
 record and owns the files.
 """
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """The registry of named variants: the papers' (variants/paper.py, registered before the
 first lookup), then plugins', then any a user registers with `register_variant`. Names are
-case- and '_'/'-'-insensitive. The part registries and the `Registry` class are in
-variants/parts.py (re-exported here)."""
+case- and '_'/'-'-insensitive (the registries of parts: variants/parts.py; the one
+`Registry` class: resnet_ablate/registry.py)."""
 from __future__ import annotations
 
 from typing import Any
 
-from .parts import (BLOCKS, SHORTCUTS, STEMS, Part, Registry, register_block,  # noqa: F401
-                    register_shortcut, register_stem)
+from ..registry import Registry
 from .spec import VariantSpec, derive
 
 

@@ -219,7 +219,7 @@ def prepare(request: TrainRequest) -> Prepared:
     if cfg.compile:
         _check_backend(cfg.compile_backend)
     if cfg.probes:  # an unknown probe is refused before anything is written
-        from ..probes.runner import parse_names
+        from ..probes.probing import parse_names
 
         parse_names(cfg.probes)
     spec, _, mode = planned_spec(request)
@@ -400,7 +400,7 @@ def train(words: list[str]) -> int:
             tracker.update_summary({k: v for k, v in record.results(summary).items()
                                     if isinstance(v, (int, float, str, bool))})
             if status == "finished" and request.config.probes:  # the run's files are written
-                from ..probes.runner import after_training
+                from ..probes.probing import after_training
 
                 after_training(prep.rundir.path, request.config.probes, tracker,
                                should_stop=lambda: stop.signal is not None)
