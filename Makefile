@@ -15,7 +15,7 @@ WORKERS ?= 2
 TORCH_INDEX ?=
 CPU_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: install test test-fast durations demo bench clean
+.PHONY: install test test-fast durations demo readme-figure bench clean
 
 install: $(STAMP)
 
@@ -48,10 +48,19 @@ durations: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/resnet-ablate demo --out reports/demo
 
+# The README's figure: Fig. 6 of the runs `make demo` left (run first if there are none),
+# and where and when it was drawn, for the caption beneath it.
+readme-figure: $(STAMP)
+	test -f reports/demo/figures/fig6.png || $(MAKE) demo
+	cp reports/demo/figures/fig6.png docs/demo-fig6.png
+	@echo "docs/demo-fig6.png: make demo on $$(date +%Y-%m-%d), $$(nproc) cores ($$(uname -m))," \
+	      "resnet-ablate $$($(BIN)/resnet-ablate --version | cut -d' ' -f2): put this in the README's caption"
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/complexity_time.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/analysis_scale.py --sizes 100 1000 --design-space 10000
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

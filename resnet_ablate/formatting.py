@@ -48,6 +48,11 @@ class TextOnly:
         self._stream.write(printable(text, keep="\n\t"))
         return len(text)
 
+    @property
+    def raw_stream(self):
+        """The stream itself, for the escapes of our own displays (sweep/display.py)."""
+        return self._stream
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 

@@ -266,7 +266,12 @@ def test_sweep_is_idempotent_and_records_failures(tmp_path, cli_inproc):
     first = cli_inproc("sweep", path, "--runs-dir", runs, "--gpus", "0,1")
     assert first.returncode == 1, first.stdout + first.stderr  # a run failed
     assert "2 runs, 2 to run" in first.stdout and "2 at a time" in first.stdout
-    assert "done; about" in first.stdout  # an ETA
+    # a line per event (not a terminal): the counts, the time left, where each log is
+    assert "1/2 done, 1 running, 0 failed, 0 waiting; about" in first.stdout \
+        or "1/2 done, 1 running, 1 failed, 0 waiting; about" in first.stdout \
+        or "1/2 done, 0 running" in first.stdout
+    assert "2/2 done, 0 running, 1 failed, 0 waiting" in first.stdout
+    assert first.stdout.count(f"; log {runs / '.sweeps' / 'two'}") == 2
     assert first.stdout.count("on GPU 0") + first.stdout.count("on GPU 1") == 2
     finished = sorted(p.name for p in runs.iterdir() if (p / "summary.json").exists())
     assert len(finished) == 1
@@ -583,3 +588,44 @@ def _cmdline(p: Path) -> bytes:
         return (p / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_sweep_on_a_terminal_redraws_its_runs_in_place(tmp_path):
+    """On a terminal: a block under the runner's lines, redrawn in place (cursor up, clear),
+    with the counts, each running run's iteration, its own time left and its log; an event
+    line clears the block first. Off a terminal: no escape at all."""
+    import io
+
+    from resnet_ablate.sweep.display import UP_CLEAR, Display, last_iteration
+
+    log = tmp_path / "r.log"
+    log.write_text("[r] iter 10/100 loss 1.0\n[r] iter 40/100 loss 0.5\n")
+    assert last_iteration(log) == (40, 100)
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    header = "sweep s: 1/3 done, 1 running, 0 failed, 1 waiting"
+    d = Display(lambda: header, Tty(), 0.05)
+    d.add("r", log)
+    first = d.lines(now=100.0)
+    log.write_text("[r] iter 70/100 loss 0.2\n")
+    later = d.lines(now=130.0)  # 30 iterations in 30 s: 30 left, 30 s
+    assert first == [header, f"  r: iter 40/100; log {log}"]
+    assert later[1] == f"  r: iter 70/100, about 30 s left; log {log}"
+    out, said = Tty(), []
+    with Display(lambda: header, out, 0.05) as d:
+        d.add("r", log)
+        d.say("start", said.append)
+        time.sleep(0.2)
+        d.say("finished", said.append)
+    assert said == ["start", "finished"]
+    text = out.getvalue()
+    assert "  r: iter 70/100" in text and UP_CLEAR.format(n=2) in text
+    plain = io.StringIO()
+    with Display(lambda: "x", plain, 0.05) as d:
+        d.add("r", log)
+        time.sleep(0.2)
+        d.say("an event", print)
+    assert plain.getvalue() == ""  # a pipe gets the runner's lines only

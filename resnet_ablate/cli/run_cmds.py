@@ -59,10 +59,11 @@ def dry_run_train(words: list[str]) -> int:
     from ..variants.resolve import resolve
 
     request = parse_train_words(words)
-    spec = planned_spec(request)[0]
+    spec, _, mode = planned_spec(request)
     for warning in request.protocol.schedule_warnings():  # as `train` says it
         print(f"resnet-ablate: warning: {warning}", file=sys.stderr)
-    values = record.resolved(request, spec)  # what is known before any data is loaded
+    # what is known before any image is loaded: the data's classes, channels and mode
+    values = record.resolved(request, spec, data={"data.mode": mode})
     planned = resolve(request.config.model, request.model_overrides)  # as a sweep names it
     planned = {"record": record.nest(values), "spec": spec.factors(),
                "planned_condition": values["condition"],

@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..formatting import printable
 from ..io import MAX_JSON_BYTES, atomic_write_json, read_json
 from ..run.rundir import EXIT_LOCKED, RunDir
+from .display import Display, duration
 from .planning import PlannedRun, _planned, merge, planned_runs
 from .sweepfile import SweepError, SweepSpec, check_int
 
@@ -164,8 +165,11 @@ class SweepRunner:
                              f"once; got {len(gpus)} x {jobs_per_gpu}")
         self.runs, self.runs_dir, self.name = runs, runs_dir, name
         self.retry_failed = retry_failed
-        # What the runner says carries the sweep's values and the runs' output: text only
-        self.log: Callable[[str], None] = lambda message: log(printable(message))
+        # What the runner says carries the sweep's values and the runs' output: text only;
+        # on a terminal, above the block of runs in flight (sweep/display.py)
+        self.display = Display(self._header)
+        self.log: Callable[[str], None] = lambda message: self.display.say(
+            message, lambda m: log(printable(m)))
         self.slots: queue.Queue | None = None
         if gpus:
             self.slots = queue.Queue()
@@ -306,8 +310,13 @@ class SweepRunner:
                 self._prepare_retry(run)
                 self.log(f"[{index}/{total}] start {run.run_id}"
                          + (f" on GPU {gpu}" if gpu else "") + ": "
-                         + " ".join(f"{k}={v}" for k, v in run.params.items()))
-                code, output = self._attempt(run, gpu, out)
+                         + " ".join(f"{k}={v}" for k, v in run.params.items())
+                         + f"; log {log_path}")
+                self.display.add(run.run_id, log_path)
+                try:
+                    code, output = self._attempt(run, gpu, out)
+                finally:
+                    self.display.remove(run.run_id)
             self._outcome(run, code, output)
             self._save_state()
             if code == EXIT_LOCKED or (code != 0 and run.state in ("finished", "diverged")):
@@ -383,12 +392,24 @@ class SweepRunner:
             done = self._done
             self._ended.add(run.run_id)
             ended = [r for r in self.todo_at_start if r.run_id in self._ended]
-        left = total - done
-        eta = "" if not left else f"; about {_duration(self.seconds_left(ended))} left"
         err = run.summary.get("final_test_err")
         result = f"test err {err:.2f}%" if isinstance(err, (int, float)) else run.detail[:120]
         self.log(f"[{index}/{total}] {run.state} {run.run_id} ({run.seconds:.0f} s) {result} "
-                 f"-- {done}/{total} done{eta}")
+                 f"-- {self._header(counts_only=True)}")
+
+    def _header(self, counts_only: bool = False) -> str:
+        """The sweep's counts (done, running, failed, waiting) and the time left."""
+        with self._lock:
+            ended = [r for r in self.todo_at_start if r.run_id in self._ended]
+            done, total = self._done, len(self.todo_at_start)
+        running = len(self.display.running)
+        failed = sum(r.state == "failed" for r in ended)
+        waiting = max(0, total - done - running)
+        left = total - done
+        eta = f"; about {duration(self.seconds_left(ended))} left" if left and ended else ""
+        counts = (f"{done}/{total} done, {running} running, {failed} failed, {waiting} "
+                  f"waiting{eta}")
+        return counts if counts_only else f"sweep {self.name}: {counts}"
 
     def seconds_left(self, ended: list[PlannedRun]) -> float:
         """The time the runs not yet ended will take, from the trained ones' seconds per
@@ -432,7 +453,8 @@ class SweepRunner:
             self._save_state()
             return self.runs
         self._work = {r.run_id: planned_work(r) for r in todo} if len(todo) > 1 else {}
-        with self._relaying_signals(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        with self._relaying_signals(), self.display, \
+                ThreadPoolExecutor(max_workers=self.jobs) as pool:
             futures = [pool.submit(self._execute, r, i + 1, len(todo))
                        for i, r in enumerate(todo)]
             for f in futures:
@@ -457,12 +479,3 @@ def _hold(log) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
