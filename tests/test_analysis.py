@@ -340,7 +340,7 @@ def test_figures_with_missing_runs_are_skipped_not_faked(mini, tmp_path, cli_inp
     assert (tmp_path / "rep" / "figures" / "fig6.png").exists()
 
 
-def test_paper_report_definition(mini, tmp_path, cli_inproc):
+def test_the_bundled_paper_report_draws_the_papers_figures(mini, tmp_path, cli_inproc):
     root, _ = mini
     proc = cli_inproc("figures", "--runs", root / "runs", "--out", tmp_path / "paper",
                       "--report", "paper")
@@ -350,7 +350,7 @@ def test_paper_report_definition(mini, tmp_path, cli_inproc):
     assert (tmp_path / "paper" / "figures" / "fig6.png").exists()
 
 
-def test_analysis_bad_input(tmp_path, cli_inproc):
+def test_bad_analysis_input_is_one_line_and_writes_nothing(tmp_path, cli_inproc):
     assert_usage_error(cli_inproc("figures", "--runs", tmp_path / "nope"), "does not exist")
     assert_usage_error(cli_inproc("compare", "--runs", tmp_path), "no finished runs")
     assert_usage_error(cli_inproc("figures", "--runs", tmp_path, "--figures", "fig9"),

@@ -72,7 +72,7 @@ def test_train_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, c
     assert not (tmp_path / "runs").exists()
 
 
-def test_complexity_per_stage(cli_inproc):
+def test_complexity_per_stage_sums_to_the_whole_net(cli_inproc):
     proc = cli_inproc("complexity", "resnet20-A", "--per-stage", "--no-fvcore", "--format",
                       "json")
     assert proc.returncode == 0, proc.stderr
@@ -85,7 +85,7 @@ def test_complexity_per_stage(cli_inproc):
     assert "+0.4% (params)" in table.stdout
 
 
-def test_models_lists_factors(cli_inproc):
+def test_models_lists_every_variant_with_its_factors(cli_inproc):
     proc = cli_inproc("models", "resnet3[24]-*", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
@@ -105,7 +105,7 @@ def test_models_lists_factors(cli_inproc):
         assert marker in cli_inproc("models", "plain20", "--format", fmt).stdout
 
 
-def test_one_line_errors(cli_inproc):
+def test_bad_command_line_input_is_one_line_and_exit_2(cli_inproc):
     assert_usage_error(cli_inproc("models", "resnt56"), "no variant matches", "resnet56-")
     assert_usage_error(cli_inproc("complexity", "--format", "xml"), "invalid choice",
                        "markdown")
@@ -116,7 +116,7 @@ def test_one_line_errors(cli_inproc):
     assert_usage_error(cli_inproc("sweep", "demo", "--only", "model"), "--only needs KEY=V1")
 
 
-def test_version_and_help(cli_inproc, capsys):
+def test_version_and_help_name_the_version_and_every_command(cli_inproc, capsys):
     with pytest.raises(SystemExit):
         from resnet_ablate.cli import main
 

@@ -52,7 +52,7 @@ def _counts(name, **overrides):
 
 @pytest.mark.parametrize("depth, option, params, macs",
                          CIFAR_CASES)
-def test_cifar_golden_counts(depth, option, params, macs):
+def test_cifar_params_and_macs_are_the_golden_counts(depth, option, params, macs):
     assert _counts(f"resnet{depth}-{option}")[:2] == (params, macs)
     if option == "A":  # plain nets: the same layers, the same counts
         assert _counts(f"plain{depth}")[:2] == (params, macs)
@@ -72,7 +72,7 @@ def test_paper_v1_bottleneck_macs(depth):
 
 
 @pytest.mark.parametrize("depth", [18, 34])
-def test_imagenet_shortcut_params(depth):
+def test_imagenet_params_of_options_a_b_c_are_the_golden_ones(depth):
     for option, params in ref.IMAGENET_SHORTCUT_PARAMS[depth].items():
         assert _counts(f"resnet{depth}-{option}")[0] == params
     assert _counts(f"plain{depth}")[0] == ref.IMAGENET_SHORTCUT_PARAMS[depth]["A"]
@@ -119,7 +119,7 @@ FVCORE_SIDE = {"cifar": 32, "imagenet": 64}
 @pytest.mark.parametrize("name, overrides", [
     ("resnet20-A", {}), ("resnet20-C", {}), ("resnet18-B", {}), ("resnet50-B", {}),
     ("preresnet20", {}), ("resnet110-gate-excl", {"layers": (3, 3, 3)})])
-def test_fvcore_agrees(name, overrides):
+def test_our_macs_are_fvcores_conv_and_linear_counts(name, overrides):
     """Our MACs are fvcore's conv + linear counts; its total adds BN and pooling; our
     activations are fvcore's activation count. fvcore_flops (traced with two blocks per
     stage, the later ones counted from the second) equals a trace of the whole net."""

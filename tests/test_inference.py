@@ -37,10 +37,6 @@ def _seeded(seed):  # scipy >= 1.15 takes rng=, older releases random_state= (sa
     return {key: np.random.default_rng(seed)}
 
 
-def test_alpha_is_005():
-    assert ALPHA == 0.05
-
-
 # --- mean_ci -----------------------------------------------------------------------------
 
 def test_t_interval_is_mean_pm_t_s_over_sqrt_n():

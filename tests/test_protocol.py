@@ -187,7 +187,7 @@ def test_overrides_are_typed_and_recorded():
     (["seed=-1"], "seed must be >= 0"),
     (["--lr"], "--lr needs a value"),
 ])
-def test_bad_overrides(words, message):
+def test_bad_protocol_overrides_are_refused_with_the_allowed_range(words, message):
     from resnet_ablate.errors import InputError
 
     with pytest.raises(InputError) as info:

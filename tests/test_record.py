@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, SMALL, run_cli, run_python
 from resnet_ablate.run import record
-from resnet_ablate.run.config import BOOKKEEPING, FACTOR, NUMERICS, RESULT, SEED
+from resnet_ablate.run.config import BOOKKEEPING, FACTOR, RESULT
 
 
 def _train(tmp_path, *words, cwd=None, env=None):
@@ -62,22 +62,26 @@ def test_a_real_record_writes_only_declared_keys(run):
     assert summary["condition"] == record.condition_id(flat_s)
 
 
-def test_the_kinds_are_declared_once():
-    kinds = {k.column: k.kind for k in record.keys()}
-    assert kinds["depth"] == kinds["protocol_fields.lr"] == kinds["data.fingerprint"] == FACTOR
-    assert kinds["run.amp"] == kinds["run.world_size"] == kinds["dataset"] == FACTOR
-    for column in ("run.channels_last", "run.deterministic", "run.compile",
-                   "run.compile_backend", "run.device", "run.threads"):
-        assert kinds[column] == NUMERICS, column
-    assert kinds["seed"] == SEED
-    for column in ("model", "protocol", "run_id", "data.data_dir", "settings.progress",
-                   "plugins", "versions"):
-        assert kinds[column] == BOOKKEEPING, column
-    assert kinds["final_test_err"] == RESULT
-    values = {k.column: 1 for k in record.keys()}
-    assert set(record.condition(values)) == {c for c, k in kinds.items() if k == FACTOR}
-    assert set(record.identity(values)) == {c for c, k in kinds.items()
-                                            if k in (FACTOR, NUMERICS, SEED)}
+def test_the_condition_changes_with_a_factor_and_never_with_seed_numerics_or_bookkeeping(
+        run):
+    """Two runs are one condition exactly when they differ only by seed, numerics or
+    bookkeeping (what analysis pools as seeds of one condition); the resume identity also
+    holds the numerics and the seed (a resume under other threads or another seed is
+    another run)."""
+    values = record.flat(json.loads((run / "summary.json").read_text()))
+    base, ident = record.condition_id(values), record.identity(values)
+    same = {"seed": 7, "run.threads": 3, "run.channels_last": False, "run.device": "cuda",
+            "data.data_dir": "/elsewhere", "run_id": "other", "settings.progress": "bar",
+            "versions": {"torch": "9"}}
+    for column, value in same.items():
+        assert record.condition_id({**values, column: value}) == base, column
+    for column, value in {"depth": 56, "protocol_fields.lr": 0.05, "run.amp": "bf16",
+                          "data.fingerprint": "other", "run.world_size": 2,
+                          "protocol_fields.bn_batch": 32, "dataset": "cifar10"}.items():
+        assert record.condition_id({**values, column: value}) != base, column
+    for column in ("seed", "run.threads", "run.deterministic"):
+        assert record.identity({**values, column: 99}) != ident, column
+    assert record.identity({**values, "run_id": "other"}) == ident
 
 
 def test_the_runs_tables_columns_are_the_record(run):

@@ -137,7 +137,7 @@ def test_duplicate_registration_refused():
     (lambda: ra.create_model("resnet20-A", global_pool="median"), ValueError, "global_pool"),
     (lambda: ra.get_spec(20), TypeError, "string"),
 ])
-def test_bad_input(call, exc, pattern):
+def test_bad_variant_input_raises_what_is_allowed(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
 

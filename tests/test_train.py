@@ -430,7 +430,7 @@ def test_bf16_autocast_contiguous_deterministic_and_progress_bar(tmp_path, cli_i
     assert "training split" in proc.stderr  # the final whole-split pass shows progress
 
 
-def test_torch_compile(tmp_path, cli_inproc):
+def test_a_compiled_run_trains_and_saves_weights_without_the_prefix(tmp_path, cli_inproc):
     """The harness around torch.compile (wrapped module, weights saved without its
     prefix); aot_eager traces and compiles the graphs without inductor's C++ build (~30 s
     of a cold cache), which is torch's to test."""

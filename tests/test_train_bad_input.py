@@ -40,7 +40,7 @@ from resnet_ablate.errors import InputError
     pytest.param(["device=cuda"], ["no CUDA device"], marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="a CUDA device is present")),
 ])
-def test_bad_train_input(tmp_path, cli_inproc, words, fragments):
+def test_bad_train_input_is_one_line_before_anything_is_written(tmp_path, cli_inproc, words, fragments):
     runs = tmp_path / "runs"
     words = [w.replace("{tmp}", str(tmp_path)) for w in words]
     assert_usage_error(cli_inproc("train", f"runs_dir={runs}", "wandb=disabled", *words),
