@@ -36,6 +36,11 @@ def printable(text: str, keep: str = "") -> str:
                    <= 0x9f or ord(ch) in _BIDI else ch for ch in text)
 
 
+def raw(stream):
+    """The stream under a TextOnly (where our own progress bars write their escapes)."""
+    return getattr(stream, "raw_stream", stream)
+
+
 class TextOnly:
     """A text stream (the CLI's stdout) that writes what it is given as text: tables, lines
     and messages built from records can never act on the terminal (printable; newlines and

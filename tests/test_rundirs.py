@@ -304,8 +304,11 @@ def test_notebook_api_runs_and_history_filter_with_mappings_only(tmp_path):
             ra.history(runs, where=bad)
     with pytest.raises(InputError, match="unknown column 'depth; drop'"):
         ra.runs(runs, where={"depth; drop": 1})
-    with pytest.raises(InputError, match="max_points must be a positive integer"):
-        ra.history(runs, max_points=0)
+    for bad in (0, -1, True, 2.5):  # the notebook API and a RunSet's own
+        with pytest.raises(InputError, match=r"max_points must be an integer in \[1, "):
+            ra.history(runs, max_points=bad)
+        with pytest.raises(InputError, match=r"max_points must be an integer in \[1, "):
+            ra.read_runs([runs]).curves(ra.read_runs([runs]).runs, max_points=bad)
     assert sorted(os.listdir(tmp_path)) == ["runs"]  # nothing written beside the runs
 
 

@@ -629,3 +629,17 @@ def test_a_sweep_on_a_terminal_redraws_its_runs_in_place(tmp_path):
         time.sleep(0.2)
         d.say("an event", print)
     assert plain.getvalue() == ""  # a pipe gets the runner's lines only
+
+
+def test_a_sweeps_milestones_past_its_last_iteration_warn_once_in_the_dry_run(tmp_path,
+                                                                             cli_inproc):
+    path = tmp_path / "ms.yaml"
+    path.write_text("name: ms\nmethod: grid\ncommand: [\"${env}\", resnet-ablate, train, "
+                    "\"${args_no_hyphens}\"]\nparameters:\n  model: {values: [plain20, "
+                    "resnet20-A]}\n  iterations: {value: 200}\n  milestones: {value: [300, "
+                    "450]}\n")
+    proc = cli_inproc("sweep", path, "--dry-run", "--runs-dir", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "milestones 300, 450 are at or beyond the last iteration " \
+        "(200)" in warned[0]

@@ -288,6 +288,7 @@ class RunSet:
         """The paper's curves of `runs` (Histories.curves), thinned in the query."""
         from .histories import CURVE_POINTS
 
+        _check_points(max_points)
         h = self.histories()
         out = h.curves(self._ids(runs), split, max_points or CURVE_POINTS)
         self._rejected(h)
@@ -304,6 +305,7 @@ class RunSet:
     def history(self, columns: Sequence[str] | None = None, max_points: int | None = None,
                 where: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """These runs' history rows, wide (Histories.rows)."""
+        _check_points(max_points)
         return self.histories().rows(self._ids(), columns, where, max_points)
 
     def has(self, column: str) -> bool:
@@ -390,14 +392,20 @@ def history(dirs: str | os.PathLike | Iterable[str | os.PathLike],
     from .histories import METRIC_COLUMNS
     from .where import check, mask
 
-    if max_points is not None and (not isinstance(max_points, int) or max_points < 1):
-        raise InputError(f"max_points must be a positive integer or None; got {max_points!r}")
+    _check_points(max_points)
     where = check(where)
     rows_where = {k: where.pop(k) for k in list(where)
                   if k == "iteration" or k in METRIC_COLUMNS}
     with read_runs(_dirs(dirs)) as c:
         picked = c.runs[mask(c.runs, where)]
         return c.histories().rows(c._ids(picked), columns, rows_where, max_points)
+
+
+def _check_points(max_points: Any) -> None:
+    if max_points is not None and (isinstance(max_points, bool) or not isinstance(
+            max_points, int) or not 1 <= max_points <= 10_000_000):
+        raise InputError(f"max_points must be an integer in [1, 10,000,000] or None; got "
+                         f"{max_points!r}")
 
 
 def _dirs(dirs) -> list:

@@ -19,8 +19,9 @@ from ..run.config import FACTOR
 ERROR_METRICS = {
     "train": ("final_train_err", "final training error, the paper's (train mode, augmented "
                                  "mini-batches, mean of the last evaluation interval)"),
-    "train_eval": ("final_train_err_eval", "final training error in eval mode on the whole "
-                                           "training split"),
+    "train_eval": ("final_train_err_eval", "final training error in eval mode on the "
+                                           "training split (train_eval: a seeded subset of "
+                                           "it by default, or the whole)"),
     "test": ("final_test_err", "final test error"),
     "val": ("final_val_err", "final validation error"),
     "best_val": ("best_val_err", "best validation error"),

@@ -64,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..run.rundir import EXIT_LOCKED, RunLocked
 
     debug = bool(os.environ.get("RESNET_ABLATE_DEBUG"))
-    stdout = sys.stdout
-    sys.stdout = TextOnly(stdout)  # what a record holds is printed as text, never acted on
+    stdout, stderr = sys.stdout, sys.stderr
+    # what a record holds is printed as text, never acted on (our own progress bars and
+    # displays write their escapes to the raw stream: formatting.raw)
+    sys.stdout, sys.stderr = TextOnly(stdout), TextOnly(stderr)
     # A path's bytes that are not UTF-8 (\udcff) are printed as escapes, as Python's own
     # stderr does, on whatever streams the CLI is given
-    streams = {s: s.errors for s in (stdout, sys.stderr) if hasattr(s, "reconfigure")
+    streams = {s: s.errors for s in (stdout, stderr) if hasattr(s, "reconfigure")
                and getattr(s, "errors", None)}
     for s in streams:
         s.reconfigure(errors="backslashreplace")
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if isinstance(sys.stdout, TextOnly):
             sys.stdout = stdout
+        if isinstance(sys.stderr, TextOnly):
+            sys.stderr = stderr
         for s, errors in streams.items():
             with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)
                 s.reconfigure(errors=errors)

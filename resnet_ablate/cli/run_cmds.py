@@ -246,6 +246,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     runner = SweepRunner(runs, args.runs_dir, spec.name, jobs=args.jobs,
                          retry_failed=args.retry_failed, gpus=gpus_of(args),
                          jobs_per_gpu=args.jobs_per_gpu, launcher=launcher)
+    said = set()  # each schedule warning once (milestones past the last iteration ...)
+    for run in runs:
+        for warning in run.request.protocol.schedule_warnings() if run.request else []:
+            if warning not in said:
+                said.add(warning)
+                print(f"resnet-ablate: warning: {run.run_id} (and any run alike): {warning}",
+                      file=sys.stderr)
     if args.dry_run:
         print_runs(runner.runs, runner, commands=True)
         print_submission(runner)

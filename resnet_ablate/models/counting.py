@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import warnings
 from collections import defaultdict
 from typing import Any, Callable
@@ -199,8 +200,10 @@ def complexity_table(names: list[str], input_size: int | None = None,
     from ..variants.registry import get_spec
 
     rows = []
+    from ..formatting import raw
+
     for name in tqdm(names, desc="complexity", unit="model", disable=not progress or None,
-                     leave=False):
+                     leave=False, file=raw(sys.stderr)):
         spec = get_spec(name)
         c = complexity(name, input_size=input_size, with_fvcore=with_fvcore)
         paper_params, paper_flops = c.get("paper_params"), c.get("paper_flops")

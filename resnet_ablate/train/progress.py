@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
-from ..formatting import printable
+from ..formatting import printable, raw
 
 
 MODES = ("auto", "bar", "lines", "off")
@@ -28,7 +28,7 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, initial=iteration, desc=self.label, unit="it",
-                            dynamic_ncols=True, file=sys.stderr)
+                            dynamic_ncols=True, file=raw(sys.stderr))
         elif self.mode == "lines" and iteration:
             self.message(f"resuming at iteration {iteration}")
 
@@ -56,7 +56,7 @@ class Progress:
             from tqdm import tqdm
 
             bar = tqdm(total=images, desc=f"[{self.label}] {what}", unit="img", leave=False,
-                       dynamic_ncols=True, file=sys.stderr)
+                       dynamic_ncols=True, file=raw(sys.stderr))
             try:
                 for x, y in batches:
                     yield x, y
