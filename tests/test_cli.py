@@ -63,11 +63,12 @@ def test_train_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, c
                       "dataset=digits", f"runs_dir={tmp_path / 'runs'}", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     planned = json.loads(proc.stdout)
-    rec = planned["record"]  # the run's record as known before any data is read
+    rec = planned["record"]  # the run's record as known before any image is loaded
     assert rec["model"] == "resnet56-A" and rec["run"]["amp"] == "bf16"
     assert rec["protocol_fields"]["lr"] == 0.05 and rec["overrides"]["protocol"] == {"lr": 0.05}
     assert rec["depth"] == 56 and rec["protocol"] == "demo"
-    assert rec["num_classes"] is None and rec["data"]["fingerprint"] is None  # the data's
+    # the data's classes and channels (described, not loaded); its content not yet read
+    assert (rec["num_classes"], rec["in_chans"]) == (10, 1) and rec["data"]["fingerprint"] is None
     assert planned["run_id_in_a_sweep"].startswith("resnet56-A-s0-")
     assert not (tmp_path / "runs").exists()
 

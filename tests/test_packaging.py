@@ -42,7 +42,7 @@ def test_the_wheel_carries_the_papers_files_and_its_license(installed):
     wheel = installed[0]
     names = zipfile.ZipFile(wheel).namelist()
     for kind, stem in (("experiments", "fig6-table6"), ("experiments", "he2016-table1"),
-                       ("sweeps", "demo"), ("sweeps", "he2016-table2"), ("analysis", "paper")):
+                       ("sweeps", "demo"), ("sweeps", "he2016-table2"), ("reports", "paper")):
         assert f"resnet_ablate/bundled/{kind}/{stem}.yaml" in names, (kind, stem)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith(("experiments/", "sweeps/", "analysis/", "tests/"))
