@@ -84,3 +84,29 @@ def test_unknown_model_keys_are_refused_in_one_place(cli_inproc):
         from resnet_ablate.variants.resolve import resolve
 
         resolve("resnet20-A", {"colour": "red"})
+
+
+def test_the_planned_condition_is_recorded_and_read_never_parsed_from_a_name(tmp_path,
+                                                                              cli_inproc):
+    """A sweep names a run <model>-s<seed>-<digest>; the run records the digest as its
+    planned_condition, and --seeds-for finds a condition's finished seeds by that record,
+    whatever their folders are called."""
+    from resnet_ablate.sweep import load_sweep, planned_runs
+    from resnet_ablate.sweep.scheduler import _finished_errors
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: s\nmethod: grid\ncommand: [\"${env}\", resnet-ablate, train, "
+                     "\"${args_no_hyphens}\"]\nparameters:\n  model: {value: resnet20-A}\n"
+                     "  seed: {values: [0, 1]}\n  dataset: {value: digits}\n"
+                     "  iterations: {value: 2}\n  eval_every: {value: 2}\n"
+                     "  responses: {value: false}\n  progress: {value: \"off\"}\n"
+                     "  wandb: {value: disabled}\n")
+    runs = planned_runs(load_sweep(str(sweep)))
+    assert {r.run_id.rpartition("-")[2] for r in runs} == {runs[0].planned_condition}
+    for run, folder in zip(runs, ("renamed-by-hand", runs[1].run_id)):
+        words = run.command[run.command.index("train") + 1:]
+        proc = cli_inproc("train", *words, f"runs_dir={tmp_path / 'r'}", f"run_id={folder}")
+        assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "r" / "renamed-by-hand" / "summary.json").read_text())
+    assert summary["planned_condition"] == runs[0].planned_condition
+    assert len(_finished_errors(tmp_path / "r", runs[0].planned_condition)) == 2

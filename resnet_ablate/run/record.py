@@ -147,6 +147,10 @@ _OTHERS: tuple[tuple[tuple[str, ...], Any, str, str, str, bool], ...] = (
      False),
     (("condition",), str, BOOKKEEPING, "the condition's id (a digest of its factors)", "data",
      True),
+    (("planned_condition",), (str, None), BOOKKEEPING,
+     "what a sweep names the run by: its condition before any data is read and where its "
+     "data is (the digest in <model>-s<seed>-<digest>); a sweep finds a condition's seeds "
+     "by it, never by parsing names", "plan", False),
     (("history_granularity",), (str, None), BOOKKEEPING,
      "how history.parquet was logged: null, every iteration (the harness); window:N, pulled "
      "from W&B (training numbers are means over N iterations, evaluations rows of their own)",
@@ -427,6 +431,11 @@ def planned_run_id(request: TrainRequest, spec: Any) -> str:
     before any data, variants.resolve), where its data is, and its seed, readable in front:
     <model>-s<seed>-<digest>. Recorded in the run's summary (planned_run_id), never parsed
     back out of a name."""
+    return f"{spec.name}-s{request.config.seed}-{planned_condition(request, spec)}"
+
+
+def planned_condition(request: TrainRequest, spec: Any) -> str:
+    """The planned condition and where its data is, as one digest (recorded in the
+    summary; a run's classes and channels, which only its data gives, are left out)."""
     values = resolved(request, spec)
-    where = {**condition(values), "data.data_dir": values["data.data_dir"]}
-    return f"{spec.name}-s{request.config.seed}-{digest(where)}"
+    return digest({**condition(values), "data.data_dir": values["data.data_dir"]})

@@ -24,6 +24,7 @@ class PlannedRun:
     summary: dict[str, Any] = field(default_factory=dict)
     request: Any = field(default=None, repr=False)  # its words, parsed (run.config)
     spec: Any = field(default=None, repr=False)  # its VariantSpec before data (resolve)
+    planned_condition: str = ""  # the digest its name ends in, recorded in its summary
 
     @property
     def shell(self) -> str:
@@ -103,7 +104,7 @@ def _planned(spec: SweepSpec, params: dict[str, Any]) -> PlannedRun:
     """A run of the sweep: its words parsed once and its spec resolved once (what its name,
     its time estimate and its --seeds-for pair read), named by its planned condition."""
     from ..run.config import parse_train_words
-    from ..run.record import planned_run_id
+    from ..run.record import planned_condition, planned_run_id
     from ..variants.resolve import resolve
 
     try:
@@ -112,7 +113,8 @@ def _planned(spec: SweepSpec, params: dict[str, Any]) -> PlannedRun:
     except (InputError, FileNotFoundError) as exc:
         raise SweepError(f"{spec.path}: {exc}") from None
     return PlannedRun(planned_run_id(request, resolved), params, expand_command(spec, params),
-                      spec.name, request=request, spec=resolved)
+                      spec.name, request=request, spec=resolved,
+                      planned_condition=planned_condition(request, resolved))
 
 
 def _matches(value: Any, allowed: list[Any]) -> bool:

@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import subprocess
@@ -54,22 +53,19 @@ def _seed_values(spec: SweepSpec) -> list[int]:
     return sorted(values)
 
 
-def _finished_errors(runs_dir: Path, run_id: str) -> list[float]:
+def _finished_errors(runs_dir: Path, planned: str) -> list[float]:
     """The final test errors of the finished runs of one planned condition (every seed
-    found in `runs_dir`, however many the sweep listed): run directories named as the
-    sweep names them, <model>-s<seed>-<digest>."""
-    model, digest = run_id.rpartition("-s")[0], run_id.rpartition("-")[2]
-    pattern = re.compile(rf"{re.escape(model)}-s\d+-{re.escape(digest)}")
+    found in `runs_dir`, however many the sweep listed): the runs whose summary records
+    that planned condition (never read from their names)."""
     out = []
-    for path in sorted(runs_dir.glob(f"{model}-s*-{digest}")) if runs_dir.is_dir() else []:
-        if not pattern.fullmatch(path.name):
-            continue
+    for path in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
         try:
             summary = RunDir(runs_dir, path.name).read_summary() or {}
-        except InputError:
+        except (InputError, OSError):
             continue
         err = summary.get("final_test_err")
-        if summary.get("status") == "finished" and isinstance(err, (int, float)):
+        if summary.get("planned_condition") == planned and summary.get("status") == \
+                "finished" and isinstance(err, (int, float)):
             out.append(float(err))
     return out
 
@@ -109,7 +105,8 @@ def plan_seeds_for(spec: SweepSpec, runs_dir: Path, pairs: list[tuple[str, str]]
         for rest, by_model in groups.items():
             if a not in by_model or b not in by_model:
                 continue
-            errs = {m: _finished_errors(runs_dir, by_model[m].run_id) for m in (a, b)}
+            errs = {m: _finished_errors(runs_dir, by_model[m].planned_condition)
+                    for m in (a, b)}
             n = seeds_needed(errs[a], errs[b], detect=detect)
             what = (f"Δ = {detect:g}" if detect is not None else
                     "the observed difference (post hoc: as noisy as that difference)")

@@ -255,7 +255,7 @@ def prepare(request: TrainRequest) -> Prepared:
             run={"run.world_size": dist.world_size, "run.device": device.type,
                  "run.threads": torch.get_num_threads(),
                  "run.bn_batch": protocol.bn_images(dist.world_size)},
-            plugins=plugins.loaded(),
+            plugins=plugins.loaded(), planned_condition=record.planned_condition(request, spec),
             versions={"resnet_ablate": __version__, "network": network_version(__version__),
                       "torch": torch.__version__, "python": platform.python_version()},
             env={k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
