@@ -221,10 +221,11 @@ def run_probes(probing: list[tuple[ProbeRef, Any]], runs: list, runs_dir: Path,
     """The probes of each finished run, a run at a time (one W&B probe run per run)."""
     if not probing:
         return
+    from .analysis.probe_figures import record_png
     from .probes.probing import probe_runs
 
     for run in runs:
         wanted = [request for ref, request in probing if run.state == "finished" and all(
             str(run.params.get(k)) in {str(a) for a in v} for k, v in (ref.only or {}).items())]
         if wanted:
-            probe_runs(wanted, [runs_dir / run.run_id], log=log)
+            probe_runs(wanted, [runs_dir / run.run_id], log=log, figure=record_png)

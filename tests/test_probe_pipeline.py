@@ -405,3 +405,36 @@ def test_a_plugin_that_cannot_be_loaded_is_one_line_and_writes_nothing(why, tmp_
         proc = cli_inproc("probe", "lesion", "--runs", run, "--plugins", spec)
         assert_usage_error(proc, f"plugin '{spec}'", message)
     assert _files(tmp_path) == before and not (run / "probes").exists()
+
+
+def test_a_probe_records_figure_reaches_wandb_drawn_by_the_analysis(why, tmp_path):
+    """The probes import no analysis: the W&B payload's figure is the PNG of the function
+    the caller hands down (analysis.probe_figures.record_png), beside the probe's table."""
+    import wandb
+
+    from resnet_ablate.analysis.probe_figures import record_png
+    from resnet_ablate.probes.probing import parse_request, probe_runs
+
+    _, runs, _ = why
+    run = _copy(next(iter(runs.values())), tmp_path)
+
+    class Collected:  # the tracker's two calls, as resnet_ablate.tracking.Tracker takes them
+        def __init__(self):
+            self.payloads, self.summaries = [], []
+
+        def log(self, payload, step):
+            self.payloads.append(payload)
+
+        def update_summary(self, values):
+            self.summaries.append(values)
+
+    for figure, drawn in ((record_png, True), (None, False)):
+        tracker = Collected()
+        request = parse_request("lesion", words=["parts=single", "num_images=64"],
+                                seed=1 if drawn else 2)  # a new record each time
+        probe_runs([request], [run], tracker=tracker, figure=figure, log=lambda m: None)
+        [payload] = tracker.payloads
+        keys = sorted(payload)
+        assert any(k.endswith("/table") and isinstance(payload[k], wandb.Table) for k in keys)
+        figures = [payload[k] for k in keys if k.endswith("/figure")]
+        assert len(figures) == int(drawn) and all(isinstance(f, wandb.Image) for f in figures)

@@ -488,6 +488,13 @@ ONE_RUN: dict[str, Callable[[list[Probed]], Figure | None]] = {
     "paths": paths_figure, "hessian": _hessian_samples}
 
 
+def record_png(rec: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes | None:
+    """One record's figure as PNG bytes (what W&B is handed: probes.wandb_log takes this
+    function from its caller), None for a probe with no figure."""
+    fig = run_figure(rec, arrays)
+    return None if fig is None else style.image_bytes(fig, "png", dpi=100)
+
+
 def run_figure(rec: dict[str, Any], arrays: dict[str, np.ndarray],
                run: dict[str, Any] | None = None) -> matplotlib.figure.Figure | None:
     """The figure of one record (None for a probe with no figure, e.g. a plugin's)."""

@@ -299,12 +299,12 @@ def by_condition(runs: pd.DataFrame, column: str = "final_test_err", interval: s
                  margin: float | None = None, baseline: str | None = None,
                  pairs: Sequence[tuple[str, str]] | None = None, by: str | None = None
                  ) -> pd.DataFrame:
-    """`conditions`, each row tested against its reference (analysis.compare.choose: each
+    """`conditions`, each row tested against its reference (analysis.pairs.choose: each
     depth step against the next shallower by default; `baseline`, `pairs` or `by` as
     `compare` takes them), Holm-adjusted over the table. A condition tested against several
     references has a row for each; columns "test" (PairTest or None), "vs" (the reference's
     label) and "vs_depth"; the table's attrs["pairs"] says how the pairs were chosen."""
-    from .compare import choose
+    from .pairs import choose
 
     table = conditions(runs, column, interval, planned)
     if table.empty:

@@ -62,8 +62,10 @@ def run_probe_cmd(args: argparse.Namespace) -> int:
     log = lambda message: print(message, flush=True)  # noqa: E731
     runs = expand_runs([utf8_folder(p, "--runs") for p in args.runs],
                        lambda m: print(printable(f"resnet-ablate: {m}"), file=sys.stderr))
+    from ..analysis.probe_figures import record_png
+
     outcomes = probe_runs([request], runs, device=args.device, data_dir=args.data_dir,
-                          wandb=args.wandb, log=log)
+                          wandb=args.wandb, log=log, figure=record_png)
     written = sum(o.written for o in outcomes)
     busy = sum(o.busy for o in outcomes)
     print(f"{request.name}: {written} record(s) written, {len(outcomes) - written - busy} "

@@ -409,10 +409,11 @@ def expand_runs(paths: Iterable[str | os.PathLike], log: Callable[[str], None]) 
 def probe_runs(requests: Sequence[ProbeRequest], run_dirs: Sequence[str | os.PathLike], *,
                device: str = "auto", data_dir: str | None = None, wandb: str = "run",
                tracker: Any = None, should_stop: Callable[[], bool] = lambda: False,
-               log: Callable[[str], None] = print) -> list[Outcome]:
+               log: Callable[[str], None] = print, figure: Any = None) -> list[Outcome]:
     """Every request on every run: all runs checked first (nothing is computed or written
     if one is bad), then probed one run at a time; W&B gets each run's new records (in
-    `tracker`, a live run's, else in a W&B run of its own: resnet_ablate.probes.wandb_log)."""
+    `tracker`, a live run's, else in a W&B run of its own: resnet_ablate.probes.wandb_log),
+    with their figures where the caller hands `figure` (analysis.probe_figures.record_png)."""
     if not requests:
         return []
     needs = next((r.name for r in requests if r.needs_initial), "")
@@ -444,7 +445,7 @@ def probe_runs(requests: Sequence[ProbeRequest], run_dirs: Sequence[str | os.Pat
                 else f"already there, nothing to do ({outcome.path})"))
             done.append(outcome)
         outcomes += done
-        log_outcomes(target, [o for o in done if o.written], wandb, tracker, log)
+        log_outcomes(target, [o for o in done if o.written], wandb, tracker, log, figure)
     return outcomes
 
 
@@ -453,7 +454,7 @@ class _Stopped(BaseException):
 
 
 def after_training(run_dir: Path, names: str, tracker: Any, should_stop: Callable[[], bool],
-                   log: Callable[[str], None] = print) -> None:
+                   log: Callable[[str], None] = print, figure: Any = None) -> None:
     """`train probes=...`: each probe at its defaults on the run just finished, logged in its
     live W&B run. A probe that fails is a warning, and SIGTERM/SIGINT stop the probing at
     once (a record is written whole or not at all): the run itself is complete."""
@@ -472,7 +473,7 @@ def after_training(run_dir: Path, names: str, tracker: Any, should_stop: Callabl
                 break
             try:
                 probe_runs([parse_request(name)], [run_dir], device="auto", tracker=tracker,
-                           should_stop=should_stop, log=log)
+                           should_stop=should_stop, log=log, figure=figure)
             except Exception as exc:  # noqa: BLE001  the run is finished whatever a probe does
                 print(f"resnet-ablate: warning: probe {name} failed ({type(exc).__name__}: "
                       f"{' '.join(str(exc).split())[:200]}); the run is complete; retry with "

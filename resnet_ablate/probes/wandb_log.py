@@ -1,5 +1,6 @@
 """Probe records to Weights & Biases: per record a wandb.Table (the probe's rows), its figure
-(resnet_ablate.analysis.probe_figures) and its scalars in the run summary.
+(as PNG, from the `figure` function the caller hands down: the analysis draws it, and the
+probes import no analysis) and its scalars in the run summary.
 
 Where: in the run's own W&B run while it is live (`train probes=...`: logged at the run's
 last iteration, before it finishes). Otherwise (`resnet-ablate probe`, `reproduce`) in a new
@@ -22,6 +23,8 @@ from typing import Any, Callable, Sequence
 from ..run import probefiles, record
 from .registry import get_probe
 
+Figure = Callable[[dict, dict], "bytes | None"]  # (record, its arrays) -> PNG bytes
+
 
 def scalars(name: str, result: dict[str, Any]) -> dict[str, Any]:
     """The result's numbers, one level of nesting flattened: probe/<name>/<field>."""
@@ -34,10 +37,8 @@ def scalars(name: str, result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _log(tracker: Any, outcomes: Sequence[Any], step: int) -> None:
+def _log(tracker: Any, outcomes: Sequence[Any], step: int, figure: Figure | None) -> None:
     import wandb
-
-    from ..analysis.probe_figures import run_figure
 
     payload: dict[str, Any] = {}
     summary: dict[str, Any] = {}
@@ -48,27 +49,24 @@ def _log(tracker: Any, outcomes: Sequence[Any], step: int) -> None:
         columns, rows = probe.rows({**rec["result"], "arrays": arrays})
         tag = f"probe/{rec['probe']}-{rec['digest']}"
         payload[f"{tag}/table"] = wandb.Table(columns=columns, data=rows)
-        fig = run_figure(rec, arrays)
-        if fig is not None:
+        png = figure(rec, arrays) if figure is not None else None
+        if png is not None:
             # W&B's own conversion of a figure goes through pyplot: hand it the PNG
             import PIL.Image
 
-            from ..analysis.style import image_bytes
-
-            png = io.BytesIO(image_bytes(fig, "png", dpi=100))
-            payload[f"{tag}/figure"] = wandb.Image(PIL.Image.open(png))
+            payload[f"{tag}/figure"] = wandb.Image(PIL.Image.open(io.BytesIO(png)))
         summary.update(scalars(rec["probe"], rec["result"]))
     tracker.log(payload, step)
     tracker.update_summary(summary)
 
 
 def log_outcomes(target: Any, outcomes: Sequence[Any], mode: str = "run", tracker: Any = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, figure: Figure | None = None) -> None:
     """Log the new records of one run (see the module's docstring for where)."""
     if not outcomes:
         return
     if tracker is not None:
-        _log(tracker, outcomes, int(target.values.get("iterations") or 0))
+        _log(tracker, outcomes, int(target.values.get("iterations") or 0), figure)
         return
     v = target.values
     mode = (v.get("settings.wandb") or "auto") if mode == "run" else mode
@@ -89,7 +87,7 @@ def log_outcomes(target: Any, outcomes: Sequence[Any], mode: str = "run", tracke
                         v.get("settings.wandb_group") or target.run_id,
                         v.get("settings.wandb_entity") or "", run_id, target.rundir.path,
                         config, [*tags(v), "probe"], resume=False, job_type="probe")
-    _log(probe_run, outcomes, 0)
+    _log(probe_run, outcomes, 0, figure)
     where = probe_run.info.get("dir")
     probe_run.finish()
     if where:

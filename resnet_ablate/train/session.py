@@ -400,10 +400,11 @@ def train(words: list[str]) -> int:
             tracker.update_summary({k: v for k, v in record.results(summary).items()
                                     if isinstance(v, (int, float, str, bool))})
             if status == "finished" and request.config.probes:  # the run's files are written
+                from ..analysis.probe_figures import record_png
                 from ..probes.probing import after_training
 
                 after_training(prep.rundir.path, request.config.probes, tracker,
-                               should_stop=lambda: stop.signal is not None)
+                               should_stop=lambda: stop.signal is not None, figure=record_png)
             tracker.finish(exit_code=0 if status != "failed" else 1)
             _report(summary, prep.rundir)
             return 1 if status == "failed" else 0
